@@ -1,0 +1,42 @@
+"""mogsgd: mixtures of diagonal Gaussians fitted by mini-batch SGD with analytic gradients.
+
+The functional core (parameters, densities, gradients, optimisers, training
+loop, EM) depends on NumPy alone; the scikit-learn estimator is loaded lazily
+so that ``import mogsgd`` does not import scikit-learn.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from mogsgd.density import log_prob, log_resp, logsumexp, nll, responsibilities
+from mogsgd.gradients import nll_grad
+from mogsgd.params import MixtureParams
+
+try:
+    __version__ = version("mogsgd")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.1.0"
+
+__all__ = [
+    "MixtureParams",
+    "log_prob",
+    "log_resp",
+    "logsumexp",
+    "nll",
+    "nll_grad",
+    "responsibilities",
+    "SGDGaussianMixture",
+    "__version__",
+]
+
+_LAZY = {"SGDGaussianMixture": ("mogsgd.estimator", "SGDGaussianMixture")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'mogsgd' has no attribute {name!r}")

@@ -1,0 +1,224 @@
+"""Parameters of a mixture of diagonal Gaussians, stored unconstrained.
+
+A model with ``K`` components in ``D`` features is held as three arrays:
+
+* ``means``      shape (K, D): the component means ``mu_k``;
+* ``log_sigma``  shape (K, D): ``log sigma_kd``, so ``sigma = exp(log_sigma) > 0`` for any value;
+* ``logits``     shape (K,):   ``alpha_k`` with ``pi = softmax(alpha)`` on the simplex (eq. 12).
+
+The natural parameters (weights, variances) are derived views.  Because every
+array is unconstrained, a gradient step can never produce an invalid model.
+
+The same container holds gradients (``nll_grad`` returns one), so the
+optimisers can treat parameters and gradients alike through :func:`tree_map`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from mogsgd.errors import ValidationError
+
+__all__ = ["MixtureParams", "softmax", "log_softmax", "tree_map"]
+
+FIELDS = ("means", "log_sigma", "logits")
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """``log pi_k = alpha_k - logsumexp(alpha)`` (eq. 12), stable for any finite logits."""
+    a = np.asarray(logits)
+    shift = a - np.max(a, axis=-1, keepdims=True)
+    return shift - np.log(np.sum(np.exp(shift), axis=-1, keepdims=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """``pi_k = exp(alpha_k) / sum_j exp(alpha_j)`` (eq. 12)."""
+    return np.exp(log_softmax(logits))
+
+
+def _float_dtype(*arrays: np.ndarray) -> np.dtype:
+    dtype = np.result_type(*arrays)
+    if dtype == np.float32:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _as_float_array(name: str, value, dtype: np.dtype) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=dtype, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be numeric, got {type(value).__name__}: {exc}") from None
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class MixtureParams:
+    """Unconstrained parameters (or a gradient) of a diagonal Gaussian mixture.
+
+    Parameters
+    ----------
+    means : array of shape (K, D)
+    log_sigma : array of shape (K, D)
+        Log standard deviations, ``sigma_kd = exp(log_sigma_kd)``.
+    logits : array of shape (K,)
+        Mixture logits, ``weights = softmax(logits)``.
+
+    Arrays are copied, made read-only and cast to float64 (float32 is kept when
+    every input is float32).  Shapes are validated; values must be finite.
+    """
+
+    means: np.ndarray
+    log_sigma: np.ndarray
+    logits: np.ndarray
+
+    def __post_init__(self) -> None:
+        raw = {f: np.asarray(getattr(self, f)) for f in FIELDS}
+        for f, a in raw.items():
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"{f} must be a numeric array, got dtype {a.dtype}")
+        dtype = _float_dtype(*raw.values())
+        arrs = {f: _as_float_array(f, raw[f], dtype) for f in FIELDS}
+        means, log_sigma, logits = arrs["means"], arrs["log_sigma"], arrs["logits"]
+        if means.ndim != 2:
+            raise ValidationError(f"means must have shape (K, D), got shape {means.shape}")
+        k, d = means.shape
+        if k < 1 or d < 1:
+            raise ValidationError(f"means must have K >= 1 and D >= 1, got shape {means.shape}")
+        if log_sigma.shape != (k, d):
+            raise ValidationError(
+                f"log_sigma must have the shape of means {(k, d)}, got {log_sigma.shape}"
+            )
+        if logits.shape != (k,):
+            raise ValidationError(f"logits must have shape (K,) = ({k},), got {logits.shape}")
+        for f, a in arrs.items():
+            if not np.all(np.isfinite(a)):
+                raise ValidationError(f"{f} contains NaN or infinite values")
+            a.setflags(write=False)
+            object.__setattr__(self, f, a)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_components(self) -> int:
+        """K, the number of components."""
+        return self.means.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        """D, the number of features."""
+        return self.means.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.means.dtype
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Mixture weights ``pi = softmax(logits)``, shape (K,)."""
+        return softmax(self.logits)
+
+    @property
+    def log_weights(self) -> np.ndarray:
+        """``log pi``, shape (K,), computed without exponentiating (eq. 12)."""
+        return log_softmax(self.logits)
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """Standard deviations ``exp(log_sigma)``, shape (K, D)."""
+        return np.exp(self.log_sigma)
+
+    @property
+    def variances(self) -> np.ndarray:
+        """Diagonal variances ``exp(2 log_sigma)``, shape (K, D)."""
+        return np.exp(2.0 * self.log_sigma)
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def from_moments(
+        cls, weights, means, variances, *, dtype: np.dtype | type | None = None
+    ) -> MixtureParams:
+        """Build parameters from natural moments.
+
+        ``weights`` (K,) must be positive and sum to one (within 1e-6; they are
+        renormalised), ``means`` (K, D) finite, ``variances`` (K, D) positive.
+        Logits are ``log(weights)`` (any constant shift gives the same softmax).
+        """
+        w = np.asarray(weights, dtype=np.float64)
+        v = np.asarray(variances, dtype=np.float64)
+        m = np.asarray(means)
+        if w.ndim != 1:
+            raise ValidationError(f"weights must have shape (K,), got {w.shape}")
+        if not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValidationError(f"weights must be finite and > 0, got {w}")
+        if abs(w.sum() - 1.0) > 1e-6:
+            raise ValidationError(f"weights must sum to 1, they sum to {w.sum():.8g}")
+        if not np.all(np.isfinite(v)) or np.any(v <= 0):
+            raise ValidationError("variances must be finite and > 0")
+        w = w / w.sum()
+        out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.float64)
+        return cls(
+            means=np.asarray(m, dtype=out_dtype),
+            log_sigma=(0.5 * np.log(v)).astype(out_dtype),
+            logits=np.log(w).astype(out_dtype),
+        )
+
+    @classmethod
+    def zeros_like(cls, other: MixtureParams) -> MixtureParams:
+        return tree_map(np.zeros_like, other)
+
+    # ------------------------------------------------------------- utilities
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.means, self.log_sigma, self.logits))
+
+    def replace(self, **changes: np.ndarray) -> MixtureParams:
+        """A copy with some arrays replaced."""
+        current = {f: getattr(self, f) for f in FIELDS}
+        current.update(changes)
+        return MixtureParams(**current)
+
+    def astype(self, dtype) -> MixtureParams:
+        return tree_map(lambda a: a.astype(dtype), self)
+
+    def ravel(self) -> np.ndarray:
+        """All parameters as one vector ``[means, log_sigma, logits]``, length K(2D+1)."""
+        return np.concatenate([a.ravel() for a in self])
+
+    @classmethod
+    def unravel(cls, vector: np.ndarray, n_components: int, n_features: int) -> MixtureParams:
+        """Inverse of :meth:`ravel`."""
+        k, d = n_components, n_features
+        v = np.asarray(vector)
+        if v.shape != (k * (2 * d + 1),):
+            raise ValidationError(f"vector must have length K(2D+1) = {k * (2 * d + 1)}")
+        return cls(
+            means=v[: k * d].reshape(k, d),
+            log_sigma=v[k * d : 2 * k * d].reshape(k, d),
+            logits=v[2 * k * d :],
+        )
+
+    def to_dict(self) -> dict[str, list]:
+        """Plain lists (JSON-ready); floats round-trip exactly through ``repr``."""
+        return {f: getattr(self, f).tolist() for f in FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MixtureParams:
+        missing = [f for f in FIELDS if f not in data]
+        if missing:
+            raise ValidationError(f"parameter record lacks {', '.join(missing)}")
+        return cls(**{f: np.asarray(data[f], dtype=np.float64) for f in FIELDS})
+
+    def allclose(self, other: MixtureParams, rtol: float = 1e-7, atol: float = 0.0) -> bool:
+        return all(np.allclose(a, b, rtol=rtol, atol=atol) for a, b in zip(self, other, strict=True))
+
+    def __repr__(self) -> str:
+        return (
+            f"MixtureParams(K={self.n_components}, D={self.n_features}, "
+            f"weights={np.array2string(self.weights, precision=3)}, dtype={self.dtype})"
+        )
+
+
+def tree_map(fn: Callable[..., np.ndarray], *trees: MixtureParams) -> MixtureParams:
+    """Apply ``fn`` leaf-wise over one or more :class:`MixtureParams`."""
+    return MixtureParams(*(fn(*leaves) for leaves in zip(*trees, strict=True)))
