@@ -1,0 +1,487 @@
+"""The compiled kernels: one fused pass over the points, and one whole epoch of training.
+
+Everything here is numba code on plain arrays; :mod:`mogsgd.fast` wraps it for
+:class:`~mogsgd.params.MixtureParams`.  Points are processed in blocks of at most
+``block`` rows, transposed into a ``(D, block)`` buffer so that every inner loop
+runs over points with unit stride and vectorises (SIMD) -- including ``exp`` and
+``log``, which are the polynomial versions of :mod:`mogsgd.fast._simd`.  Per
+block, in one read of its rows (eqs. 9-19 of ``docs/derivations.md``):
+
+1. ``lw_kj = -1/2 sum_d z_kjd^2 - c_k + log pi_k``, ``z_kjd = (x_jd - mu_kd) / sigma_kd``,
+   ``c_k = sum_d log sigma_kd + D/2 log 2 pi``                         (eqs. 9, 12)
+2. ``m_j = max_k lw_kj``, ``e_kj = exp(lw_kj - m_j)``, ``s_j = sum_k e_kj``,
+   ``log p(x_j) = m_j + log s_j``                                      (eqs. 10, 25)
+3. ``r_kj = w_j e_kj / s_j`` (weighted responsibilities, eq. 11) and the sums
+   ``sum_j w_j log p(x_j)``, ``sum_j w_j``, ``N_k = sum_j r_kj``,
+   ``sum_j r_kj z_kjd = (sum_j r_kj u_kjd) / sigma_kd`` and
+   ``sum_j r_kj z_kjd^2 = (sum_j r_kj u_kjd^2) / sigma_kd^2``, ``u = x - mu``  (eqs. 13-19)
+
+The features are taken four at a time in the loops over points, so the running
+sums stay in registers for ``D <= 4``.  The sums go into a flat accumulator
+``acc`` of length ``2 + K + 2 K D``::
+
+    acc[0] = sum w log p   acc[1] = sum w   acc[2:2+K] = N_k
+    acc[2+K : 2+K+KD] = sum r z (K, D)      acc[2+K+KD :] = sum r z^2 (K, D)
+
+Memory: the buffers are ``O(block (K + D))`` per thread; no ``(n, K)`` or
+``(n, K, D)`` array is ever formed.
+
+Only step 3 is compiled with the ``reassoc`` fast-math flag (it lets LLVM
+vectorise the sums over points); the polynomial ``exp``/``log`` are not, see
+:mod:`mogsgd.fast._simd`.  The optimiser update in :func:`train_epoch` uses no
+fast-math at all, so it rounds exactly like the NumPy code in ``optim.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from mogsgd.fast._simd import EXACT_MATH, gather_rows, load_rows, vexp, vlog
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+#: ``reassoc`` lets the sums over points vectorise (each lane sums a subset);
+#: ``arcp`` turns ``w / s`` into a multiply by the reciprocal.
+REDUCE_MATH = {"contract", "nsz", "reassoc", "arcp"}
+
+#: Rows per chunk of the parallel full pass.  Fixed, so the summation order -- and
+#: so the result -- does not depend on the number of threads.
+CHUNK_ROWS = 1 << 15
+
+#: Bytes of per-block buffers aimed for (the L1 data cache of current x86 cores).
+BLOCK_BYTES = 32 * 1024
+
+OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM = 0, 1, 2, 3
+
+_JIT = {"cache": True, "error_model": "numpy"}
+
+
+def block_for(k: int, d: int, n_rows: int | None = None) -> int:
+    """Rows per block: a power of two from 64 to 1024 whose ``(K + D + 7) * block``
+    float64 buffers fit in :data:`BLOCK_BYTES`, and not past ``n_rows`` (rounded up to 8)."""
+    block = 64
+    while block < 1024 and 2 * block * (k + d + 7) * 8 <= BLOCK_BYTES:
+        block *= 2
+    if n_rows is not None:
+        block = min(block, max(8, -(-n_rows // 8) * 8))
+    return block
+
+
+def acc_length(k: int, d: int) -> int:
+    """Length ``2 + K + 2 K D`` of the flat accumulator."""
+    return 2 + k + 2 * k * d
+
+
+# ------------------------------------------------------------- step 1: lw_kj
+@njit(fastmath=EXACT_MATH, **_JIT)
+def _lw_direct(xt, g, mu, isg, ck, lk, lwk, m, nb):
+    """``D = g <= 4``: ``lwk[j] = -q_j / 2 - c_k + log pi_k`` and ``m[j] = max(m[j], lwk[j])``."""
+    x0 = xt[0]
+    m0 = mu[0]
+    i0 = isg[0]
+    if g == 1:
+        for j in range(nb):
+            z0 = (x0[j] - m0) * i0
+            v = (-0.5 * (z0 * z0) - ck) + lk
+            lwk[j] = v
+            m[j] = max(m[j], v)
+        return
+    x1 = xt[1]
+    m1 = mu[1]
+    i1 = isg[1]
+    if g == 2:
+        for j in range(nb):
+            z0 = (x0[j] - m0) * i0
+            z1 = (x1[j] - m1) * i1
+            v = (-0.5 * (z0 * z0 + z1 * z1) - ck) + lk
+            lwk[j] = v
+            m[j] = max(m[j], v)
+        return
+    x2 = xt[2]
+    m2 = mu[2]
+    i2 = isg[2]
+    if g == 3:
+        for j in range(nb):
+            z0 = (x0[j] - m0) * i0
+            z1 = (x1[j] - m1) * i1
+            z2 = (x2[j] - m2) * i2
+            v = (-0.5 * (z0 * z0 + z1 * z1 + z2 * z2) - ck) + lk
+            lwk[j] = v
+            m[j] = max(m[j], v)
+        return
+    x3 = xt[3]
+    m3 = mu[3]
+    i3 = isg[3]
+    for j in range(nb):
+        z0 = (x0[j] - m0) * i0
+        z1 = (x1[j] - m1) * i1
+        z2 = (x2[j] - m2) * i2
+        z3 = (x3[j] - m3) * i3
+        v = (-0.5 * ((z0 * z0 + z1 * z1) + (z2 * z2 + z3 * z3)) - ck) + lk
+        lwk[j] = v
+        m[j] = max(m[j], v)
+
+
+@njit(fastmath=EXACT_MATH, **_JIT)
+def _q_add(xt, d0, g, mu, isg, q, nb):
+    """``q[j] += sum_{d0 <= d < d0 + g} z_jd^2`` for a group of ``g <= 4`` features."""
+    x0 = xt[d0]
+    m0 = mu[d0]
+    i0 = isg[d0]
+    if g == 1:
+        for j in range(nb):
+            z0 = (x0[j] - m0) * i0
+            q[j] += z0 * z0
+        return
+    x1 = xt[d0 + 1]
+    m1 = mu[d0 + 1]
+    i1 = isg[d0 + 1]
+    if g == 2:
+        for j in range(nb):
+            z0 = (x0[j] - m0) * i0
+            z1 = (x1[j] - m1) * i1
+            q[j] += z0 * z0 + z1 * z1
+        return
+    x2 = xt[d0 + 2]
+    m2 = mu[d0 + 2]
+    i2 = isg[d0 + 2]
+    if g == 3:
+        for j in range(nb):
+            z0 = (x0[j] - m0) * i0
+            z1 = (x1[j] - m1) * i1
+            z2 = (x2[j] - m2) * i2
+            q[j] += z0 * z0 + z1 * z1 + z2 * z2
+        return
+    x3 = xt[d0 + 3]
+    m3 = mu[d0 + 3]
+    i3 = isg[d0 + 3]
+    for j in range(nb):
+        z0 = (x0[j] - m0) * i0
+        z1 = (x1[j] - m1) * i1
+        z2 = (x2[j] - m2) * i2
+        z3 = (x3[j] - m3) * i3
+        q[j] += (z0 * z0 + z1 * z1) + (z2 * z2 + z3 * z3)
+
+
+# ------------------------------------------------------- steps 1-2 per block
+@njit(fastmath=EXACT_MATH, **_JIT)
+def _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
+    """Steps 1-2: on return ``lw[k, j] = exp(lw_kj - m_j)``, ``s[j] = sum_k lw[k, j]``
+    and ``lp[j] = log p(x_j)``."""
+    n_comp, d_feat = means.shape
+    for j in range(nb):
+        m[j] = -np.inf
+    for k in range(n_comp):
+        lwk = lw[k]
+        if d_feat <= 4:
+            _lw_direct(xt, d_feat, means[k], inv_sigma[k], cst[k], log_w[k], lwk, m, nb)
+            continue
+        for j in range(nb):
+            q[j] = 0.0
+        for d0 in range(0, d_feat, 4):
+            _q_add(xt, d0, min(4, d_feat - d0), means[k], inv_sigma[k], q, nb)
+        ck = cst[k]
+        lk = log_w[k]
+        for j in range(nb):
+            v = (-0.5 * q[j] - ck) + lk
+            lwk[j] = v
+            m[j] = max(m[j], v)
+    lw0 = lw[0]
+    for j in range(nb):
+        e = vexp(lw0[j] - m[j])
+        lw0[j] = e
+        s[j] = e
+    for k in range(1, n_comp):
+        lwk = lw[k]
+        for j in range(nb):
+            e = vexp(lwk[j] - m[j])
+            lwk[j] = e
+            s[j] += e
+    for j in range(nb):
+        lp[j] = m[j] + vlog(s[j])
+
+
+# --------------------------------------------------------- step 3 per block
+@njit(fastmath=REDUCE_MATH, **_JIT)
+def _moments_group(xt, d0, g, mu, rk, nb):
+    """``(sum_j r_j u_jd, ..., sum_j r_j u_jd^2, ...)`` for ``g <= 4`` features from ``d0``,
+    ``u = x - mu``; unused slots are 0."""
+    a0 = a1 = a2 = a3 = 0.0
+    b0 = b1 = b2 = b3 = 0.0
+    x0 = xt[d0]
+    m0 = mu[d0]
+    if g == 1:
+        for j in range(nb):
+            r = rk[j]
+            u0 = x0[j] - m0
+            t0 = r * u0
+            a0 += t0
+            b0 += t0 * u0
+        return a0, a1, a2, a3, b0, b1, b2, b3
+    x1 = xt[d0 + 1]
+    m1 = mu[d0 + 1]
+    if g == 2:
+        for j in range(nb):
+            r = rk[j]
+            u0 = x0[j] - m0
+            u1 = x1[j] - m1
+            t0 = r * u0
+            t1 = r * u1
+            a0 += t0
+            a1 += t1
+            b0 += t0 * u0
+            b1 += t1 * u1
+        return a0, a1, a2, a3, b0, b1, b2, b3
+    x2 = xt[d0 + 2]
+    m2 = mu[d0 + 2]
+    if g == 3:
+        for j in range(nb):
+            r = rk[j]
+            u0 = x0[j] - m0
+            u1 = x1[j] - m1
+            u2 = x2[j] - m2
+            t0 = r * u0
+            t1 = r * u1
+            t2 = r * u2
+            a0 += t0
+            a1 += t1
+            a2 += t2
+            b0 += t0 * u0
+            b1 += t1 * u1
+            b2 += t2 * u2
+        return a0, a1, a2, a3, b0, b1, b2, b3
+    x3 = xt[d0 + 3]
+    m3 = mu[d0 + 3]
+    for j in range(nb):
+        r = rk[j]
+        u0 = x0[j] - m0
+        u1 = x1[j] - m1
+        u2 = x2[j] - m2
+        u3 = x3[j] - m3
+        t0 = r * u0
+        t1 = r * u1
+        t2 = r * u2
+        t3 = r * u3
+        a0 += t0
+        a1 += t1
+        a2 += t2
+        a3 += t3
+        b0 += t0 * u0
+        b1 += t1 * u1
+        b2 += t2 * u2
+        b3 += t3 * u3
+    return a0, a1, a2, a3, b0, b1, b2, b3
+
+
+@njit(fastmath=REDUCE_MATH, **_JIT)
+def _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, need_grad):
+    """Step 3: add this block's sums to ``acc`` (see the module docstring)."""
+    n_comp, d_feat = means.shape
+    ll = 0.0
+    wsum = 0.0
+    for j in range(nb):
+        ll += wb[j] * lp[j]
+        wsum += wb[j]
+        coef[j] = wb[j] / s[j]
+    acc[0] += ll
+    acc[1] += wsum
+    if not need_grad:
+        return
+    o_rz = 2 + n_comp
+    o_rz2 = o_rz + n_comp * d_feat
+    for k in range(n_comp):
+        rk = lw[k]
+        nk = 0.0
+        for j in range(nb):
+            r = rk[j] * coef[j]
+            rk[j] = r
+            nk += r
+        acc[2 + k] += nk
+        mu = means[k]
+        isg = inv_sigma[k]
+        for d0 in range(0, d_feat, 4):
+            g = min(4, d_feat - d0)
+            sums = _moments_group(xt, d0, g, mu, rk, nb)
+            for t in range(g):
+                i = k * d_feat + d0 + t
+                sc = isg[d0 + t]
+                acc[o_rz + i] += sums[t] * sc
+                acc[o_rz2 + i] += sums[4 + t] * (sc * sc)
+
+
+# -------------------------------------------------------------- full passes
+@njit(**_JIT)
+def range_sums(X, lo, hi, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, acc):
+    """Add the sums over rows ``lo:hi`` of ``X`` (n, D) to ``acc``; one thread."""
+    n_comp, d_feat = means.shape
+    xt = np.empty((d_feat, block))
+    lw = np.empty((n_comp, block))
+    q = np.empty(block)
+    m = np.empty(block)
+    s = np.empty(block)
+    lp = np.empty(block)
+    coef = np.empty(block)
+    wb = np.ones(block)
+    for start in range(lo, hi, block):
+        nb = min(block, hi - start)
+        load_rows(X, start, nb, xt)
+        if has_w:
+            for j in range(nb):
+                wb[j] = w[start + j]
+        _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp)
+        _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, need_grad)
+
+
+@njit(parallel=True, **_JIT)
+def chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block):
+    """Sums over all rows of ``X``, one accumulator per chunk of :data:`CHUNK_ROWS` rows,
+    chunks spread over numba's threads; returns ``(n_chunks, acc_length)``."""
+    n = X.shape[0]
+    n_comp, d_feat = means.shape
+    n_chunks = max(1, (n + CHUNK_ROWS - 1) // CHUNK_ROWS)
+    accs = np.zeros((n_chunks, 2 + n_comp + 2 * n_comp * d_feat))
+    for c in prange(n_chunks):
+        lo = c * CHUNK_ROWS
+        hi = min(n, lo + CHUNK_ROWS)
+        range_sums(X, lo, hi, w, has_w, means, inv_sigma, cst, log_w, need_grad, block,
+                   accs[c])
+    return accs
+
+
+@njit(**_JIT)
+def log_prob_rows(X, means, inv_sigma, cst, log_w, block, out):
+    """``out[i] = log p(x_i)`` for every row of ``X``; one thread."""
+    n = X.shape[0]
+    n_comp, d_feat = means.shape
+    xt = np.empty((d_feat, block))
+    lw = np.empty((n_comp, block))
+    q = np.empty(block)
+    m = np.empty(block)
+    s = np.empty(block)
+    for start in range(0, n, block):
+        nb = min(block, n - start)
+        load_rows(X, start, nb, xt)
+        _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, out[start:])
+
+
+# -------------------------------------------------------------------- epoch
+@njit(**_JIT)
+def prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights):
+    """Derived parameters: ``1/sigma``, ``c_k`` (eq. 9), ``log pi`` and ``pi`` (eq. 12)."""
+    n_comp, d_feat = means.shape
+    half_d_log_2pi = 0.5 * d_feat * LOG_2PI
+    for k in range(n_comp):
+        c = 0.0
+        for d in range(d_feat):
+            inv_sigma[k, d] = math.exp(-log_sigma[k, d])
+            c += log_sigma[k, d]
+        cst[k] = c + half_d_log_2pi
+    a_max = logits[0]
+    for k in range(1, n_comp):
+        a_max = max(a_max, logits[k])
+    total = 0.0
+    for k in range(n_comp):
+        total += math.exp(logits[k] - a_max)
+    log_total = math.log(total)
+    for k in range(n_comp):
+        log_w[k] = (logits[k] - a_max) - log_total
+        weights[k] = math.exp(log_w[k])
+
+
+@njit(**_JIT)
+def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lrs,
+                b1, b2, eps, beta, log_sigma_floor, block):
+    """One epoch of mini-batch training, entirely compiled; updates ``theta``, ``s1``, ``s2``.
+
+    ``theta`` is ``MixtureParams.ravel()`` (means, log_sigma, logits); the batches are
+    ``order[0:batch]``, ``order[batch:2 batch]``, ... (the last one shorter).  Per batch:
+    the mean-NLL gradient (eq. 19), the optimiser step ``opt`` (``OPT_*``; ``s1``/``s2``
+    are the flat momentum / Adam states, ``lrs[t]`` the learning rate of the epoch's
+    ``t``-th step, ``count`` the optimiser's step count at the start) written as in
+    ``optim.py`` and with no fast-math so it rounds the same, then the variance floor
+    ``log sigma <- max(log sigma, log_sigma_floor)`` (eq. 26).
+
+    Returns ``(sum_b NLL_b W_b, sum_b W_b)`` over the batches ``b`` (``W_b`` their weight)
+    -- the terms of the epoch's mean training NLL, accumulated like ``train.py`` does.
+    """
+    n = order.shape[0]
+    d_feat = X.shape[1]
+    kd = n_comp * d_feat
+    means = theta[:kd].reshape((n_comp, d_feat))
+    log_sigma = theta[kd:2 * kd].reshape((n_comp, d_feat))
+    logits = theta[2 * kd:]
+    inv_sigma = np.empty((n_comp, d_feat))
+    cst = np.empty(n_comp)
+    log_w = np.empty(n_comp)
+    weights = np.empty(n_comp)
+    xt = np.empty((d_feat, block))
+    lw = np.empty((n_comp, block))
+    q = np.empty(block)
+    m = np.empty(block)
+    s = np.empty(block)
+    lp = np.empty(block)
+    coef = np.empty(block)
+    wb = np.ones(block)
+    acc = np.empty(2 + n_comp + 2 * kd)
+    g = np.empty_like(theta)
+    o_rz = 2 + n_comp
+    o_rz2 = o_rz + kd
+    total = 0.0
+    count_w = 0.0
+    step = 0
+    for lo in range(0, n, batch):
+        hi = min(n, lo + batch)
+        prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights)
+        acc[:] = 0.0
+        for start in range(lo, hi, block):
+            nb = min(block, hi - start)
+            gather_rows(X, order, start, nb, xt)
+            if has_w:
+                for j in range(nb):
+                    wb[j] = w[order[start + j]]
+            _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp)
+            _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, True)
+        # finalize (gradients.finalize): every sum times 1 / W
+        wsum = acc[1] if has_w else float(hi - lo)
+        scale = 1.0 / wsum
+        value = -acc[0] * scale
+        for k in range(n_comp):
+            nk = acc[2 + k]
+            for d in range(d_feat):
+                i = k * d_feat + d
+                g[i] = (-acc[o_rz + i] * inv_sigma[k, d]) * scale
+                g[kd + i] = (nk - acc[o_rz2 + i]) * scale
+            g[2 * kd + k] = (wsum * weights[k] - nk) * scale
+        # optimiser step (optim.py), evaluated at the count before the update
+        eta = lrs[step]
+        if opt == OPT_ADAM:
+            t = count + 1
+            c1 = 1.0 - math.pow(b1, float(t))
+            c2 = 1.0 - math.pow(b2, float(t))
+            for i in range(theta.shape[0]):
+                mu = b1 * s1[i] + (1.0 - b1) * g[i]
+                nu = b2 * s2[i] + (1.0 - b2) * g[i] * g[i]
+                s1[i] = mu
+                s2[i] = nu
+                theta[i] = theta[i] + -eta * (mu / c1) / (np.sqrt(nu / c2) + eps)
+        elif opt == OPT_SGD:
+            for i in range(theta.shape[0]):
+                theta[i] = theta[i] + -eta * g[i]
+        else:
+            for i in range(theta.shape[0]):
+                v = beta * s1[i] + g[i]
+                s1[i] = v
+                if opt == OPT_NESTEROV:
+                    theta[i] = theta[i] + -eta * (g[i] + beta * v)
+                else:
+                    theta[i] = theta[i] + -eta * v
+        for i in range(kd, 2 * kd):
+            theta[i] = max(theta[i], log_sigma_floor)
+        count += 1
+        step += 1
+        total += value * wsum
+        count_w += wsum
+    return total, count_w
