@@ -168,10 +168,8 @@ def test_check_random_state():
     assert isinstance(check_random_state(None), np.random.Generator)
     assert check_random_state(5).random() == np.random.default_rng(5).random()
     assert check_random_state(np.int64(5)).random() == np.random.default_rng(5).random()
-    ss = np.random.SeedSequence(7)
-    assert check_random_state(ss).random() == np.random.default_rng(ss).random()
-    with pytest.raises(TypeError, match="RandomState is not supported"):
-        check_random_state(np.random.RandomState(0))
+    legacy = check_random_state(np.random.RandomState(0))
+    assert legacy.random() == check_random_state(np.random.RandomState(0)).random()
     with pytest.raises(TypeError, match="random_state must be"):
         check_random_state(True)
     with pytest.raises(TypeError, match="random_state must be"):

@@ -20,12 +20,14 @@ import numbers
 
 import numpy as np
 
-from mogsgd._random import RandomStateLike, check_random_state
+from mogsgd._random import check_random_state
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
 from mogsgd.validation import check_positive_int
 
 __all__ = ["make_mixture", "sample_mixture", "pairwise_separation"]
+
+RandomStateLike = int | np.random.Generator | None
 
 # Random weights are 0.5 * Dirichlet(2, ..., 2) + 0.5 / K: varied, but every
 # component keeps at least half of its uniform share, so none is degenerate.
