@@ -78,7 +78,12 @@ def run_demo(
     from mogsgd import plotting
     from mogsgd.datasets import make_mixture
     from mogsgd.estimator import SGDGaussianMixture
-    from mogsgd.metrics import adjusted_rand_index, matched_accuracy, parameter_errors
+    from mogsgd.metrics import (
+        adjusted_rand_index,
+        align_components,
+        matched_accuracy,
+        parameter_errors,
+    )
 
     say = progress or (lambda msg: None)
     start = time.perf_counter()
@@ -150,16 +155,22 @@ def run_demo(
     save(ax.figure, "optimizer_comparison")
     ax = plotting.plot_optimizer_comparison(sgd_like, reference=reference, x="time")
     save(ax.figure, "optimizer_comparison_time")
-    save(plotting.plot_parameter_paths(histories["SGD"], X=X[tr], true=true), "parameter_paths")
-    gif = plotting.animate_fit(X[tr], histories["SGD"], out / "sgd_fit.gif", true=true,
+    # plain SGD from random data points, to watch the components travel to the clusters
+    say("fitting plain SGD from random points for the parameter paths")
+    walk = SGDGaussianMixture(3, optimizer="sgd", init="random_points", random_state=seed,
+                              max_epochs=40, early_stopping=False, record_params=True)
+    walk.fit(X[tr])
+    save(plotting.plot_parameter_paths(walk.history_, X=X[tr], true=true), "parameter_paths")
+    gif = plotting.animate_fit(X[tr], walk.history_, out / "sgd_fit.gif", true=true,
                                force=True)
     result.figures["animation"] = gif
 
     result.seconds = time.perf_counter() - start
     truth = {"weights": true.weights.tolist(), "means": true.means.tolist(),
              "variances": true.variances.tolist()}
-    fits = {k: {"weights": v.weights_.tolist(), "means": v.means_.tolist(),
-                "variances": v.covariances_.tolist()} for k, v in fitted.items()}
+    aligned = {k: align_components(true, v.params_) for k, v in fitted.items()}
+    fits = {k: {"weights": a.weights.tolist(), "means": a.means.tolist(),
+                "variances": a.variances.tolist()} for k, a in aligned.items()}
     _write_markdown(result, truth, fits, reference)
     _write_html(result, truth, fits, reference)
     (out / "summary.json").write_text(json.dumps(
@@ -185,7 +196,8 @@ SECTIONS = (
      "Train and validation NLL per epoch against the EM optimum and the NLL of the true "
      "parameters; the three optimisers on one chart, by epoch and by wall time."),
     ("Parameter paths", ["parameter_paths", "animation"],
-     "Means moving across the data, standard deviations and weights per epoch of plain SGD."),
+     "Plain SGD started from three random data points: the means travel across the data "
+     "to the clusters while the standard deviations and weights settle."),
 )
 
 COLUMNS = ("method", "train NLL", "test NLL", "BIC", "epochs/iters", "time (s)", "accuracy",
@@ -208,13 +220,25 @@ def _params_md(truth: dict, fits: dict) -> str:
     out = ["| component | true weight | " + " | ".join(f"{k} weight" for k in fits) + " |",
            "|" + "---|" * (2 + len(fits))]
     for j in range(len(truth["weights"])):
-        cells = [f"{truth['weights'][j]:.3f}"] + [
-            f"{sorted(f['weights'], reverse=True)[j]:.3f}" for f in fits.values()]
+        cells = [f"{truth['weights'][j]:.3f}"] + [f"{f['weights'][j]:.3f}" for f in fits.values()]
         out.append(f"| {j} | " + " | ".join(cells) + " |")
-    out.append("")
-    out.append("Weights of the fits are listed largest first; the means, variances and the "
-               "errors after matching are in `summary.json` and the table above.")
+    out += ["", "| component | true mean | " + " | ".join(f"{k} mean" for k in fits) + " |",
+            "|" + "---|" * (2 + len(fits))]
+    for j in range(len(truth["weights"])):
+        cells = [_vec(truth["means"][j])] + [_vec(f["means"][j]) for f in fits.values()]
+        out.append(f"| {j} | " + " | ".join(cells) + " |")
+    out += ["", "| component | true variance | " + " | ".join(f"{k} variance" for k in fits)
+            + " |", "|" + "---|" * (2 + len(fits))]
+    for j in range(len(truth["weights"])):
+        cells = [_vec(truth["variances"][j])] + [_vec(f["variances"][j]) for f in fits.values()]
+        out.append(f"| {j} | " + " | ".join(cells) + " |")
+    out += ["", "Fitted components are matched to the true ones by a minimum-cost assignment "
+            "of their means."]
     return "\n".join(out)
+
+
+def _vec(values) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
 
 def _write_markdown(result: DemoResult, truth, fits, reference) -> None:
