@@ -10,7 +10,14 @@ import pytest
 
 from mogsgd.datasets import make_mixture
 from mogsgd.errors import DataFileError
-from mogsgd.io import Dataset, load_dataset, read_csv, save_dataset, write_csv
+from mogsgd.io import (
+    Dataset,
+    DroppedDataWarning,
+    load_dataset,
+    read_csv,
+    save_dataset,
+    write_csv,
+)
 
 pytest.importorskip("pyarrow")
 
@@ -274,18 +281,24 @@ def test_missing_directory_is_not_created(tmp_path, data):
 @pytest.mark.parametrize(
     ("suffix", "kwargs", "match"),
     [
-        (".npy", {"y": "labels"}, "holds X only"),
-        (".npy", {"params": "truth"}, "holds X only"),
-        (".csv", {"params": "truth"}, "cannot store the true parameters"),
+        (".npy", {"y": "labels"}, r"cannot hold the labels; .*save to .npz"),
+        (".npy", {"y": "labels", "params": "truth"}, "labels and true parameters"),
+        (".csv", {"y": "labels", "params": "truth"},
+         r"cannot hold the true parameters; .*\.npz or \.parquet"),
     ],
 )
-def test_formats_refuse_what_they_cannot_hold(tmp_path, data, suffix, kwargs, match):
+def test_formats_warn_about_what_they_cannot_hold(tmp_path, data, suffix, kwargs, match):
     X, y, truth = data
     values = {"labels": y, "truth": truth}
     kwargs = {k: values[v] for k, v in kwargs.items()}
-    with pytest.raises(ValueError, match=match):
-        save_dataset(tmp_path / f"d{suffix}", X, **kwargs)
-    assert os.listdir(tmp_path) == []
+    path = tmp_path / f"d{suffix}"
+    with pytest.warns(DroppedDataWarning, match=match):
+        save_dataset(path, X, **kwargs)
+    ds = load_dataset(path)
+    assert ds.params is None
+    np.testing.assert_array_equal(ds.X, X)
+    if suffix == ".csv":
+        np.testing.assert_array_equal(ds.y, y)  # the labels fit in a CSV and are kept
 
 
 @pytest.mark.parametrize(

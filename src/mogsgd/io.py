@@ -14,9 +14,10 @@ suffix         holds                                 notes
 =============  ====================================  ======================================
 
 Writers never replace an existing file unless ``force=True`` and write
-atomically (a temporary file in the same directory, then a rename).  A writer
-refuses data its format cannot hold (labels in ``.npy``, parameters in ``.csv``)
-rather than dropping them silently.
+atomically (a temporary file in the same directory, then a rename).  What a
+format cannot hold (labels in ``.npy``, parameters in ``.npy`` or ``.csv``) is
+left out with a :class:`DroppedDataWarning` naming the format that would keep it,
+never silently.
 
 Readers return a :class:`Dataset` and raise :class:`~mogsgd.errors.DataFileError`
 with the file, and where it helps the line and column, for anything they cannot
@@ -29,6 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from mogsgd.params import FIELDS, MixtureParams
 
 __all__ = [
     "Dataset",
+    "DroppedDataWarning",
     "SUFFIXES",
     "DEFAULT_LABEL_COLUMN",
     "save_dataset",
@@ -60,6 +63,10 @@ _MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _PARQUET_HINT = "reading and writing Parquet needs pyarrow: pip install mogsgd[parquet]"
 
 LabelColumn = str | int | None
+
+
+class DroppedDataWarning(UserWarning):
+    """Labels or parameters were not written because the chosen format cannot hold them."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,9 +128,11 @@ def save_dataset(
     X : array of shape (n_samples, n_features)
         Numeric; NaN allowed (missing values), infinity not.
     y : integer array of shape (n_samples,), optional
-        Labels.  Not storable in ``.npy``.
+        Labels.  ``.npy`` cannot store them: they are left out with a
+        :class:`DroppedDataWarning`.
     params : MixtureParams with n_features features, optional
-        True parameters.  Only ``.npz`` and Parquet can store them.
+        True parameters.  Only ``.npz`` and Parquet store them; ``.npy`` and
+        ``.csv`` leave them out with a :class:`DroppedDataWarning`.
     force : bool
         Replace an existing file.  Without it an existing file raises
         ``FileExistsError``.
@@ -146,18 +155,14 @@ def save_dataset(
     if suffix == ".npz":
         return _write_npz(path, X, y, params, force=force)
     if suffix == ".npy":
-        if y is not None or params is not None:
-            raise ValueError(
-                "a .npy file holds X only and cannot store labels or parameters; save to .npz "
-                "(or .csv / .parquet for labels), or pass y=None and params=None"
-            )
+        dropped = [what for what, v in (("labels", y), ("true parameters", params))
+                   if v is not None]
+        if dropped:
+            _warn_dropped(path, " and ".join(dropped), ".npz")
         return _write_npy(path, X, force=force)
     if suffix == ".csv":
         if params is not None:
-            raise ValueError(
-                "a CSV file cannot store the true parameters; save to .npz or .parquet, or "
-                "pass params=None"
-            )
+            _warn_dropped(path, "true parameters", ".npz or .parquet")
         return write_csv(path, X, y, force=force, label_column=label_column, header=header)
     return write_parquet(path, X, y, params, force=force, label_column=label_column)
 
@@ -202,6 +207,15 @@ def load_dataset(
     if suffix == ".csv":
         return read_csv(path, label_column=label_column, header=header)
     return read_parquet(path, label_column=label_column)
+
+
+def _warn_dropped(path: Path, what: str, keeps: str) -> None:
+    warnings.warn(
+        f"{path}: a {path.suffix.lower()} file cannot hold the {what}; they are not saved "
+        f"(save to {keeps} to keep them)",
+        DroppedDataWarning,
+        stacklevel=3,
+    )
 
 
 def _suffix(path: Path, *, for_writing: bool) -> str:
