@@ -408,3 +408,36 @@ def test_clear_errors(d1, d2, d3):
     with pytest.raises(TypeError, match="MixtureParams"):
         P.plot_density(X, {"means": truth.means})
     assert to_rgba(P.component_color(3))  # the palette entries are valid colours
+
+
+def test_history_with_the_starting_point_as_epoch_zero(d2, tmp_path):
+    X, _, truth = d2
+    h = make_history(truth, n_epochs=6)
+    h = {**h, **{k: h[k][1:] for k in ("epoch", "train_nll", "val_nll", "lr", "time")}}
+    h["epoch"] = list(range(1, 6))  # five epochs, six parameter records: start + one per epoch
+    fig = P.plot_parameter_paths(h)
+    weights_ax = next(a for a in fig.axes if a.get_ylabel() == "weight  π")
+    np.testing.assert_array_equal(weights_ax.lines[0].get_xdata(), np.arange(6))
+    path = P.animate_fit(X, h, tmp_path / "fit.gif", dpi=30, figsize=(3.0, 2.5))
+    with Image.open(path) as gif:
+        assert gif.n_frames == 6
+    with pytest.raises(ValueError, match="7 parameter records for 5 epochs"):
+        P.plot_parameter_paths({**h, "params": h["params"] + h["params"][:1]})
+
+
+def test_symlog_axis_when_epochs_start_at_zero():
+    h = {"epoch": list(range(0, 100)), "train_nll": list(2 + 1 / np.arange(1, 101))}
+    assert P.plot_learning_curves(h).get_xscale() == "symlog"
+
+
+def test_markers_tell_components_apart_once_colours_repeat(d2):
+    X, _, _ = d2
+    k = len(P.COMPONENT_COLORS) + 1
+    assert P.component_marker(0) == "X" and P.component_marker(k - 1) == "P"
+    assert P.component_color(0) == P.component_color(k - 1)
+    params = MixtureParams(np.arange(2.0 * k).reshape(k, 2) * 5, np.zeros((k, 2)), np.zeros(k))
+    ax = P.plot_data(X, params=params)
+    means = {c.get_gid(): c for c in ax.collections if (c.get_gid() or "").startswith("mean")}
+    assert len(means) == k
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor() is not None and len(legend.get_texts()) == k + 2

@@ -3,7 +3,8 @@
 A *history* is a mapping of per-epoch lists as recorded by :func:`mogsgd.train.train`:
 ``"epoch"``, ``"train_nll"``, ``"val_nll"`` (None where not measured), ``"lr"``,
 ``"time"`` (cumulative seconds) and, when recorded, ``"params"`` (one MixtureParams,
-or its ``to_dict()``, per epoch, in data units).  Colours follow
+or its ``to_dict()``, per epoch, in data units, optionally preceded by the
+starting point as epoch 0).  Colours follow
 :func:`mogsgd.plotting.component_color`.  Re-exported from :mod:`mogsgd.plotting`.
 """
 
@@ -79,9 +80,17 @@ def _history_x(history: History, x: str, length: int) -> tuple[np.ndarray, str]:
 
 
 def _set_x_scale(ax: Axes, xs: np.ndarray, logx) -> None:
-    """Log x axis when useful, labelled with plain numbers (1, 10, 100), not powers."""
+    """Log x axis when useful, labelled with plain numbers (1, 10, 100), not powers.
+
+    An x that starts at 0 (epoch 0, the starting point) gets a symlog axis,
+    linear on [0, 1] and logarithmic beyond.
+    """
     if _use_log_x(xs, logx):
-        ax.set_xscale("log")
+        finite = xs[np.isfinite(xs)]
+        if finite.size and finite.min() <= 0:
+            ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+        else:
+            ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
@@ -89,7 +98,8 @@ def _use_log_x(xs: np.ndarray, logx) -> bool:
     if logx != "auto":
         return bool(logx)
     xs = xs[np.isfinite(xs)]
-    return bool(xs.size and np.all(xs > 0) and xs.max() / xs.min() >= 30)
+    positive = xs[xs > 0]
+    return bool(positive.size and np.all(xs >= 0) and positive.max() / positive.min() >= 30)
 
 
 def _draw_references(ax: Axes, reference: Mapping[str, float] | None) -> list:
@@ -240,6 +250,23 @@ def plot_optimizer_comparison(
     return ax
 
 
+def _params_epochs(history: History, n_params: int) -> tuple[np.ndarray, int]:
+    """Epoch of each ``history["params"]`` entry, and 1 if entry 0 is the starting point.
+
+    The training loop records the starting parameters as entry 0 (epoch 0) and
+    then one entry per epoch, so ``params`` may be one longer than ``epoch``.
+    """
+    epochs = _history_series(history, "epoch")
+    if epochs is None:
+        return np.arange(n_params, dtype=float), 1
+    if epochs.size == n_params:
+        return epochs, 0
+    if epochs.size + 1 == n_params:
+        return np.concatenate([[epochs[0] - 1.0], epochs]), 1
+    raise ValidationError(f"history has {n_params} parameter records for {epochs.size} epochs; "
+                          "expected one per epoch, optionally plus the starting point")
+
+
 def _params_sequence(history: History) -> list[MixtureParams]:
     raw = history.get("params") if isinstance(history, Mapping) else None
     if not raw:
@@ -278,7 +305,8 @@ def plot_parameter_paths(
     true means as stars); (b) each ``sigma_kd`` per epoch (one line style per
     feature; the RMS sigma per component when D > 4); (c) each weight ``pi_k``
     per epoch.  ``history["params"]`` is a list of MixtureParams (or their
-    ``to_dict()``), one per epoch, in data units.  With ``true`` the components
+    ``to_dict()``), one per epoch, in data units, optionally preceded by the
+    starting parameters (epoch 0).  With ``true`` the components
     are matched to the true ones by the final means, and the true values are
     drawn as dotted lines.
 
@@ -288,9 +316,7 @@ def plot_parameter_paths(
     """
     seq = _aligned_sequence(_params_sequence(history), true)
     k, d = seq[0].n_components, seq[0].n_features
-    epochs, _ = _history_x(history, "epoch", len(seq))
-    if epochs.size != len(seq):
-        epochs = np.arange(1, len(seq) + 1, dtype=float)
+    epochs, _ = _params_epochs(history, len(seq))
     means = np.stack([p.means for p in seq])  # (T, K, D)
     sigma = np.stack([p.sigma for p in seq])
     weights = np.stack([p.weights for p in seq])
@@ -402,7 +428,8 @@ def animate_fit(
 ) -> Path:
     """Write a GIF of the fitted ellipses moving over the data, one frame per epoch.
 
-    Uses ``history["params"]`` (one MixtureParams per epoch, in data units) and,
+    Uses ``history["params"]`` (one MixtureParams per epoch, in data units,
+    optionally preceded by the starting point) and,
     for the frame titles, ``history["epoch"]`` and ``history["train_nll"]``
     when present.  The file is written atomically; an existing file is refused
     unless ``force=True``.  With ``true`` its ellipses are drawn dashed and the
@@ -425,7 +452,7 @@ def animate_fit(
     if seq[0].n_features != d:
         raise ValidationError(f"history params have {seq[0].n_features} features but X has {d}")
     path = check_writable(path, force=force)
-    epochs = _history_series(history, "epoch")
+    epochs, offset = _params_epochs(history, len(seq))
     nlls = _history_series(history, "train_nll")
     frames = [marginal_params(p, (i, j)) for p in seq]
 
@@ -459,10 +486,11 @@ def animate_fit(
             e.set_height(2 * n_std[r] * sig[c, 1])
         for c, marker in enumerate(mean_markers):
             marker.set_offsets(p2.means[c:c + 1])
-        epoch = int(epochs[t]) if epochs is not None and epochs.size == len(frames) else t + 1
-        text = f"Fit during training: epoch {epoch}"
-        if nlls is not None and nlls.size == len(frames) and np.isfinite(nlls[t]):
-            text += f", NLL {nlls[t]:.4f}"
+        text = f"Fit during training: epoch {int(epochs[t])}"
+        if t < offset:
+            text += " (start)"
+        elif nlls is not None and t - offset < nlls.size and np.isfinite(nlls[t - offset]):
+            text += f", training NLL {nlls[t - offset]:.4f}"
         title.set_text(text)
         return [*ellipses, *mean_markers, title]
 
