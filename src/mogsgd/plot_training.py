@@ -89,6 +89,8 @@ def _set_x_scale(ax: Axes, xs: np.ndarray, logx) -> None:
         finite = xs[np.isfinite(xs)]
         if finite.size and finite.min() <= 0:
             ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+            # symlog's margins would reach into negative epochs
+            ax.set_xlim(left=float(finite.min()), right=float(finite.max()) * 1.05)
         else:
             ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
