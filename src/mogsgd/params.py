@@ -210,7 +210,8 @@ class MixtureParams:
         return cls(**{f: np.asarray(data[f], dtype=np.float64) for f in FIELDS})
 
     def allclose(self, other: MixtureParams, rtol: float = 1e-7, atol: float = 0.0) -> bool:
-        return all(np.allclose(a, b, rtol=rtol, atol=atol) for a, b in zip(self, other, strict=True))
+        pairs = zip(self, other, strict=True)
+        return all(np.allclose(a, b, rtol=rtol, atol=atol) for a, b in pairs)
 
     def __repr__(self) -> str:
         return (

@@ -18,6 +18,7 @@ def check_data(
     *,
     name: str = "X",
     allow_nan: bool = False,
+    owner: str = "the model",
     dtype=None,
     min_samples: int = 1,
     n_features: int | None = None,
@@ -29,6 +30,8 @@ def check_data(
     """
     if isinstance(X, str | bytes):
         raise TypeError(f"{name} must be a numeric array, got a string")
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"sparse input is not supported; pass {name}.toarray() instead")
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged nested lists and the like
@@ -36,26 +39,30 @@ def check_data(
     if arr.dtype == object or arr.dtype.kind in "USV":
         try:
             arr = arr.astype(np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as exc:
             raise TypeError(
-                f"{name} must be numeric; it has dtype {arr.dtype} with non-numeric entries"
+                f"{name} must be numeric; it has dtype {arr.dtype} with non-numeric entries "
+                f"({exc})"
             ) from None
     if arr.dtype.kind == "c":
-        raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
+        raise ValidationError(f"Complex data not supported: {name} must be real-valued, "
+                              f"got dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.ndim != 2:
-        hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
+        hint = (" (Reshape your data with X.reshape(-1, 1) for a single feature or "
+                "X.reshape(1, -1) for a single sample)") if arr.ndim == 1 else ""
         raise ValidationError(f"{name} must be 2-D of shape (n_samples, n_features), "
                               f"got {arr.ndim}-D shape {arr.shape}{hint}")
     n, d = arr.shape
     if d == 0:
-        raise ValidationError(f"{name} has 0 features; it needs at least 1")
+        raise ValidationError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 "
+                              "is required.")
     if n < min_samples:
         raise ValidationError(f"{name} has {n} sample(s) but at least {min_samples} are needed")
     if n_features is not None and d != n_features:
         raise ValidationError(
-            f"{name} has {d} features but the model was fitted with {n_features}"
+            f"{name} has {d} features, but {owner} is expecting {n_features} features as input"
         )
     if dtype is None:
         dtype = np.float32 if arr.dtype == np.float32 else np.float64

@@ -1,0 +1,157 @@
+"""Expectation-maximisation for the same model, reusing the same density code.
+
+The E-step is :func:`mogsgd.density.log_prob_and_log_resp`; the M-step is the
+zero of the analytic gradient (eqs. 27-30).  Sufficient statistics are
+accumulated per block in an additive :class:`EMStats`, centred at the current
+means (the shifted-data algorithm) so variances are not computed as
+``E[x^2] - E[x]^2`` of raw data.  Blocks combine with :func:`combine_stats`,
+which is how streaming and Dask run EM.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from mogsgd.density import log_prob, log_prob_and_log_resp, observed_mask
+from mogsgd.params import MixtureParams
+
+__all__ = ["EMStats", "em_stats", "combine_stats", "m_step", "em_step", "fit_em", "EMResult"]
+
+
+class EMStats(NamedTuple):
+    """Weighted sufficient statistics over some rows, centred at the current means.
+
+    ``ll_sum = sum_i w_i log p(x_i)``; ``weight_sum = sum_i w_i``;
+    ``nk`` (K,) ``= sum_i w_i gamma_ik``; ``nkd`` (K, D) the same over observed
+    coordinates only; ``sx`` (K, D) ``= sum_i w_i gamma_ik (x_id - mu_kd)``;
+    ``sxx`` (K, D) ``= sum_i w_i gamma_ik (x_id - mu_kd)^2``.
+    """
+
+    ll_sum: float
+    weight_sum: float
+    nk: np.ndarray
+    nkd: np.ndarray
+    sx: np.ndarray
+    sxx: np.ndarray
+
+
+def em_stats(
+    X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None = None
+) -> EMStats:
+    """E-step statistics of ``X`` (n, D) under ``params`` (eqs. 11, 27)."""
+    X = np.asarray(X)
+    observed = observed_mask(X)
+    lp, lr = log_prob_and_log_resp(X, params)
+    resp = np.exp(lr)
+    if sample_weight is None:
+        weight_sum, ll_sum = float(X.shape[0]), float(lp.sum())
+    else:
+        w = np.asarray(sample_weight, dtype=resp.dtype)
+        resp *= w[:, None]
+        weight_sum, ll_sum = float(w.sum()), float(w @ lp)
+    k_comp, d = params.means.shape
+    nk = resp.sum(axis=0)
+    nkd = np.empty((k_comp, d))
+    sx = np.empty((k_comp, d))
+    sxx = np.empty((k_comp, d))
+    for k in range(k_comp):
+        diff = X - params.means[k]
+        if observed is not None:
+            diff = np.where(observed > 0, diff, 0.0)
+            nkd[k] = resp[:, k] @ observed
+        else:
+            nkd[k] = nk[k]
+        sx[k] = resp[:, k] @ diff
+        sxx[k] = resp[:, k] @ (diff * diff)
+    return EMStats(ll_sum, weight_sum, nk, nkd, sx, sxx)
+
+
+def combine_stats(parts) -> EMStats:
+    """Add :class:`EMStats` of disjoint row sets (all taken at the same parameters)."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("combine_stats needs at least one EMStats")
+    return EMStats(*(sum(f) for f in zip(*parts, strict=True)))
+
+
+def m_step(stats: EMStats, params: MixtureParams, reg_covar: float) -> MixtureParams:
+    """M-step from centred statistics (eqs. 27-30).
+
+    ``pi_k = N_k / W``; ``mu_kd = mu_kd^old + sx_kd / N_kd``;
+    ``sigma_kd^2 = sxx_kd / N_kd - (sx_kd / N_kd)^2 + reg_covar``.  A component
+    with (numerically) no responsibility keeps its old mean and variance and
+    a tiny weight instead of producing NaN.
+    """
+    tiny = 10.0 * np.finfo(np.float64).eps * max(stats.weight_sum, 1.0)
+    nk = np.maximum(stats.nk, tiny)
+    nkd = np.maximum(stats.nkd, tiny)
+    shift = stats.sx / nkd
+    means = params.means + shift
+    variances = np.maximum(stats.sxx / nkd - shift * shift, 0.0) + reg_covar
+    dead = stats.nkd <= tiny
+    if dead.any():
+        means = np.where(dead, params.means, means)
+        variances = np.where(dead, params.variances, variances)
+    weights = nk / nk.sum()
+    return MixtureParams.from_moments(weights, means, variances, dtype=params.dtype)
+
+
+def em_step(
+    X: np.ndarray, params: MixtureParams, reg_covar: float = 1e-6,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[MixtureParams, float]:
+    """One EM iteration; returns the new parameters and the mean log-likelihood
+    of the *old* parameters (what the E-step computed)."""
+    stats = em_stats(X, params, sample_weight)
+    return m_step(stats, params, reg_covar), stats.ll_sum / stats.weight_sum
+
+
+@dataclass
+class EMResult:
+    """Outcome of :func:`fit_em`: parameters, per-iteration mean log-likelihoods, convergence."""
+
+    params: MixtureParams
+    log_likelihoods: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    converged: bool = False
+    n_iter: int = 0
+
+
+def fit_em(
+    X: np.ndarray,
+    params: MixtureParams,
+    *,
+    max_iter: int = 200,
+    tol: float = 1e-6,
+    reg_covar: float = 1e-6,
+    sample_weight: np.ndarray | None = None,
+) -> EMResult:
+    """Batch EM from ``params`` until the mean log-likelihood gains less than ``tol``.
+
+    ``log_likelihoods[t]`` is the mean log-likelihood of the parameters after
+    ``t`` iterations (``[0]`` is the start; the last entry is that of the
+    returned parameters), non-decreasing up to rounding.
+    """
+    start = time.perf_counter()
+    result = EMResult(params=params)
+    for it in range(1, max_iter + 1):
+        new, ll_old = em_step(X, params, reg_covar, sample_weight)
+        result.log_likelihoods.append(ll_old)
+        result.times.append(time.perf_counter() - start)
+        params = new
+        result.n_iter = it
+        if it > 1 and abs(ll_old - result.log_likelihoods[-2]) < tol:
+            result.converged = True
+            break
+    # the likelihood of the returned parameters
+    lp = log_prob(X, params)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=lp.dtype)
+    final = float(lp.mean()) if w is None else float(w @ lp / w.sum())
+    result.log_likelihoods.append(final)
+    result.times.append(time.perf_counter() - start)
+    result.params = params
+    return result

@@ -1,0 +1,256 @@
+"""The training loop: shuffled mini-batches, updates, validation, early stopping, history.
+
+:func:`train` runs mini-batch SGD on the mean NLL (eq. 18) from given
+parameters.  All loop state lives in an explicit :class:`TrainState` (parameters,
+optimiser state, RNG state, epoch, history, best-so-far) so a run can be
+checkpointed and resumed bit-for-bit, and continued (``warm_start``).
+
+Each epoch draws a fresh permutation of the training rows from the seeded
+``numpy.random.Generator``, visits them in batches of ``batch_size``, computes
+the analytic gradient (:func:`mogsgd.gradients.nll_grad`), applies the
+optimiser and projects ``log_sigma`` onto the variance floor (eq. 26).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mogsgd.density import nll
+from mogsgd.gradients import nll_grad
+from mogsgd.optim import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Optimizer,
+    apply_updates,
+    make_optimizer,
+    make_schedule,
+)
+from mogsgd.params import MixtureParams
+from mogsgd.validation import check_choice, check_fraction, check_positive_float, check_positive_int
+
+__all__ = ["TrainConfig", "TrainState", "History", "train", "project_variance_floor",
+           "DEFAULT_LEARNING_RATES", "batch_count"]
+
+#: Learning rates that work on standardised data (unit variance per feature).
+DEFAULT_LEARNING_RATES = {"sgd": 0.1, "momentum": 0.02, "nesterov": 0.02, "adam": 0.02}
+
+#: Early stopping's patience counts periods of at least this many optimiser steps.
+MIN_STEPS_PER_PERIOD = 100
+
+History = dict[str, list]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of :func:`train`, validated on construction.
+
+    ``learning_rate=None`` picks :data:`DEFAULT_LEARNING_RATES`; ``max_epochs=None``
+    picks enough epochs for about ``target_steps`` optimiser steps (at least 20,
+    at most 2000).  Early stopping watches the validation NLL (or, without a
+    validation set, the epoch's training NLL) and stops after ``patience``
+    periods (an epoch, or enough epochs for 100 steps on small data) without
+    an improvement larger than ``tol`` nats per point.
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float | None = None
+    schedule: str = "inverse_time"
+    decay_epochs: float = 5.0
+    batch_size: int = 256
+    max_epochs: int | None = None
+    target_steps: int = 4000
+    momentum: float = 0.9
+    min_variance: float = 1e-6
+    early_stopping: bool = True
+    patience: int = 5
+    tol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        if self.learning_rate is not None:
+            check_positive_float("learning_rate", self.learning_rate)
+        check_positive_float("decay_epochs", self.decay_epochs)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("max_epochs", self.max_epochs, allow_none=True)
+        check_positive_int("target_steps", self.target_steps)
+        check_fraction("momentum", self.momentum)
+        check_positive_float("min_variance", self.min_variance)
+        check_positive_int("patience", self.patience)
+        check_positive_float("tol", self.tol, allow_zero=True)
+
+    @property
+    def lr(self) -> float:
+        return (self.learning_rate if self.learning_rate is not None
+                else DEFAULT_LEARNING_RATES[self.optimizer])
+
+    def epochs_for(self, n_train: int) -> int:
+        if self.max_epochs is not None:
+            return self.max_epochs
+        steps = batch_count(n_train, self.batch_size)
+        return int(np.clip(np.ceil(self.target_steps / steps), 20, 2000))
+
+    def patience_epochs(self, n_train: int) -> int:
+        """``patience`` counts periods of at least :data:`MIN_STEPS_PER_PERIOD` steps, so tiny
+        data sets (one step per epoch) are not stopped after a handful of steps."""
+        per_epoch = batch_count(n_train, self.batch_size)
+        return self.patience * max(1, -(-MIN_STEPS_PER_PERIOD // per_epoch))
+
+    def build_optimizer(self, n_train: int) -> Optimizer:
+        steps_per_epoch = batch_count(n_train, self.batch_size)
+        total = steps_per_epoch * self.epochs_for(n_train)
+        schedule = make_schedule(self.schedule, self.lr, total_steps=total,
+                                 decay_steps=self.decay_epochs * steps_per_epoch)
+        return make_optimizer(self.optimizer, schedule, beta=self.momentum)
+
+
+def batch_count(n: int, batch_size: int) -> int:
+    """Number of mini-batches per epoch, ``ceil(n / batch_size)``."""
+    return -(-n // batch_size)
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    params: MixtureParams
+    opt_state: Any
+    rng_state: dict
+    epoch: int = 0
+    history: History = field(default_factory=lambda: {
+        "epoch": [], "train_nll": [], "val_nll": [], "lr": [], "time": []})
+    best_params: MixtureParams | None = None
+    last_params: MixtureParams | None = None
+    best_score: float = np.inf
+    bad_epochs: int = 0
+    stopped: bool = False
+    elapsed: float = 0.0
+
+    def copy(self) -> TrainState:
+        return copy.deepcopy(self)
+
+
+def project_variance_floor(params: MixtureParams, min_variance: float) -> MixtureParams:
+    """``log sigma <- max(log sigma, 1/2 log v_min)`` (eq. 26)."""
+    floor = 0.5 * np.log(min_variance)
+    if np.all(params.log_sigma >= floor):
+        return params
+    return params.replace(log_sigma=np.maximum(params.log_sigma, floor))
+
+
+def _check_finite(value: float, epoch: int, lr: float) -> None:
+    if not np.isfinite(value):
+        raise FloatingPointError(
+            f"the NLL became {value} at epoch {epoch}; lower the learning rate (now {lr:g}) "
+            "or raise min_variance"
+        )
+
+
+def train(
+    X: np.ndarray,
+    params: MixtureParams | None = None,
+    *,
+    config: TrainConfig = TrainConfig(),
+    rng: np.random.Generator | None = None,
+    X_val: np.ndarray | None = None,
+    state: TrainState | None = None,
+    sample_weight: np.ndarray | None = None,
+    callback: Callable[[TrainState], Any] | None = None,
+    record_params: Callable[[MixtureParams], MixtureParams] | None = None,
+    nll_offset: float = 0.0,
+    grad_fn: Callable = nll_grad,
+    max_epochs: int | None = None,
+) -> TrainState:
+    """Mini-batch SGD on the mean NLL of ``X`` (n, D); returns the final :class:`TrainState`.
+
+    Start from ``params`` with a fresh optimiser, or continue ``state`` (resume /
+    warm start).  ``max_epochs`` overrides the config (used to run a few epochs
+    at a time).  The history records per epoch: the mean of the epoch's batch
+    NLLs (``train_nll``), the validation NLL, the learning rate of the epoch's
+    last step and cumulative wall time; NLLs are shifted by ``nll_offset`` (the
+    log-determinant of a standardisation, eq. 33).  If ``record_params`` is
+    given, ``history["params"]`` holds ``record_params(params)`` after each epoch.
+    ``callback(state)`` runs after each epoch; returning ``False`` stops training.
+
+    On return ``state.params`` are the best parameters seen by early stopping
+    (the last ones when early stopping is off).
+    """
+    n = X.shape[0]
+    rng = rng if rng is not None else np.random.default_rng()
+    optimizer = config.build_optimizer(n)
+    if state is None:
+        if params is None:
+            raise ValueError("train needs either params or state")
+        params = project_variance_floor(params, config.min_variance)
+        state = TrainState(params=params, opt_state=optimizer.init(params),
+                           rng_state=copy.deepcopy(rng.bit_generator.state))
+        if record_params is not None:
+            state.history["params"] = []
+    else:
+        state = state.copy()
+        state.stopped = False
+        rng.bit_generator.state = copy.deepcopy(state.rng_state)
+    batch = min(config.batch_size, n)
+    epochs = max_epochs if max_epochs is not None else config.epochs_for(n)
+    last_epoch = state.epoch + epochs if max_epochs is not None else epochs
+    w = None if sample_weight is None else np.asarray(sample_weight)
+    # the iterate continues from the last parameters, not from the best ones
+    params = state.last_params if state.last_params is not None else state.params
+    opt_state = state.opt_state
+    clock = time.perf_counter()
+    while state.epoch < last_epoch and not state.stopped:
+        order = rng.permutation(n)
+        total, count = 0.0, 0.0
+        for start in range(0, n, batch):
+            idx = order[start:start + batch]
+            wb = None if w is None else w[idx]
+            value, grad = grad_fn(X[idx], params, wb)
+            updates, opt_state = optimizer.update(grad, opt_state)
+            params = project_variance_floor(apply_updates(params, updates),
+                                            config.min_variance)
+            bw = len(idx) if wb is None else float(wb.sum())
+            total += value * bw
+            count += bw
+        state.epoch += 1
+        train_nll = total / count + nll_offset
+        lr_now = _current_lr(optimizer, opt_state)
+        _check_finite(train_nll, state.epoch, lr_now)
+        val_nll = None if X_val is None else nll(X_val, params) + nll_offset
+        state.elapsed += time.perf_counter() - clock
+        clock = time.perf_counter()
+        h = state.history
+        h["epoch"].append(state.epoch)
+        h["train_nll"].append(float(train_nll))
+        h["val_nll"].append(None if val_nll is None else float(val_nll))
+        h["lr"].append(float(lr_now))
+        h["time"].append(state.elapsed)
+        if record_params is not None:
+            h.setdefault("params", []).append(record_params(params))
+        score = val_nll if val_nll is not None else train_nll
+        if score < state.best_score:
+            improved = score < state.best_score - config.tol
+            state.bad_epochs = 0 if improved else state.bad_epochs + 1
+            state.best_score, state.best_params = float(score), params
+        else:
+            state.bad_epochs += 1
+        if config.early_stopping and state.bad_epochs >= config.patience_epochs(n):
+            state.stopped = True
+        state.last_params = params
+        state.opt_state = opt_state
+        state.rng_state = copy.deepcopy(rng.bit_generator.state)
+        state.params = state.best_params if config.early_stopping else params
+        if callback is not None and callback(state) is False:
+            state.stopped = True
+    return state
+
+
+def _current_lr(optimizer: Optimizer, opt_state) -> float:
+    """The learning rate used by the last step (schedules are evaluated at count - 1)."""
+    lr = optimizer.hyperparams["learning_rate"]
+    return lr(max(opt_state.count - 1, 0)) if callable(lr) else float(lr)
