@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,16 @@ import pytest
 from scipy import integrate, optimize, special, stats
 
 import mogsgd
+import mogsgd.errors
 from mogsgd import MixtureParams
 from mogsgd.density import log_gaussian, log_prob, log_resp, logsumexp, nll, responsibilities
+from mogsgd.em import em_step as mogsgd_em_step
+from mogsgd.em import fit_em
+from mogsgd.estimator import SGDGaussianMixture, Standardizer
 from mogsgd.gradients import nll_grad, nll_grad_sums
+from mogsgd.optim import adam, apply_updates, cosine, inverse_time, momentum, sgd
 from mogsgd.params import log_softmax, softmax
+from mogsgd.train import project_variance_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "derivations.md"
@@ -427,7 +434,6 @@ def test_eq20_average_over_random_batches_is_close():
                            f"(relative error {err:.3e})")
 
 
-# No optimiser code exists in src/ yet, so eqs. 21-24 are checked as formulas.
 def test_eq21_small_sgd_step_decreases_batch_nll_to_first_order():
     rng = np.random.default_rng(15)
     params = random_params(rng)
@@ -477,44 +483,90 @@ def test_eq22_nesterov_form_equals_sutskever_lookahead_form():
     assert_close(v, unrolled, 1e-13, "eq. 22 v_t = sum_s beta^(t-s) g_s")
 
 
+def _run(optimizer, params, grads):
+    """Apply ``optimizer`` to the gradient sequence; returns the iterates after each step."""
+    state = optimizer.init(params)
+    out = []
+    for g in grads:
+        updates, state = optimizer.update(g, state)
+        params = apply_updates(params, updates)
+        out.append(params)
+    return out
+
+
+def _grad_sequence(rng, params, n_steps=4):
+    X = random_data(rng, n=60)
+    return [nll_grad(X[rng.choice(60, 10, replace=False)], params)[1] for _ in range(n_steps)]
+
+
+def test_eq21_sgd_step_equals_formula():
+    rng = np.random.default_rng(40)
+    params = random_params(rng)
+    grads = _grad_sequence(rng, params)
+    theta = params.ravel()
+    schedule = inverse_time(0.1, 2.0)
+    for t, (g, new) in enumerate(zip(grads, _run(sgd(schedule), params, grads), strict=True)):
+        theta = theta - 0.1 / (1 + t / 2.0) * g.ravel()
+        assert_close(new.ravel(), theta, 1e-14, f"eq. 21 SGD, step {t}")
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_eq22_momentum_steps_equal_formula(nesterov):
+    rng = np.random.default_rng(41)
+    params = random_params(rng)
+    grads = _grad_sequence(rng, params)
+    eta, beta = 0.05, 0.8
+    theta, v = params.ravel(), np.zeros(params.ravel().size)
+    iterates = _run(momentum(eta, beta, nesterov=nesterov), params, grads)
+    for t, (g, new) in enumerate(zip(grads, iterates, strict=True)):
+        v = beta * v + g.ravel()
+        theta = theta - eta * (g.ravel() + beta * v if nesterov else v)
+        kind = "Nesterov" if nesterov else "heavy ball"
+        assert_close(new.ravel(), theta, 1e-14, f"eq. 22 {kind}, step {t}")
+
+
+def test_eq23_adam_steps_equal_formula_with_defaults():
+    rng = np.random.default_rng(42)
+    params = random_params(rng)
+    grads = _grad_sequence(rng, params, n_steps=5)
+    eta, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    theta = params.ravel()
+    m = v = np.zeros(theta.size)
+    for t, (g, new) in enumerate(zip(grads, _run(adam(eta), params, grads), strict=True),
+                                 start=1):
+        m = b1 * m + (1 - b1) * g.ravel()
+        v = b2 * v + (1 - b2) * g.ravel() ** 2
+        theta = theta - eta * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+        assert_close(new.ravel(), theta, 1e-13, f"eq. 23 Adam, step {t}")
+
+
 def test_eq23_adam_bias_correction_and_scale_invariance():
-    beta1, beta2, eps, eta = 0.9, 0.999, 1e-8, 1e-3
-
-    def adam_steps(grads):
-        m = v = 0.0
-        steps = []
-        for t, g in enumerate(grads, start=1):
-            m = beta1 * m + (1 - beta1) * g
-            v = beta2 * v + (1 - beta2) * g * g
-            m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
-            steps.append(eta * m_hat / (np.sqrt(v_hat) + eps))
-        return np.array(steps)
-
-    g = np.full(5, 0.37)
+    rng = np.random.default_rng(43)
+    params = random_params(rng)
+    g = MixtureParams.unravel(np.full(params.ravel().size, 0.37), 3, 2)
     # with a constant gradient the corrected moments are exactly g and g^2
-    assert_close(adam_steps(g), eta * 0.37 / (0.37 + eps) * np.ones(5), 1e-12,
-                 "eq. 23 bias correction")
-    rng = np.random.default_rng(17)
-    noisy = rng.normal(0.5, 1.0, size=50)
-    assert_close(adam_steps(1e4 * noisy), adam_steps(noisy), 1e-6,
-                 "eq. 23 step invariant to gradient scale")
+    iterates = _run(adam(1e-3), params, [g] * 5)
+    for t, new in enumerate(iterates, start=1):
+        expected = params.ravel() - t * 1e-3 * 0.37 / (0.37 + 1e-8)
+        assert_close(new.ravel(), expected, 1e-13, f"eq. 23 bias correction, step {t}")
+    grads = _grad_sequence(rng, params, n_steps=6)
+    big = [MixtureParams.unravel(1e4 * q.ravel(), 3, 2) for q in grads]
+    small_steps = _run(adam(1e-3), params, grads)[-1].ravel() - params.ravel()
+    big_steps = _run(adam(1e-3), params, big)[-1].ravel() - params.ravel()
+    assert_close(big_steps, small_steps, 1e-6, "eq. 23 step invariant to gradient scale")
 
 
-def test_eq24_learning_rate_schedules_formulas():
-    eta0, eta_min, tau, T = 0.1, 0.001, 50.0, 200
-
-    def inverse_time(t):
-        return eta0 / (1.0 + t / tau)
-
-    def cosine(t):
-        return eta_min + (eta0 - eta_min) * (1.0 + np.cos(np.pi * t / T)) / 2.0
-
-    assert_close(inverse_time(0), eta0, 0, "eq. 24 inverse time at t = 0")
-    assert_close(inverse_time(tau), eta0 / 2, 1e-14, "eq. 24 inverse time halves at t = tau")
-    assert_close(cosine(0), eta0, 1e-14, "eq. 24 cosine at t = 0")
-    assert_close(cosine(T), eta_min, 1e-12, "eq. 24 cosine at t = T")
-    assert_close(cosine(T / 2), (eta0 + eta_min) / 2, 1e-14, "eq. 24 cosine midpoint")
-    assert np.all(np.diff(cosine(np.arange(T + 1))) <= 0), "cosine schedule must not increase"
+def test_eq24_learning_rate_schedules_match_formulas():
+    eta0, tau, T, frac = 0.1, 50.0, 200, 0.01
+    eta_min = frac * eta0
+    steps = np.arange(0, T + 1)
+    assert_close([inverse_time(eta0, tau)(t) for t in steps], eta0 / (1.0 + steps / tau), 1e-15,
+                 "eq. 24 inverse time")
+    expected = eta_min + (eta0 - eta_min) * (1.0 + np.cos(np.pi * steps / T)) / 2.0
+    assert_close([cosine(eta0, T, frac)(t) for t in steps], expected, 1e-14, "eq. 24 cosine")
+    assert_close(cosine(eta0, T, frac)(0), eta0, 1e-15, "eq. 24 cosine starts at eta_0")
+    assert_close(cosine(eta0, T, frac)(T), eta_min, 1e-12, "eq. 24 cosine ends at eta_min")
+    assert_close(inverse_time(eta0, tau)(tau), eta0 / 2, 1e-15, "inverse time halves at tau")
 
 
 # ------------------------------------------------------- section 4: eqs. 25-26
@@ -575,13 +627,13 @@ def test_eq26_likelihood_blows_up_without_a_variance_floor():
     # gamma_1k = 1 - O(s): the other component still claims a share of order s = 1e-6
     assert_close(grad.log_sigma[0, 0], 1.0 / m, 1e-5, "eq. 15 at the spike")
 
-    # the projection of eq. 26 and the bound it buys
+    # the projection of eq. 26 (mogsgd.train.project_variance_floor) and the bound it buys
     v_min = 1e-3
-    log_sigma = np.log(np.array([[1e-9], [1.0]]))
-    projected = np.maximum(log_sigma, 0.5 * np.log(v_min))
-    assert np.all(np.exp(2 * projected) >= v_min * (1 - 1e-12))
-    assert projected[1, 0] == log_sigma[1, 0], "the projection leaves valid values alone"
-    floored = MixtureParams(spike.means, projected, spike.logits)
+    floored = project_variance_floor(spike, v_min)
+    expected = np.maximum(spike.log_sigma, 0.5 * np.log(v_min))
+    assert_close(floored.log_sigma, expected, 0, "eq. 26 projection")
+    assert np.all(floored.variances >= v_min * (1 - 1e-12))
+    assert floored.log_sigma[1, 0] == spike.log_sigma[1, 0], "valid values are left alone"
     L = -m * nll(X, floored)
     assert L <= -0.5 * m * np.log(2 * np.pi * v_min), "eq. 26 bound on L with the floor"
 
@@ -661,6 +713,44 @@ def test_eq27_eq30_em_fixed_point_is_a_stationary_point():
     assert rel < 1e-8, f"gradient at the EM fixed point is not zero (relative {rel:.3e})"
 
 
+def test_eq27_eq30_mogsgd_em_step_equals_the_formulas():
+    rng = np.random.default_rng(44)
+    params = random_params(rng)
+    X = random_data(rng, n=50)
+    for reg_covar in (0.0, 1e-3):
+        ours, ll_old = mogsgd_em_step(X, params, reg_covar=reg_covar)
+        ref = em_step(X, params, reg_covar=reg_covar)
+        assert_close(ours.weights, ref.weights, 1e-12, f"eq. 28, reg_covar={reg_covar}")
+        assert_close(ours.means, ref.means, 1e-12, f"eq. 29, reg_covar={reg_covar}")
+        assert_close(ours.variances, ref.variances, 1e-10, f"eq. 30, reg_covar={reg_covar}")
+        assert_close(ll_old, -nll(X, params), 1e-13, "em_step returns the old mean log-lik")
+
+
+def test_eq27_eq30_fit_em_log_likelihood_never_decreases():
+    rng = np.random.default_rng(45)
+    X = np.concatenate([rng.normal(-2, 1, (40, 2)), rng.normal(2, 0.7, (40, 2))])
+    result = fit_em(X, random_params(rng), max_iter=40, tol=0.0, reg_covar=0.0)
+    drops = np.diff(result.log_likelihoods)
+    assert drops.min() >= -1e-12, f"fit_em decreased the mean log-likelihood by {-drops.min():.3e}"
+
+
+def test_eq35_em_with_missing_values_zeroes_the_gradient_given_fixed_responsibilities():
+    rng = np.random.default_rng(46)
+    params = random_params(rng, k=3, d=3)
+    X = _with_missing(rng, n=60)
+    gamma = ref_resp(X, params)                                   # from eq. 34
+    new, _ = mogsgd_em_step(X, params, reg_covar=0.0)
+
+    def expected_complete_loglik(theta):
+        p = MixtureParams.unravel(theta, 3, 3)
+        return np.sum(gamma * (log_gaussian(X, p) + p.log_weights))
+
+    g_old = central_diff(expected_complete_loglik, params.ravel())
+    g_new = central_diff(expected_complete_loglik, new.ravel())
+    rel = np.max(np.abs(g_new)) / np.max(np.abs(g_old))
+    assert rel < 1e-7, f"EM with NaN is not the zero of eq. 35 (relative {rel:.3e})"
+
+
 # ---------------------------------------------------------- section 6: eqs. 31-38
 def test_eq31_eq32_weight_two_equals_a_duplicated_row():
     rng = np.random.default_rng(24)
@@ -716,6 +806,25 @@ def test_eq33_affine_change_of_variables_and_parameter_map():
     _, g_std = nll_grad(X_std, std_params)
     assert_close(g_raw.means, g_std.means / s, 1e-10, "mean gradients scale like 1/s")
     assert_close(g_raw.log_sigma, g_std.log_sigma, 1e-10, "log-sigma gradients are scale-free")
+
+
+def test_eq33_standardizer_maps_parameters_and_log_density():
+    rng = np.random.default_rng(47)
+    X = rng.normal(5.0, 30.0, size=(40, 3)) * np.array([1.0, 0.01, 100.0])
+    scaler = Standardizer.fit(X)
+    assert_close(scaler.center, X.mean(axis=0), 1e-13, "c = feature means")
+    assert_close(scaler.scale, X.std(axis=0), 1e-13, "s = feature standard deviations")
+    assert_close(scaler.log_det, np.log(X.std(axis=0)).sum(), 1e-13, "log det = sum log s")
+    std_params = random_params(rng, k=3, d=3)
+    raw = scaler.to_data(std_params)
+    assert_close(raw.means, scaler.center + scaler.scale * std_params.means, 1e-14,
+                 "eq. 33 mu = c + s mu'")
+    assert_close(raw.log_sigma, std_params.log_sigma + np.log(scaler.scale), 1e-14,
+                 "eq. 33 log sigma = log sigma' + log s")
+    assert np.array_equal(raw.logits, std_params.logits), "eq. 33 logits unchanged"
+    assert_close(scaler.from_data(raw).ravel(), std_params.ravel(), 1e-12, "round trip")
+    assert_close(log_prob(X, raw), log_prob(scaler.transform(X), std_params) - scaler.log_det,
+                 1e-12, "eq. 33 with the estimator's Standardizer")
 
 
 def _with_missing(rng, n=30, d=3):
@@ -827,8 +936,15 @@ def test_eq38_parameter_count_and_information_criteria():
     assert 3 * (2 * 2 + 1) - 1 == 14                           # the doc's example
 
     X = random_data(rng, n=50)
-    params = random_params(rng)
+    est = SGDGaussianMixture(n_components=3, solver="em", max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mogsgd.errors.ConvergenceWarning)
+        est.fit(X)
+    assert est._n_parameters() == 14
+    params = est.params_
     L = ref_log_prob(X, params.means, params.log_sigma, params.logits).sum()
+    assert_close(est.bic(X), -2 * L + 14 * np.log(50), 1e-12, "eq. 38 estimator BIC")
+    assert_close(est.aic(X), -2 * L + 28, 1e-12, "eq. 38 estimator AIC")
     bic = -2 * L + 14 * np.log(50)
     aic = -2 * L + 2 * 14
     assert_close(bic, 2 * 50 * nll(X, params) + 14 * np.log(50), 1e-13, "eq. 38 BIC")
