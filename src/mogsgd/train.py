@@ -175,7 +175,8 @@ def train(
     NLLs (``train_nll``), the validation NLL, the learning rate of the epoch's
     last step and cumulative wall time; NLLs are shifted by ``nll_offset`` (the
     log-determinant of a standardisation, eq. 33).  If ``record_params`` is
-    given, ``history["params"]`` holds ``record_params(params)`` after each epoch.
+    given, ``history["params"]`` holds ``record_params(params)`` at the start
+    (entry 0) and after each epoch (entry ``e``).
     ``callback(state)`` runs after each epoch; returning ``False`` stops training.
 
     On return ``state.params`` are the best parameters seen by early stopping
@@ -190,8 +191,8 @@ def train(
         params = project_variance_floor(params, config.min_variance)
         state = TrainState(params=params, opt_state=optimizer.init(params),
                            rng_state=copy.deepcopy(rng.bit_generator.state))
-        if record_params is not None:
-            state.history["params"] = []
+        if record_params is not None:  # entry 0 is the starting point
+            state.history["params"] = [record_params(params)]
     else:
         state = state.copy()
         state.stopped = False
