@@ -30,9 +30,6 @@ render = _render_module()
 def executed(tmp_path_factory):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    # the notebook's data come from mogsgd.datasets; skip, naming it, until that module exists
-    if not (ROOT / "src" / "mogsgd" / "datasets.py").exists():
-        pytest.skip("notebooks/tutorial.ipynb needs mogsgd.datasets.make_mixture")
     workdir = tmp_path_factory.mktemp("notebook")
     start = time.perf_counter()
     nb = render.execute_notebook(NOTEBOOK, timeout=int(TIME_LIMIT_S), cwd=workdir,
