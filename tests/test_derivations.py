@@ -25,6 +25,7 @@ from mogsgd.em import em_step as mogsgd_em_step
 from mogsgd.em import fit_em
 from mogsgd.estimator import SGDGaussianMixture, Standardizer
 from mogsgd.gradients import nll_grad, nll_grad_sums
+from mogsgd.online_em import online_em_init, online_em_step, step_size
 from mogsgd.optim import adam, apply_updates, cosine, inverse_time, momentum, sgd
 from mogsgd.params import log_softmax, softmax
 from mogsgd.train import project_variance_floor
@@ -880,7 +881,6 @@ def test_eq35_gradient_with_nan_matches_finite_differences():
     assert np.all(one.means[:, 1] == 0.0) and np.all(one.log_sigma[:, 1] == 0.0)
 
 
-# No online-EM or averaging code exists in src/ yet, so eqs. 36-37 are checked as formulas.
 def test_eq36_sufficient_statistics_m_step_equals_eqs_27_30():
     rng = np.random.default_rng(29)
     params = random_params(rng)
@@ -905,6 +905,60 @@ def test_eq36_step_size_one_over_t_gives_the_running_mean():
         rho = (t + 0) ** -1.0                                  # kappa = 1, t0 = 0
         s = (1 - rho) * s + rho * sbar
         assert_close(s, stats_seq[:t].mean(axis=0), 1e-13, f"eq. 36 running mean, t = {t}")
+
+
+def _raw_stats(X, params):
+    """Per-point averages of (gamma, gamma x, gamma x^2), the sufficient statistics of eq. 36."""
+    gamma = ref_resp(X, params)
+    n = len(X)
+    return gamma.sum(axis=0) / n, gamma.T @ X / n, gamma.T @ (X * X) / n
+
+
+def _m_step_from_raw(s0, s1, s2):
+    means = s1 / s0[:, None]
+    return MixtureParams.from_moments(s0 / s0.sum(), means, s2 / s0[:, None] - means**2)
+
+
+def test_eq36_online_em_steps_equal_the_recursion():
+    rng = np.random.default_rng(33)
+    params = random_params(rng)
+    X = random_data(rng, n=90)
+    alpha, t0 = 0.7, 2.0
+    # s_0: the statistics that reproduce the starting parameters
+    w = params.weights
+    s = [w, w[:, None] * params.means, w[:, None] * (params.variances + params.means**2)]
+    state = online_em_init(params, reg_covar=0.0)
+    current = params
+    for t, batch in enumerate(np.split(X, 3), start=1):
+        rho = (t + t0) ** -alpha
+        assert_close(step_size(t, alpha, t0), rho, 1e-15, f"eq. 36 step size, t = {t}")
+        sbar = _raw_stats(batch, current)
+        s = [(1 - rho) * a + rho * b for a, b in zip(s, sbar, strict=True)]
+        expected = _m_step_from_raw(*s)
+        current, state, _ = online_em_step(batch, current, state, alpha=alpha, t0=t0,
+                                           reg_covar=0.0)
+        assert_close(current.weights, expected.weights, 1e-12, f"eq. 36 weights, t = {t}")
+        assert_close(current.means, expected.means, 1e-12, f"eq. 36 means, t = {t}")
+        assert_close(current.variances, expected.variances, 1e-10, f"eq. 36 variances, t = {t}")
+
+
+def test_eq37_online_em_polyak_ruppert_average():
+    rng = np.random.default_rng(34)
+    params = random_params(rng)
+    X = random_data(rng, n=120)
+    state = online_em_init(params, reg_covar=1e-6)
+    iterates = []
+    for batch in np.split(X, 6):
+        params, state, _ = online_em_step(batch, params, state, average_after=2)
+        iterates.append(params)
+    kept = iterates[2:]                                          # steps 3..6
+    assert state.n_averaged == len(kept)
+    mean_w = np.mean([p.weights for p in kept], axis=0)
+    assert_close(state.average.weights, mean_w / mean_w.sum(), 1e-12, "eq. 37 weights")
+    assert_close(state.average.means, np.mean([p.means for p in kept], axis=0), 1e-12,
+                 "eq. 37 means")
+    assert_close(state.average.variances, np.mean([p.variances for p in kept], axis=0), 1e-12,
+                 "eq. 37 variances (online EM averages the natural parameters)")
 
 
 def test_eq37_recursive_polyak_ruppert_average_equals_the_mean():
