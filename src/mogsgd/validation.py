@@ -98,7 +98,7 @@ def check_data(
             i, j = np.argwhere(np.isinf(arr))[0]
             if original.dtype.kind == "f" and np.isfinite(original[i, j]):
                 raise ValidationError(
-                    f"{name}[{i}, {j}] = {original[i, j]!r} is beyond the range of "
+                    f"{name}[{i}, {j}] = {float(original[i, j])!r} is beyond the range of "
                     f"{np.dtype(dtype).name} (largest {np.finfo(dtype).max:.3g}); compute in "
                     "float64 (dtype=None) or rescale the data"
                 )
