@@ -28,7 +28,7 @@ from mogsgd.validation import check_choice
 
 __all__ = ["BACKENDS", "available", "unavailable_reason", "resolve_backend",
            "nll_grad_sums", "nll_grad", "nll", "log_prob", "grad_fn_for", "nll_fn_for",
-           "training_functions"]
+           "kernels_for", "compiled_epoch"]
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -211,23 +211,37 @@ def nll_fn_for(backend: str = "auto"):
     return nll if resolve_backend(backend) == "numba" else density.nll
 
 
-def training_functions(backend: str, grad_fn, X: np.ndarray, sample_weight, optimizer,
-                       batch_size: int, min_variance: float, params: MixtureParams):
-    """What :func:`mogsgd.train.train` runs: ``(run_epoch or None, grad_fn, nll_fn)``.
 
-    With the numba backend and the default ``grad_fn`` (the reference
-    :func:`mogsgd.gradients.nll_grad`), ``run_epoch`` is a
-    :class:`~mogsgd.fast.epoch.CompiledEpoch` when it supports the case (built-in
-    optimiser, float64 parameters, ``X`` without NaN); otherwise the Python loop runs
-    with the fused ``grad_fn``.  A custom ``grad_fn`` is kept as given.  ``nll_fn``
-    scores the validation set.
+def kernels_for(backend: str, grad_sums_fn=gradients.nll_grad_sums):
+    """``(grad_sums_fn, nll_fn)`` for :func:`mogsgd.train.train` under ``backend``.
+
+    With the numba backend the reference :func:`mogsgd.gradients.nll_grad_sums` is
+    replaced by the fused :func:`nll_grad_sums` (a custom function is kept as given) and
+    the validation NLL is :func:`nll`; with NumPy both are the reference functions.
     """
     if resolve_backend(backend) == "numpy":
-        return None, grad_fn, density.nll
-    if grad_fn is not gradients.nll_grad:
-        return None, grad_fn, nll
+        return grad_sums_fn, density.nll
+    if grad_sums_fn is gradients.nll_grad_sums:
+        return nll_grad_sums, nll
+    return grad_sums_fn, nll
+
+
+def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_weight,
+                   params: MixtureParams):
+    """A :class:`~mogsgd.fast.epoch.CompiledEpoch` for :func:`mogsgd.train.train`, or ``None``
+    where the Python loop must run: another solver than ``"sgd"``, a gradient function
+    other than the fused one (:func:`kernels_for` gave the reference or a custom one),
+    float32 parameters, or ``X`` with NaN.
+
+    ``config`` is the :class:`~mogsgd.train.TrainConfig`; ``sample_weight`` the weights
+    as ``train`` normalised them (mean one).
+    """
+    if config.solver != "sgd" or grad_sums_fn is not nll_grad_sums:
+        return None
     from mogsgd.fast.epoch import CompiledEpoch, supports
 
-    if supports(optimizer, X, params):
-        return CompiledEpoch(X, sample_weight, optimizer, batch_size, min_variance), nll_grad, nll
-    return None, nll_grad, nll
+    optimizer = config.build_optimizer(n_train)
+    if not supports(optimizer, X, params):
+        return None
+    return CompiledEpoch(X, sample_weight, optimizer, min(config.batch_size, n_train),
+                         config.min_variance)

@@ -398,14 +398,18 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
 
     ``theta`` is ``MixtureParams.ravel()`` (means, log_sigma, logits); the batches are
     ``order[0:batch]``, ``order[batch:2 batch]``, ... (the last one shorter).  Per batch:
-    the mean-NLL gradient (eq. 19), the optimiser step ``opt`` (``OPT_*``; ``s1``/``s2``
+    the NLL gradient (eq. 19), the optimiser step ``opt`` (``OPT_*``; ``s1``/``s2``
     are the flat momentum / Adam states, ``lrs[t]`` the learning rate of the epoch's
     ``t``-th step, ``count`` the optimiser's step count at the start) written as in
     ``optim.py`` and with no fast-math so it rounds the same, then the variance floor
     ``log sigma <- max(log sigma, log_sigma_floor)`` (eq. 26).
 
-    Returns ``(sum_b NLL_b W_b, sum_b W_b)`` over the batches ``b`` (``W_b`` their weight)
-    -- the terms of the epoch's mean training NLL, accumulated like ``train.py`` does.
+    With weights ``w`` (mean one over the data, as ``train`` normalises them) the batch
+    gradient is the weighted sum over ``|B|`` (eq. 32), as in ``train.make_stepper``.
+
+    Returns ``(sum_b NLL_b |B_b|, sum_b |B_b|)`` over the batches ``b``, ``NLL_b`` the
+    batch's (weighted) sum over ``|B_b|`` -- the terms of the epoch's mean training NLL,
+    accumulated like ``train.py`` does.
     """
     n = order.shape[0]
     d_feat = X.shape[1]
@@ -430,7 +434,7 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
     o_rz = 2 + n_comp
     o_rz2 = o_rz + kd
     total = 0.0
-    count_w = 0.0
+    count_rows = 0
     step = 0
     for lo in range(0, n, batch):
         hi = min(n, lo + batch)
@@ -444,9 +448,10 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
                     wb[j] = w[order[start + j]]
             _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp)
             _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, True)
-        # finalize (gradients.finalize): every sum times 1 / W
-        wsum = acc[1] if has_w else float(hi - lo)
-        scale = 1.0 / wsum
+        # train.make_stepper: every sum times 1 / |B| (weights have mean one)
+        rows = hi - lo
+        wsum = acc[1] if has_w else float(rows)
+        scale = 1.0 / rows
         value = -acc[0] * scale
         for k in range(n_comp):
             nk = acc[2 + k]
@@ -482,6 +487,6 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
             theta[i] = max(theta[i], log_sigma_floor)
         count += 1
         step += 1
-        total += value * wsum
-        count_w += wsum
-    return total, count_w
+        total += value * rows
+        count_rows += rows
+    return total, count_rows

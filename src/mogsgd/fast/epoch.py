@@ -10,9 +10,10 @@ checkpoints and ``warm_start`` see no difference.
 
 The learning rate of every step comes from the optimiser's own schedule, evaluated
 in Python once per epoch (so any schedule works and rounds identically); the update
-rules are written out in the kernel exactly as in :mod:`mogsgd.optim`.  Given the
-same permutation, the result equals a Python loop over :func:`mogsgd.fast.nll_grad`
-bit for bit, and a loop over the NumPy reference to ~1e-12.
+rules are written out in the kernel exactly as in :mod:`mogsgd.optim` and
+:func:`mogsgd.train.make_stepper`.  Given the same permutation, the result equals
+``train``'s Python loop over the fused :func:`mogsgd.fast.nll_grad_sums` bit for bit,
+and its loop over the NumPy reference to ~1e-12.
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ def supports(optimizer: Optimizer, X: np.ndarray, params: MixtureParams) -> bool
 
 
 class CompiledEpoch:
-    """``epoch(order, params, opt_state) -> (params, opt_state, nll_total, weight_total)``.
+    """``epoch(order, params, opt_state) -> (params, opt_state, nll_total, row_total)``:
+    the new parameters and optimiser state, and the sums ``train`` divides for the
+    epoch's mean training NLL.
 
     Parameters
     ----------
     X : array (n, D), float32 or float64, no NaN
     sample_weight : array (n,) or None
+        Weights normalised to mean one, as :func:`mogsgd.train.train` passes them.
     optimizer : Optimizer from :func:`mogsgd.optim.make_optimizer` (sgd, momentum,
         nesterov or adam)
     batch_size : int
@@ -96,7 +100,7 @@ class CompiledEpoch:
             s1, s2 = np.empty(0), np.empty(0)
         lrs = self.learning_rates(count, n_steps)
         block = self.block or self._kern.block_for(k, d, self.batch)
-        total, weight = self._kern.train_epoch(
+        total, rows = self._kern.train_epoch(
             self.X, np.ascontiguousarray(order, dtype=np.int64), self.w, self.has_w,
             self.batch, theta, k, self.opt, s1, s2, count, lrs, self.b1, self.b2, self.eps,
             self.beta, self.log_sigma_floor, block)
@@ -109,4 +113,4 @@ class CompiledEpoch:
             state = MomentumState(count, MixtureParams.unravel(s1, k, d))
         else:
             state = SGDState(count)
-        return new, state, float(total), float(weight)
+        return new, state, float(total), float(rows)
