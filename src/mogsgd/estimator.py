@@ -36,6 +36,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from mogsgd import fast
 from mogsgd._random import check_random_state
 from mogsgd.density import log_prob, log_resp, nll
 from mogsgd.em import fit_em
@@ -185,6 +186,11 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         checkpoint is never overwritten.
     checkpoint_every : int, default=1
         Epochs between checkpoints.
+    backend : {"auto", "numpy", "numba"}, default="auto"
+        ``"numba"``: the compiled kernels of :mod:`mogsgd.fast` (fused gradients, whole
+        epochs compiled); ``"numpy"``: the NumPy reference; ``"auto"``: numba where it
+        works, else NumPy with one :class:`mogsgd.errors.FallbackWarning`.  Results agree
+        to rounding.
 
     Attributes
     ----------
@@ -228,6 +234,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         dtype=None,
         checkpoint_path=None,
         checkpoint_every: int = 1,
+        backend: str = "auto",
     ) -> None:
         self.n_components = n_components
         self.optimizer = optimizer
@@ -257,6 +264,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.dtype = dtype
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
+        self.backend = backend
 
     # ------------------------------------------------------------ validation
     def _train_config(self) -> TrainConfig:
@@ -289,6 +297,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         _check_random_state_type(self.random_state)
         path = check_path("checkpoint_path", self.checkpoint_path)
         check_positive_int("checkpoint_every", self.checkpoint_every)
+        check_choice("backend", self.backend, fast.BACKENDS)
         if path is not None:
             if self.solver != "sgd":
                 raise ValidationError(
@@ -470,7 +479,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
         state = train(Z_train, params, config=config, rng=rng, X_val=Z_val, state=state,
                       callback=callback, record_params=record,
-                      nll_offset=self._scaler.log_det)
+                      nll_offset=self._scaler.log_det, backend=self.backend)
         converged = bool(state.stopped)
         if not converged and config.early_stopping:
             warnings.warn(
@@ -505,7 +514,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.history_ = run["history"]
         self.converged_ = bool(run["converged"])
         self.n_iter_ = int(run["n_iter"])
-        self.lower_bound_ = float(-nll(X, self.params_))
+        self.lower_bound_ = float(-fast.nll_fn_for(self.backend)(X, self.params_))
         self._set_derived()
 
     def _set_derived(self) -> None:
@@ -595,7 +604,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         no_stop = TrainConfig(**{**config.__dict__, "early_stopping": False})
         state = train(Z, start, config=no_stop, rng=self._rng, state=state, max_epochs=1,
                       callback=self.callback, nll_offset=self._scaler.log_det,
-                      record_params=self._scaler.to_data if self.record_params else None)
+                      record_params=self._scaler.to_data if self.record_params else None,
+                      backend=self.backend)
         self._set_fitted({"params": state.params, "state": state, "history": state.history,
                           "converged": False, "n_iter": state.epoch}, X)
         return self

@@ -5,17 +5,19 @@ replacements for the NumPy reference functions of :mod:`mogsgd.gradients` and
 :mod:`mogsgd.density` (same arguments, same results to ~1e-13 relative), computed by
 numba kernels that make one pass over ``X`` with SIMD ``exp``/``log`` and no
 ``(n, K)`` temporaries (:mod:`mogsgd.fast._kernels`).  The NumPy functions stay the
-reference and the fallback.
+reference and the fallback.  ``X`` with NaN (missing values, which the reference
+marginalises) is detected by the NaN it gives the kernel's log-likelihood and handed
+to the reference.
 
 Backends: ``"numpy"`` (the reference), ``"numba"`` (this package; an error if it
 cannot run) and ``"auto"`` (numba when it works, else NumPy with one
-:class:`~mogsgd.errors.FallbackWarning`).  Inputs the kernels do not handle --
-``X`` with NaN (missing values) -- are passed to the reference.
+:class:`~mogsgd.errors.FallbackWarning`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 
 import numpy as np
@@ -157,20 +159,17 @@ def _numba_sums(X, params: MixtureParams, sample_weight, *, need_grad: bool,
     )
 
 
-def _has_nan(X) -> bool:
-    X = np.asarray(X)
-    return X.dtype.kind == "f" and bool(np.isnan(X).any())
-
-
 def nll_grad_sums(X: np.ndarray, params: MixtureParams,
                   sample_weight: np.ndarray | None = None) -> GradSums:
     """:func:`mogsgd.gradients.nll_grad_sums` by the fused kernel (same :class:`GradSums`).
 
-    Parallel over chunks of rows for large ``X``; ``X`` with NaN goes to the reference.
+    Parallel over chunks of rows for large ``X``.  A NaN in ``X`` (a missing value) makes
+    the kernel's NLL NaN; such input is then handed to the reference, which marginalises.
     """
-    if _has_nan(X):
+    sums = _numba_sums(X, params, sample_weight, need_grad=True)
+    if math.isnan(sums.nll_sum):
         return gradients.nll_grad_sums(X, params, sample_weight)
-    return _numba_sums(X, params, sample_weight, need_grad=True)
+    return sums
 
 
 def nll_grad(X: np.ndarray, params: MixtureParams,
@@ -181,16 +180,14 @@ def nll_grad(X: np.ndarray, params: MixtureParams,
 
 def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None = None) -> float:
     """:func:`mogsgd.density.nll` by the fused kernel (no gradient sums are formed)."""
-    if _has_nan(X):
-        return density.nll(X, params, sample_weight)
     sums = _numba_sums(X, params, sample_weight, need_grad=False)
+    if math.isnan(sums.nll_sum):
+        return density.nll(X, params, sample_weight)
     return sums.nll_sum / sums.weight_sum
 
 
 def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """:func:`mogsgd.density.log_prob` by the fused kernel: ``log p(x_i)``, shape (n,)."""
-    if _has_nan(X):
-        return density.log_prob(X, params)
     from mogsgd.fast import _kernels as kern
 
     X = _as_rows(X)
@@ -198,6 +195,8 @@ def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     out = np.empty(X.shape[0])
     kern.log_prob_rows(X, np.ascontiguousarray(p.means), inv_sigma, cst, log_w,
                        kern.block_for(*p.means.shape, X.shape[0]), out)
+    if np.isnan(out).any():
+        return density.log_prob(X, params)
     return out.astype(np.result_type(X, params.dtype), copy=False)
 
 

@@ -26,9 +26,10 @@ sums stay in registers for ``D <= 4``.  The sums go into a flat accumulator
 Memory: the buffers are ``O(block (K + D))`` per thread; no ``(n, K)`` or
 ``(n, K, D)`` array is ever formed.
 
-Only step 3 is compiled with the ``reassoc`` fast-math flag (it lets LLVM
-vectorise the sums over points); the polynomial ``exp``/``log`` are not, see
-:mod:`mogsgd.fast._simd`.  The optimiser update in :func:`train_epoch` uses no
+No kernel uses the ``reassoc`` fast-math flag: the sums over points run in explicit
+vector lanes (:func:`~mogsgd.fast._simd.lane_sum`), so a result is the same to the
+last bit on every run, whether the kernel was just compiled or loaded from numba's
+cache, and on any SIMD width.  The optimiser update in :func:`train_epoch` uses no
 fast-math at all, so it rounds exactly like the NumPy code in ``optim.py``.
 """
 
@@ -39,13 +40,17 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from mogsgd.fast._simd import EXACT_MATH, gather_rows, load_rows, vexp, vlog
+from mogsgd.fast._simd import (
+    EXACT_MATH,
+    gather_rows,
+    lane_moments,
+    lane_sum,
+    load_rows,
+    vexp,
+    vlog,
+)
 
 LOG_2PI = float(np.log(2.0 * np.pi))
-
-#: ``reassoc`` lets the sums over points vectorise (each lane sums a subset);
-#: ``arcp`` turns ``w / s`` into a multiply by the reciprocal.
-REDUCE_MATH = {"contract", "nsz", "reassoc", "arcp"}
 
 #: Rows per chunk of the parallel full pass.  Fixed, so the summation order -- and
 #: so the result -- does not depend on the number of threads.
@@ -205,106 +210,42 @@ def _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
 
 
 # --------------------------------------------------------- step 3 per block
-@njit(fastmath=REDUCE_MATH, **_JIT)
-def _moments_group(xt, d0, g, mu, rk, nb):
-    """``(sum_j r_j u_jd, ..., sum_j r_j u_jd^2, ...)`` for ``g <= 4`` features from ``d0``,
-    ``u = x - mu``; unused slots are 0."""
-    a0 = a1 = a2 = a3 = 0.0
-    b0 = b1 = b2 = b3 = 0.0
-    x0 = xt[d0]
-    m0 = mu[d0]
-    if g == 1:
-        for j in range(nb):
-            r = rk[j]
-            u0 = x0[j] - m0
-            t0 = r * u0
-            a0 += t0
-            b0 += t0 * u0
-        return a0, a1, a2, a3, b0, b1, b2, b3
-    x1 = xt[d0 + 1]
-    m1 = mu[d0 + 1]
-    if g == 2:
-        for j in range(nb):
-            r = rk[j]
-            u0 = x0[j] - m0
-            u1 = x1[j] - m1
-            t0 = r * u0
-            t1 = r * u1
-            a0 += t0
-            a1 += t1
-            b0 += t0 * u0
-            b1 += t1 * u1
-        return a0, a1, a2, a3, b0, b1, b2, b3
-    x2 = xt[d0 + 2]
-    m2 = mu[d0 + 2]
-    if g == 3:
-        for j in range(nb):
-            r = rk[j]
-            u0 = x0[j] - m0
-            u1 = x1[j] - m1
-            u2 = x2[j] - m2
-            t0 = r * u0
-            t1 = r * u1
-            t2 = r * u2
-            a0 += t0
-            a1 += t1
-            a2 += t2
-            b0 += t0 * u0
-            b1 += t1 * u1
-            b2 += t2 * u2
-        return a0, a1, a2, a3, b0, b1, b2, b3
-    x3 = xt[d0 + 3]
-    m3 = mu[d0 + 3]
-    for j in range(nb):
-        r = rk[j]
-        u0 = x0[j] - m0
-        u1 = x1[j] - m1
-        u2 = x2[j] - m2
-        u3 = x3[j] - m3
-        t0 = r * u0
-        t1 = r * u1
-        t2 = r * u2
-        t3 = r * u3
-        a0 += t0
-        a1 += t1
-        a2 += t2
-        a3 += t3
-        b0 += t0 * u0
-        b1 += t1 * u1
-        b2 += t2 * u2
-        b3 += t3 * u3
-    return a0, a1, a2, a3, b0, b1, b2, b3
-
-
-@njit(fastmath=REDUCE_MATH, **_JIT)
+@njit(fastmath=EXACT_MATH, **_JIT)
 def _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, need_grad):
-    """Step 3: add this block's sums to ``acc`` (see the module docstring)."""
+    """Step 3: add this block's sums to ``acc`` (see the module docstring).
+
+    The sums over points use the explicit lane accumulators of :func:`lane_sum` and
+    :func:`lane_moments`, so they round the same on every run and machine.
+    """
     n_comp, d_feat = means.shape
-    ll = 0.0
-    wsum = 0.0
     for j in range(nb):
-        ll += wb[j] * lp[j]
-        wsum += wb[j]
-        coef[j] = wb[j] / s[j]
-    acc[0] += ll
-    acc[1] += wsum
+        coef[j] = wb[j] * lp[j]
+    acc[0] += lane_sum(coef, nb)
+    acc[1] += lane_sum(wb, nb)
     if not need_grad:
         return
+    for j in range(nb):
+        coef[j] = wb[j] / s[j]
     o_rz = 2 + n_comp
     o_rz2 = o_rz + n_comp * d_feat
     for k in range(n_comp):
         rk = lw[k]
-        nk = 0.0
         for j in range(nb):
-            r = rk[j] * coef[j]
-            rk[j] = r
-            nk += r
-        acc[2 + k] += nk
+            rk[j] = rk[j] * coef[j]
+        acc[2 + k] += lane_sum(rk, nb)
         mu = means[k]
         isg = inv_sigma[k]
         for d0 in range(0, d_feat, 4):
             g = min(4, d_feat - d0)
-            sums = _moments_group(xt, d0, g, mu, rk, nb)
+            if g == 4:
+                sums = lane_moments(xt[d0], xt[d0 + 1], xt[d0 + 2], xt[d0 + 3], mu, rk, d0,
+                                    nb, 4)
+            elif g == 3:
+                sums = lane_moments(xt[d0], xt[d0 + 1], xt[d0 + 2], xt[d0], mu, rk, d0, nb, 3)
+            elif g == 2:
+                sums = lane_moments(xt[d0], xt[d0 + 1], xt[d0], xt[d0], mu, rk, d0, nb, 2)
+            else:
+                sums = lane_moments(xt[d0], xt[d0], xt[d0], xt[d0], mu, rk, d0, nb, 1)
             for t in range(g):
                 i = k * d_feat + d0 + t
                 sc = isg[d0 + t]
@@ -365,6 +306,16 @@ def log_prob_rows(X, means, inv_sigma, cst, log_w, block, out):
         nb = min(block, n - start)
         load_rows(X, start, nb, xt)
         _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, out[start:])
+
+
+@njit(**_JIT)
+def has_nan(X):
+    """Whether C-contiguous ``X`` holds a NaN (one read, stops at the first, no temporary)."""
+    flat = X.reshape(-1)
+    for i in range(flat.shape[0]):
+        if flat[i] != flat[i]:
+            return True
+    return False
 
 
 # -------------------------------------------------------------------- epoch

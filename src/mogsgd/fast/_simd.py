@@ -11,11 +11,13 @@ plus bit casts, so a loop that calls them compiles to AVX-512 / AVX2 code.
   ``q`` of degree 9 fitted at Chebyshev nodes of ``|r| <= ln(2)/2`` (error below
   0.6 ulp), and ``2^k`` built in the exponent bits as two factors, so gradual
   underflow is rounded once.  Within 1 ulp of glibc's ``exp`` over
-  ``[-745, 709]``; 0 below -745.2; ``exp(0) == 1`` exactly.
+  ``[-745, 709]``; 0 below -745.2; ``exp(0) == 1`` exactly; NaN stays NaN, so a
+  missing value in ``X`` shows up as a NaN log-likelihood.
 * :func:`vlog`: ``x = 2^e m`` with ``m`` in ``[sqrt(2)/2, sqrt(2))``,
   ``log m = 2 atanh(f)``, ``f = (m - 1) / (m + 1)``, ``|f| <= 0.172``, as the odd
   series to ``f^21`` (truncation < 1e-18); ``log x = e ln 2 + log m``.  Within
-  2 ulp of glibc's ``log`` for positive normal ``x``; ``log(1) == 0`` exactly.
+  2 ulp of glibc's ``log`` for positive normal ``x``; ``log(1) == 0`` exactly; NaN
+  stays NaN.
 
 Both are ``inline="always"``; their callers must be compiled without the
 ``reassoc`` fast-math flag, which would let LLVM fold ``(x * LOG2E + S) - S``
@@ -33,6 +35,7 @@ import math
 
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["vexp", "vlog", "f64_as_i64", "i64_as_f64", "EXACT_MATH", "load_rows",
@@ -92,8 +95,10 @@ Q9 = 2.5100375832561234e-08
 
 @njit(inline="always", fastmath=EXACT_MATH, error_model="numpy")
 def vexp(x: float) -> float:
-    """``exp(x)``, within 1 ulp, branch-free (see the module docstring)."""
-    x = min(max(x, EXP_MIN), EXP_MAX)
+    """``exp(x)``, within 1 ulp, branch-free (see the module docstring); NaN gives NaN."""
+    # written as selects, not min/max, so that a NaN passes through (x86 max/min drop it)
+    x = EXP_MIN if x < EXP_MIN else x
+    x = EXP_MAX if x > EXP_MAX else x
     t = x * LOG2E + SHIFTER
     kf = t - SHIFTER
     k = f64_as_i64(t) - SHIFTER_BITS
@@ -125,7 +130,7 @@ ONE_BITS = 0x3FF0000000000000
 
 @njit(inline="always", fastmath=EXACT_MATH, error_model="numpy")
 def vlog(x: float) -> float:
-    """``log(x)`` for positive normal ``x``, within 2 ulp, branch-free."""
+    """``log(x)`` for positive normal ``x``, within 2 ulp, branch-free; NaN gives NaN."""
     bits = f64_as_i64(x)
     m = i64_as_f64((bits & MANTISSA) | ONE_BITS)
     big = m > SQRT2
@@ -144,7 +149,8 @@ def vlog(x: float) -> float:
     q = q * f2 + L2
     q = q * f2 + L1
     log_m = 2.0 * f + f * (f2 * q)
-    return e * LN2_HI + (log_m + e * LN2_LO)
+    out = e * LN2_HI + (log_m + e * LN2_LO)
+    return out if x == x else x  # NaN stays NaN
 
 
 # ------------------------------------------------------------------ transposes
@@ -334,3 +340,125 @@ def gather_rows(X, rows, lo, nb, xt):
         r = rows[lo + i]
         for d in range(d_feat):
             xt[d, i] = X[r, d]
+
+
+# --------------------------------------------------- deterministic lane sums
+#: Lanes of the explicit vector accumulators below.  Each lane sums the points
+#: ``j = l (mod LANES)`` in order, the lanes are then added in a fixed tree, and a
+#: tail of ``nb mod LANES`` points is added last: the same rounding on every run,
+#: machine width (AVX-512, AVX2, SSE) and compilation.  (The ``reassoc`` fast-math
+#: flag would let LLVM pick the order per compilation: results then differed in the
+#: last bit between a freshly compiled and a cached kernel.)
+LANES = 8
+
+def _data_ptr(context, builder, ty, value):
+    return context.make_array(ty)(context, builder, value).data
+
+
+def _vec_load(builder, base, idx):
+    ptr = builder.gep(base, [idx])
+    vty = ir.VectorType(ir.DoubleType(), LANES)
+    return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=8)
+
+
+def _hsum(builder, vec):
+    """Lanes of ``vec`` added in the fixed tree ((0+4)+(2+6)) + ((1+5)+(3+7))."""
+    lanes = [builder.extract_element(vec, ir.Constant(ir.IntType(32), i))
+             for i in range(LANES)]
+    while len(lanes) > 1:
+        half = len(lanes) // 2
+        lanes = [builder.fadd(lanes[i], lanes[i + half]) for i in range(half)]
+    return lanes[0]
+
+
+def _lane_loop(context, builder, n, n_acc, body):
+    """Run ``body(builder, index) -> list of n_acc vector increments`` over
+    ``index = 0, LANES, ...`` below ``n - n % LANES`` into vector accumulators; return
+    their horizontal sums and the tail start."""
+    i64 = ir.IntType(64)
+    vty = ir.VectorType(ir.DoubleType(), LANES)
+    zero = ir.Constant(vty, [0.0] * LANES)
+    accs = [cgutils.alloca_once_value(builder, zero) for _ in range(n_acc)]
+    n_main = builder.sub(n, builder.srem(n, ir.Constant(i64, LANES)))
+    with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_main,
+                                 ir.Constant(i64, LANES)) as (idx, _):
+        incs = body(builder, idx)
+        for a, inc in zip(accs, incs, strict=True):
+            builder.store(builder.fadd(builder.load(a), inc), a)
+    return [_hsum(builder, builder.load(a)) for a in accs], n_main
+
+
+@intrinsic
+def lane_sum(typingctx, a, n):
+    """``sum_{j < n} a[j]`` (1-D float64), in the deterministic lane order above."""
+    sig = types.float64(a, n)
+
+    def codegen(context, builder, signature, args):
+        base = _data_ptr(context, builder, signature.args[0], args[0])
+        n_val = args[1]
+        (total,), n_main = _lane_loop(context, builder, n_val, 1,
+                                      lambda b, i: [_vec_load(b, base, i)])
+        acc = cgutils.alloca_once_value(builder, total)
+        with cgutils.for_range_slice(builder, n_main, n_val, ir.Constant(ir.IntType(64), 1)) \
+                as (j, _):
+            x = builder.load(builder.gep(base, [j]))
+            builder.store(builder.fadd(builder.load(acc), x), acc)
+        return builder.load(acc)
+
+    return sig, codegen
+
+
+@intrinsic
+def lane_moments(typingctx, x0, x1, x2, x3, mu, r, d0, n, n_feat):
+    """For the ``G = n_feat`` (literal, 1..4) feature rows ``x0..x3`` (1-D float64; unused
+    ones may repeat) and weights ``r``: ``(sum_j r_j u_j0, ..., sum_j r_j u_j3,
+    sum_j r_j u_j0^2, ..., sum_j r_j u_j3^2)`` with ``u_jg = x_g[j] - mu[d0 + g]``;
+    unused slots are 0.  Deterministic lane order (see :data:`LANES`)."""
+    if not isinstance(n_feat, types.IntegerLiteral):
+        return None
+    g = n_feat.literal_value
+    ret = types.UniTuple(types.float64, 8)
+    sig = ret(x0, x1, x2, x3, mu, r, d0, n, n_feat)
+
+    def codegen(context, builder, signature, args):
+        xs = [_data_ptr(context, builder, signature.args[i], args[i]) for i in range(4)][:g]
+        mu_p = _data_ptr(context, builder, signature.args[4], args[4])
+        r_p = _data_ptr(context, builder, signature.args[5], args[5])
+        d0_v, n_val = args[6], args[7]
+        i64 = ir.IntType(64)
+        mus = [builder.load(builder.gep(mu_p, [builder.add(d0_v, ir.Constant(i64, t))]))
+               for t in range(g)]
+        vty = ir.VectorType(ir.DoubleType(), LANES)
+        mu_vecs = []
+        for m in mus:  # broadcast to every lane
+            vec = ir.Constant(vty, ir.Undefined)
+            for i in range(LANES):
+                vec = builder.insert_element(vec, m, ir.Constant(ir.IntType(32), i))
+            mu_vecs.append(vec)
+
+        def body(b, idx):
+            rv = _vec_load(b, r_p, idx)
+            firsts, seconds = [], []
+            for t in range(g):
+                u = b.fsub(_vec_load(b, xs[t], idx), mu_vecs[t])
+                ru = b.fmul(rv, u)
+                firsts.append(ru)
+                seconds.append(b.fmul(ru, u))
+            return firsts + seconds
+
+        sums, n_main = _lane_loop(context, builder, n_val, 2 * g, body)
+        accs = [cgutils.alloca_once_value(builder, v) for v in sums]
+        with cgutils.for_range_slice(builder, n_main, n_val, ir.Constant(i64, 1)) as (j, _):
+            rj = builder.load(builder.gep(r_p, [j]))
+            for t in range(g):
+                u = builder.fsub(builder.load(builder.gep(xs[t], [j])), mus[t])
+                ru = builder.fmul(rj, u)
+                builder.store(builder.fadd(builder.load(accs[t]), ru), accs[t])
+                builder.store(builder.fadd(builder.load(accs[g + t]), builder.fmul(ru, u)),
+                              accs[g + t])
+        zero = ir.Constant(ir.DoubleType(), 0.0)
+        out = [builder.load(accs[t]) if t < g else zero for t in range(4)]
+        out += [builder.load(accs[g + t]) if t < g else zero for t in range(4)]
+        return context.make_tuple(builder, ret, out)
+
+    return sig, codegen

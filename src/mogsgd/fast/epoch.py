@@ -31,10 +31,12 @@ _OPT_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
 def supports(optimizer: Optimizer, X: np.ndarray, params: MixtureParams) -> bool:
     """Whether :class:`CompiledEpoch` can run this optimiser on this data: a built-in
     optimiser, float64 parameters, float32/float64 ``X`` without NaN."""
+    from mogsgd.fast import _kernels as kern
+
     X = np.asarray(X)
     return (optimizer.name in _OPT_CODES and params.dtype == np.float64
             and X.dtype in (np.float32, np.float64) and X.ndim == 2
-            and not np.isnan(X).any())
+            and not kern.has_nan(np.ascontiguousarray(X)))
 
 
 class CompiledEpoch:
