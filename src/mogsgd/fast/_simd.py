@@ -24,9 +24,12 @@ Both are ``inline="always"``; their callers must be compiled without the
 or the two-part reduction ``(x - k HI) - k LO`` and lose accuracy.
 
 :func:`load_rows` and :func:`gather_rows` fill a ``(D, block)`` buffer from rows of
-``X``: for ``D <= 8`` eight rows at a time with one wide load (or eight row
-loads) and vector shuffles, generated as LLVM IR, since LLVM does not vectorise a
-stride-``D`` loop with ``D`` unknown at compile time by itself.
+``X`` eight rows at a time -- one wide load (contiguous rows, ``D <= 8``) or eight
+row-segment loads of up to 8 features -- and vector shuffles, generated as LLVM IR,
+since LLVM does not vectorise a stride-``D`` loop with ``D`` unknown at compile time.
+
+:func:`lane_sum` and :func:`lane_moments` are the sums over points, in explicit
+vector lanes so that their rounding is fixed (see :data:`LANES`).
 """
 
 from __future__ import annotations
@@ -39,13 +42,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["vexp", "vlog", "f64_as_i64", "i64_as_f64", "EXACT_MATH", "load_rows",
-           "gather_rows", "MAX_SHUFFLE_D"]
+           "gather_rows", "lane_sum", "lane_moments", "LANES"]
 
 #: fast-math flags safe for the polynomial code: FMA contraction and no signed zeros only.
 EXACT_MATH = {"contract", "nsz"}
-
-#: Widest rows transposed with shuffles (8 D doubles held in registers at once).
-MAX_SHUFFLE_D = 8
 
 _JIT = {"cache": True, "error_model": "numpy"}
 
@@ -196,42 +196,95 @@ def _transpose8(typingctx, src, src_off, dst, dst_off, dst_stride, n_feat):
 
 
 @intrinsic
-def _gather8(typingctx, src, rows, pos, dst, dst_off, dst_stride, n_feat):
-    """``dst[d, dst_off + u] = src[rows[pos + u] D + d]``, ``u < 8``, ``d < D``; ``D`` literal."""
-    if not isinstance(n_feat, types.IntegerLiteral):
+def _rows8(typingctx, src, rows, pos, row_len, col0, dst, dst_off, dst_stride, width):
+    """``dst[col0 + c, dst_off + u] = src[r_u row_len + col0 + c]`` for ``u < 8``,
+    ``c < width`` (literal, 1..8), ``r_u = rows[pos + u]`` (or ``pos + u`` when ``rows`` is
+    None): eight row segments loaded as vectors and transposed by shuffles."""
+    if not isinstance(width, types.IntegerLiteral):
         return None
-    nd = n_feat.literal_value
+    nd = width.literal_value
     is_f32 = src.dtype == types.float32
-    sig = types.void(src, rows, pos, dst, dst_off, dst_stride, n_feat)
+    gathered = not isinstance(rows, types.NoneType)
+    sig = types.void(src, rows, pos, row_len, col0, dst, dst_off, dst_stride, width)
 
     def codegen(context, builder, signature, args):
-        src_v, rows_v, pos_v, dst_v, doff, dstride, _ = args
+        src_v, rows_v, pos_v, rlen, c0, dst_v, doff, dstride, _ = args
         sary = context.make_array(signature.args[0])(context, builder, src_v)
-        rary = context.make_array(signature.args[1])(context, builder, rows_v)
-        dary = context.make_array(signature.args[3])(context, builder, dst_v)
+        dary = context.make_array(signature.args[5])(context, builder, dst_v)
         elt = ir.FloatType() if is_f32 else ir.DoubleType()
         i64 = ir.IntType(64)
         row_ty = ir.VectorType(elt, nd)
+        if gathered:
+            rary = context.make_array(signature.args[1])(context, builder, rows_v)
         parts = []
         for u in range(8):
-            rptr = builder.gep(rary.data, [builder.add(pos_v, ir.Constant(i64, u))])
-            r = builder.sext(builder.load(rptr), i64) if rary.data.type.pointee != i64 \
-                else builder.load(rptr)
-            ptr = builder.gep(sary.data, [builder.mul(r, ir.Constant(i64, nd))])
+            at = builder.add(pos_v, ir.Constant(i64, u))
+            if gathered:
+                r = builder.load(builder.gep(rary.data, [at]))
+                if r.type != i64:
+                    r = builder.sext(r, i64)
+            else:
+                r = at
+            off = builder.add(builder.mul(r, rlen), c0)
+            ptr = builder.gep(sary.data, [off])
             parts.append(builder.load(builder.bitcast(ptr, row_ty.as_pointer()),
                                       align=4 if is_f32 else 8))
-        # concatenate the 8 rows pairwise into one 8 D vector
-        width = nd
-        while len(parts) > 1:
-            mask = ir.Constant(ir.VectorType(ir.IntType(32), 2 * width), list(range(2 * width)))
+        width_now = nd
+        while len(parts) > 1:  # concatenate pairwise into one 8 x width vector
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), 2 * width_now),
+                               list(range(2 * width_now)))
             parts = [builder.shuffle_vector(parts[i], parts[i + 1], mask)
                      for i in range(0, len(parts), 2)]
-            width *= 2
+            width_now *= 2
         big = _to_double(builder, parts[0], is_f32, 8 * nd)
-        _columns_out(context, builder, big, nd, dary, doff, dstride)
+        doff_c = builder.add(doff, builder.mul(dstride, c0))
+        _columns_out(context, builder, big, nd, dary, doff_c, dstride)
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(**_JIT)
+def _segments(flat, rows, lo, nb, d_feat, xf, stride):
+    """Columns of ``nb`` rows (``rows[lo:lo+nb]``, or ``lo:lo+nb`` when ``rows`` is None)
+    in groups of 8 rows x 8 columns; returns how many rows were done (a multiple of 8)."""
+    n8 = nb - nb % 8
+    for c0 in range(0, d_feat, 8):
+        w = min(8, d_feat - c0)
+        j = 0
+        if w == 8:
+            while j < n8:
+                _rows8(flat, rows, lo + j, d_feat, c0, xf, j, stride, 8)
+                j += 8
+        elif w == 7:
+            while j < n8:
+                _rows8(flat, rows, lo + j, d_feat, c0, xf, j, stride, 7)
+                j += 8
+        elif w == 6:
+            while j < n8:
+                _rows8(flat, rows, lo + j, d_feat, c0, xf, j, stride, 6)
+                j += 8
+        elif w == 5:
+            while j < n8:
+                _rows8(flat, rows, lo + j, d_feat, c0, xf, j, stride, 5)
+                j += 8
+        elif w == 4:
+            while j < n8:
+                _rows8(flat, rows, lo + j, d_feat, c0, xf, j, stride, 4)
+                j += 8
+        elif w == 3:
+            while j < n8:
+                _rows8(flat, rows, lo + j, d_feat, c0, xf, j, stride, 3)
+                j += 8
+        elif w == 2:
+            while j < n8:
+                _rows8(flat, rows, lo + j, d_feat, c0, xf, j, stride, 2)
+                j += 8
+        else:
+            while j < n8:
+                _rows8(flat, rows, lo + j, d_feat, c0, xf, j, stride, 1)
+                j += 8
+    return n8
 
 
 @njit(**_JIT)
@@ -249,7 +302,7 @@ def load_rows(X, lo, nb, xt):
         for i in range(nb):
             x0[i] = flat[lo + i]
         return
-    if d_feat == 2:
+    if d_feat == 2:  # eight whole rows are one contiguous 8 D vector
         while j < n8:
             _transpose8(flat, (lo + j) * 2, xf, j, stride, 2)
             j += 8
@@ -277,12 +330,8 @@ def load_rows(X, lo, nb, xt):
         while j < n8:
             _transpose8(flat, (lo + j) * 8, xf, j, stride, 8)
             j += 8
-    else:  # wide rows: the d loop is long enough to run well scalar
-        while j < nb:
-            base = (lo + j) * d_feat
-            for d in range(d_feat):
-                xt[d, j] = flat[base + d]
-            j += 1
+    else:
+        j = _segments(flat, None, lo, nb, d_feat, xf, stride)
     for i in range(j, nb):
         for d in range(d_feat):
             xt[d, i] = X[lo + i, d]
@@ -293,49 +342,12 @@ def gather_rows(X, rows, lo, nb, xt):
     """``xt[d, j] = X[rows[lo + j], d]`` for ``j < nb`` (see :func:`load_rows`)."""
     d_feat = X.shape[1]
     flat = X.reshape(-1)
-    xf = xt.reshape(-1)
-    stride = xt.shape[1]
-    j = 0
-    n8 = nb - nb % 8
     if d_feat == 1:
         x0 = xt[0]
         for i in range(nb):
             x0[i] = flat[rows[lo + i]]
         return
-    if d_feat == 2:
-        while j < n8:
-            _gather8(flat, rows, lo + j, xf, j, stride, 2)
-            j += 8
-    elif d_feat == 3:
-        while j < n8:
-            _gather8(flat, rows, lo + j, xf, j, stride, 3)
-            j += 8
-    elif d_feat == 4:
-        while j < n8:
-            _gather8(flat, rows, lo + j, xf, j, stride, 4)
-            j += 8
-    elif d_feat == 5:
-        while j < n8:
-            _gather8(flat, rows, lo + j, xf, j, stride, 5)
-            j += 8
-    elif d_feat == 6:
-        while j < n8:
-            _gather8(flat, rows, lo + j, xf, j, stride, 6)
-            j += 8
-    elif d_feat == 7:
-        while j < n8:
-            _gather8(flat, rows, lo + j, xf, j, stride, 7)
-            j += 8
-    elif d_feat == 8:
-        while j < n8:
-            _gather8(flat, rows, lo + j, xf, j, stride, 8)
-            j += 8
-    else:
-        while j < nb:
-            base = rows[lo + j] * d_feat
-            for d in range(d_feat):
-                xt[d, j] = flat[base + d]
-            j += 1
+    j = _segments(flat, rows, lo, nb, d_feat, xt.reshape(-1), xt.shape[1])
     for i in range(j, nb):
         r = rows[lo + i]
         for d in range(d_feat):
@@ -350,6 +362,9 @@ def gather_rows(X, rows, lo, nb, xt):
 #: flag would let LLVM pick the order per compilation: results then differed in the
 #: last bit between a freshly compiled and a cached kernel.)
 LANES = 8
+
+_CONTRACT = ("contract",)
+
 
 def _data_ptr(context, builder, ty, value):
     return context.make_array(ty)(context, builder, value).data
@@ -384,7 +399,9 @@ def _lane_loop(context, builder, n, n_acc, body):
                                  ir.Constant(i64, LANES)) as (idx, _):
         incs = body(builder, idx)
         for a, inc in zip(accs, incs, strict=True):
-            builder.store(builder.fadd(builder.load(a), inc), a)
+            # an increment that is a product flagged "contract" fuses into an FMA; the
+            # fusion is decided per instruction, so it is the same on every compilation
+            builder.store(builder.fadd(builder.load(a), inc, flags=_CONTRACT), a)
     return [_hsum(builder, builder.load(a)) for a in accs], n_main
 
 
@@ -443,7 +460,7 @@ def lane_moments(typingctx, x0, x1, x2, x3, mu, r, d0, n, n_feat):
                 u = b.fsub(_vec_load(b, xs[t], idx), mu_vecs[t])
                 ru = b.fmul(rv, u)
                 firsts.append(ru)
-                seconds.append(b.fmul(ru, u))
+                seconds.append(b.fmul(ru, u, flags=_CONTRACT))
             return firsts + seconds
 
         sums, n_main = _lane_loop(context, builder, n_val, 2 * g, body)
