@@ -285,9 +285,11 @@ def train(
     params = state.last_params if state.last_params is not None else state.params
     opt_state = state.opt_state
     run_epoch = fast.compiled_epoch(config, n, grad_sums_fn, X, w, params)
+    # rng.permutation(n) per epoch; with compiled epochs the next one is drawn meanwhile
+    perms = fast.permutations(rng, n, compiled=run_epoch is not None)
     clock = time.perf_counter()
     while state.epoch < last_epoch and not state.stopped:
-        order = rng.permutation(n)
+        order = perms.next()
         if run_epoch is not None:  # the loop below, compiled
             params, opt_state, total, count = run_epoch(order, params, opt_state)
         else:
@@ -325,10 +327,11 @@ def train(
             state.stopped = True
         state.last_params = params
         state.opt_state = opt_state
-        state.rng_state = copy.deepcopy(rng.bit_generator.state)
+        state.rng_state = perms.rng_state()
         state.params = state.best_params if config.early_stopping else report
         if callback is not None and callback(state) is False:
             state.stopped = True
+    perms.close()
     return state
 
 

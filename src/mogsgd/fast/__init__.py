@@ -30,7 +30,7 @@ from mogsgd.validation import check_choice
 
 __all__ = ["BACKENDS", "available", "unavailable_reason", "resolve_backend",
            "nll_grad_sums", "nll_grad", "nll", "log_prob", "grad_fn_for", "nll_fn_for",
-           "kernels_for", "compiled_epoch"]
+           "kernels_for", "compiled_epoch", "permutations"]
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -223,6 +223,14 @@ def kernels_for(backend: str, grad_sums_fn=gradients.nll_grad_sums):
     if grad_sums_fn is gradients.nll_grad_sums:
         return nll_grad_sums, nll
     return grad_sums_fn, nll
+
+
+def permutations(rng: np.random.Generator, n: int, compiled: bool):
+    """:func:`mogsgd.fast.epoch.permutations`: each epoch's ``rng.permutation(n)``, the next
+    one drawn in the background while a compiled epoch runs."""
+    from mogsgd.fast.epoch import permutations as make
+
+    return make(rng, n, compiled)
 
 
 def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_weight,

@@ -61,7 +61,8 @@ BLOCK_BYTES = 32 * 1024
 
 OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM = 0, 1, 2, 3
 
-_JIT = {"cache": True, "error_model": "numpy"}
+#: Every kernel releases the GIL: threads (Dask, the permutation read-ahead) overlap.
+_JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
 def block_for(k: int, d: int, n_rows: int | None = None) -> int:

@@ -47,7 +47,7 @@ __all__ = ["vexp", "vlog", "f64_as_i64", "i64_as_f64", "EXACT_MATH", "load_rows"
 #: fast-math flags safe for the polynomial code: FMA contraction and no signed zeros only.
 EXACT_MATH = {"contract", "nsz"}
 
-_JIT = {"cache": True, "error_model": "numpy"}
+_JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
 @intrinsic
