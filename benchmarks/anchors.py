@@ -163,7 +163,7 @@ def torch_full_pass(torch, X: np.ndarray, params):
             t.grad = None
         loss = _torch_nll(torch, Xt, *leaves)
         loss.backward()
-        return float(loss)
+        return loss.detach().item()
 
     return run, leaves
 

@@ -14,15 +14,17 @@ import numpy as np
 from mogsgd.params import MixtureParams
 
 
-def best_of(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Minimum wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs.
+def best_of(fn: Callable[[], object], repeats: int, warmup: int = 1,
+            min_time: float = 0.0, max_repeats: int = 50) -> float:
+    """Minimum wall-clock seconds of ``fn()`` over at least ``repeats`` runs (more, up to
+    ``max_repeats``, until ``min_time`` seconds have been spent) after ``warmup`` runs.
 
     The minimum is the figure least disturbed by other processes on a shared machine.
     """
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_time and len(times) < max_repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

@@ -78,6 +78,18 @@ def test_vexp_edge_values_are_exact():
     assert np.isnan(out[6]) and out[7] == 0.0   # NaN marks missing values downstream
 
 
+def test_vexp_neg_within_one_ulp_and_flushes_subnormals(rng):
+    x = np.concatenate([-rng.uniform(0, 708.3, 20000), -rng.uniform(0, 1, 20000),
+                        [0.0, -708.38, -708.4, -745.0, -1e300, -np.inf, np.nan]])
+    out = np.empty_like(x)
+    _elementwise("vexp_neg")(x, out)
+    ref = np.array([math.exp(v) if np.isfinite(v) else (0.0 if v < 0 else v) for v in x])
+    normal = x >= -708.38
+    assert ulps(out[normal], ref[normal]).max() <= 1.0
+    assert out[-7] == 1.0
+    assert np.all(out[-5:-1] == 0.0) and np.isnan(out[-1])
+
+
 def test_vlog_within_two_ulp_of_libm(rng):
     x = np.concatenate([rng.uniform(1, 64, 20000), np.exp(rng.uniform(-700, 700, 20000)),
                         1 + rng.uniform(-1e-6, 1e-6, 2000), [2.0, 0.5, 1e-300, 1e300]])

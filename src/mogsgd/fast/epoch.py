@@ -150,10 +150,6 @@ class Permutations:
             self._box["pool"] = pool
             self._finalizer = weakref.finalize(self, _settle, rng, self._box)
 
-    def _draw(self):
-        order = self.rng.permutation(self.n)
-        return order, copy.deepcopy(self.rng.bit_generator.state)
-
     def next(self) -> np.ndarray:
         """The permutation of the next epoch."""
         box = self._box
@@ -161,9 +157,9 @@ class Permutations:
             order, box["state"] = box["pending"].result()
             box["pending"] = None
         else:
-            order, box["state"] = self._draw()
-        if "pool" in box:
-            box["pending"] = box["pool"].submit(self._draw)
+            order, box["state"] = _draw(self.rng, self.n)
+        if "pool" in box:  # the worker must not hold ``self``, or it could finalise it
+            box["pending"] = box["pool"].submit(_draw, self.rng, self.n)
         return order
 
     def rng_state(self) -> dict:
@@ -174,6 +170,11 @@ class Permutations:
         """Drop the read-ahead draw and restore the Generator (see the class docstring)."""
         if self._finalizer is not None:
             self._finalizer()
+
+
+def _draw(rng: np.random.Generator, n: int):
+    order = rng.permutation(n)
+    return order, copy.deepcopy(rng.bit_generator.state)
 
 
 def _settle(rng: np.random.Generator, box: dict) -> None:
