@@ -37,6 +37,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mogsgd._random import check_random_state
+from mogsgd.backends import uses_torch
 from mogsgd.density import log_prob, log_resp, nll
 from mogsgd.em import fit_em
 from mogsgd.errors import ConvergenceWarning, ValidationError
@@ -185,6 +186,12 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         checkpoint is never overwritten.
     checkpoint_every : int, default=1
         Epochs between checkpoints.
+    device : None, "cpu-numpy", "cpu", "cuda", "cuda:N" or torch.device, default=None
+        Where to compute (:mod:`mogsgd.backends`).  ``None`` follows the input: NumPy
+        for arrays, the torch backend on the tensor's device for a ``torch.Tensor``
+        (or a CUDA array that speaks DLPack, e.g. CuPy); ``"cpu-numpy"`` always NumPy;
+        a torch device moves the data there (needs ``mogsgd[torch]``; ``solver="sgd"``).
+        Fitted attributes are NumPy either way; inference returns the input's kind.
 
     Attributes
     ----------
@@ -228,6 +235,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         dtype=None,
         checkpoint_path=None,
         checkpoint_every: int = 1,
+        device=None,
     ) -> None:
         self.n_components = n_components
         self.optimizer = optimizer
@@ -257,6 +265,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.dtype = dtype
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
+        self.device = device
 
     # ------------------------------------------------------------ validation
     def _train_config(self) -> TrainConfig:
@@ -352,6 +361,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         Raises :class:`mogsgd.checkpoint.TrainingInterrupted` (a ``KeyboardInterrupt``)
         after saving the state when interrupted with ``checkpoint_path`` set.
         """
+        if uses_torch(self.device, X):
+            return _torch_estimator().fit(self, X, resume=resume)
         config = self._check_hyperparameters()
         X = self._check_fit_data(X)
         ckpt = None
@@ -498,14 +509,14 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         return {"params": result.params, "state": None, "history": history, "score": score,
                 "converged": result.converged, "n_iter": result.n_iter}
 
-    def _set_fitted(self, run: dict, X: np.ndarray) -> None:
+    def _set_fitted(self, run: dict, X: np.ndarray, lower_bound: float | None = None) -> None:
         self._params_std = run["params"]
         self._state = run["state"]
         self.params_ = self._scaler.to_data(run["params"])
         self.history_ = run["history"]
         self.converged_ = bool(run["converged"])
         self.n_iter_ = int(run["n_iter"])
-        self.lower_bound_ = float(-nll(X, self.params_))
+        self.lower_bound_ = float(-nll(X, self.params_)) if lower_bound is None else lower_bound
         self._set_derived()
 
     def _set_derived(self) -> None:
@@ -574,6 +585,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         The first call fixes the standardisation and initialises from ``X``
         (which then needs at least ``n_components`` rows).
         """
+        if uses_torch(self.device, X):
+            return _torch_estimator().partial_fit(self, X)
         config = self._check_hyperparameters()
         first = not hasattr(self, "params_") or getattr(self, "_state", None) is None
         if first:
@@ -607,18 +620,24 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------ inference
     def score_samples(self, X) -> np.ndarray:
         """``log p(x_i)`` under the fitted model, shape (n_samples,)."""
+        if uses_torch(self.device, X):
+            return _torch_estimator().infer(self, X, "score_samples")
         return log_prob(self._validate(X, reset=False), self.params_)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
-        return float(np.mean(self.score_samples(X)))
+        return float(self.score_samples(X).mean())
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities ``gamma_ik``, shape (n_samples, n_components)."""
+        if uses_torch(self.device, X):
+            return _torch_estimator().infer(self, X, "predict_proba")
         return np.exp(log_resp(self._validate(X, reset=False), self.params_))
 
     def predict(self, X) -> np.ndarray:
         """Most responsible component per row, shape (n_samples,)."""
+        if uses_torch(self.device, X):
+            return _torch_estimator().infer(self, X, "predict")
         return np.argmax(log_resp(self._validate(X, reset=False), self.params_), axis=1)
 
     def sample(self, n_samples: int = 1, random_state=None) -> tuple[np.ndarray, np.ndarray]:
@@ -648,6 +667,13 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+
+def _torch_estimator():
+    """The torch backend's estimator functions, imported only when used."""
+    from mogsgd.backends import torch_estimator
+
+    return torch_estimator
 
 
 def _check_random_state_type(random_state) -> None:

@@ -117,11 +117,14 @@ def seeded_randperm(rng: np.random.Generator, device) -> Callable[[int], Any]:
 
 
 # ----------------------------------------------------------------------- loop
+_DEFAULT_CONFIG = TrainConfig()
+
+
 def train_torch(
     X,
     params: MixtureParams | None = None,
     *,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig = _DEFAULT_CONFIG,
     rng: np.random.Generator | None = None,
     X_val=None,
     state: TrainState | None = None,
