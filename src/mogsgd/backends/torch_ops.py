@@ -223,8 +223,9 @@ def _pieces_torch(X: torch.Tensor, params: TorchParams, sample_weight) -> GradPi
     rz2 = torch.empty((k_comp, d), dtype=X.dtype, device=X.device)
     for k in range(k_comp):
         z = _standardised(X, p, k)                        # (n, D)
-        rz[k] = resp[:, k] @ z                            # sum_i r_ik z_ikd
-        rz2[k] = resp[:, k] @ (z * z)                     # sum_i r_ik z_ikd^2
+        rk = resp[:, k, None]
+        rz[k] = (rk * z).sum(dim=0)                       # sum_i r_ik z_ikd
+        rz2[k] = (rk * z * z).sum(dim=0)                  # sum_i r_ik z_ikd^2
     f64 = torch.float64
     return GradPieces(nll_sum.to(f64), weight_sum.to(f64), nk.to(f64), rz.to(f64), rz2.to(f64))
 
