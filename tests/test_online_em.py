@@ -5,8 +5,8 @@ import pytest
 from conftest import random_params, sample_mixture
 
 import mogsgd
-from mogsgd.em import em_stats, fit_em, m_step
 from mogsgd.datasets import make_mixture
+from mogsgd.em import em_stats, fit_em, m_step
 from mogsgd.init import init_params
 from mogsgd.online_em import online_em_init, online_em_step, step_size
 from mogsgd.train import TrainConfig
