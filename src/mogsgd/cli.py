@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -469,6 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if not args.debug:  # warnings as one line each, without the source line
+        def show(message, category, filename, lineno, file=None, line=None):
+            print(f"{PROG} {args.command}: warning: {message}", file=sys.stderr)
+
+        warnings.showwarning = show
     try:
         return args.func(args)
     except KeyboardInterrupt:
