@@ -196,7 +196,7 @@ def print_table(rows) -> None:
     for label in dict.fromkeys(r["path"] for r in rows):
         by = {r["dtype"]: r["gpoints_per_s"] for r in rows if r["path"] == label}
         f32, f64 = by.get("float32", math.nan), by.get("float64", math.nan)
-        print(f"| {label} | {f32:.2f} | {f64:.2f} |")
+        print(f"| {label} | {f32:.3g} | {f64:.3g} |")
 
 
 # -------------------------------------------------------------------- training

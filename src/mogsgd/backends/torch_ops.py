@@ -184,7 +184,13 @@ def log_resp(X: torch.Tensor, params: TorchParams, *, chunk_rows: int | None = N
 
 def nll(X: torch.Tensor, params: TorchParams, sample_weight: torch.Tensor | None = None, *,
         chunk_rows: int | None = None) -> float:
-    """Mean NLL ``-(1/n) sum_i log p(x_i)`` (eq. 18), or ``-sum w log p / sum w`` (eq. 31)."""
+    """Mean NLL ``-(1/n) sum_i log p(x_i)`` (eq. 18), or ``-sum w log p / sum w`` (eq. 31).
+
+    On CUDA with Triton this is the fused kernel's ``nll_sum / weight_sum`` (one read of X).
+    """
+    if _use_triton(X, "auto"):
+        pieces = grad_pieces(X, params, sample_weight)
+        return float(pieces.nll_sum / pieces.weight_sum)
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     for a, b in _chunks(*X.shape, chunk_rows):
         lp = logsumexp(weighted_log_prob(X[a:b], params), dim=1)
