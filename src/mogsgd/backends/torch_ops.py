@@ -16,6 +16,16 @@ The gradient is computed in two steps so that the fused CUDA kernel
    means ``-rz / sigma`` (eq. 13), log_sigma ``nk - rz2`` (eq. 15),
    logits ``W pi - nk`` (eq. 17); eq. 19 divides them by the total weight.
 
+Precision: float64 agrees with the NumPy reference to 1e-12 (relative).  In float32
+every sum over rows (the NLL and each gradient entry) agrees with float64 to 1e-5 of its
+*condition scale*, the same sum taken over the absolute values of the per-row terms
+(e.g. ``sum_i w_i gamma_ik (z_ikd^2 + 1)`` for the log-sigma gradient) — about 84
+float32 ulps: one rounding per term of a float32 ``exp``/``log`` of arguments up to
+~1e3 (far outliers), and ``log2(n)`` roundings of a tree sum.  Reductions use
+``sum`` (a tree / cascade sum on both CPU and GPU), not a sequential dot product,
+and chunks and blocks are added in float64.  Measured worst case on 20,000-row
+tests with outliers: 3e-6.
+
 Differences from the NumPy path, by design: the data must be finite (missing
 values, eq. 34, stay on the NumPy path; the estimator validates once per fit,
 not per batch), and the computation is in the dtype of ``X`` (float32 or
