@@ -499,3 +499,20 @@ def test_cuda_fit_matches_cpu_fit(blobs):
     assert abs(cuda.score(X_test) - cpu.score(X_test)) < 0.01
     out = cuda.score_samples(torch.as_tensor(X_test, device="cuda"))
     assert out.is_cuda
+
+
+def test_only_gpu_dlpack_arrays_select_the_torch_path():
+    """CuPy-like arrays (DLPack device type 2, CUDA) take the torch path; host arrays do not."""
+    from mogsgd.backends import is_cuda_dlpack
+
+    class FakeGpuArray:
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    class FakeHostArray:
+        def __dlpack_device__(self):
+            return (1, 0)
+
+    assert is_cuda_dlpack(FakeGpuArray()) and uses_torch(None, FakeGpuArray())
+    assert not is_cuda_dlpack(FakeHostArray()) and not uses_torch(None, FakeHostArray())
+    assert not is_cuda_dlpack(np.zeros((2, 2))) and not is_cuda_dlpack([[1.0]])
