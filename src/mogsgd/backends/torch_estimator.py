@@ -79,6 +79,8 @@ def _as_tensor(X, device):
 
 def _host_sample(X) -> np.ndarray:
     """At most :data:`SAMPLE_ROWS` evenly strided rows of ``X`` as NumPy (all rows if fewer)."""
+    if X.dtype == torch.bfloat16:  # NumPy has no bfloat16
+        X = X.float()
     if X.ndim == 0:
         return X.cpu().numpy()
     step = max(1, -(-X.shape[0] // SAMPLE_ROWS))
