@@ -297,6 +297,17 @@ def test_float_arrays_round_trip_bit_exactly(a):
     assert b.tobytes() == a.tobytes()
 
 
+def test_nan_sign_and_payload_survive():
+    a = np.array([np.nan, -np.nan, 1.0])
+    a.view(np.uint64)[2] = 0x7FF0_0000_0000_0ABC  # a NaN with a payload
+    b = decode(json.loads(json.dumps(encode(a))))
+    assert b.tobytes() == a.tobytes()
+    c = np.array([-np.nan], np.float32)
+    assert decode(encode(c)).tobytes() == c.tobytes()
+    x = decode(encode(float(-np.nan)))
+    assert np.isnan(x) and np.copysign(1.0, x) == -1.0
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.floats(allow_nan=False), st.integers(-(2**130), 2**130),
        st.lists(st.one_of(st.none(), st.floats(allow_nan=False), st.text(max_size=5))))

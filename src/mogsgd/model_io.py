@@ -11,7 +11,8 @@ A file is one JSON object::
      "checksum": "sha256:..."}
 
 Lossless: every float (scalars and arrays, float64 or float32) is stored as
-``float.hex`` text, which round-trips bit for bit, NaN and infinities included;
+``float.hex`` text, which round-trips bit for bit (infinities and -0.0 too; a
+NaN is stored as ``"nan:<bits>"`` to keep its sign and payload);
 arrays keep their dtype and shape; Python ints (the 128-bit PCG64 state
 included) are JSON integers.  Only the types in :data:`_TYPES` are written, and
 only those are read back — nothing in a file is ever executed.
@@ -105,9 +106,32 @@ _TYPES: dict[str, tuple[type, Any, Any]] = {
 }
 
 
+_UINT = {4: np.uint32, 8: np.uint64}
+
+
+def _hex_floats(a: np.ndarray) -> list[str]:
+    """``float.hex`` of every element; a NaN as ``"nan:<bits>"`` to keep its sign and payload."""
+    flat = a.ravel()
+    data = [float(x).hex() for x in flat.tolist()]
+    for i in np.flatnonzero(np.isnan(flat)):
+        data[i] = f"nan:{int(flat[i:i + 1].view(_UINT[a.dtype.itemsize])[0]):x}"
+    return data
+
+
+def _unhex_floats(data: list, dtype: np.dtype, where: str) -> np.ndarray:
+    if not isinstance(data, list):
+        raise ModelFileError(f"{where}: array data must be a list")
+    out = np.array([_decode_float(x, where) if not str(x).startswith("nan:") else np.nan
+                    for x in data], dtype=dtype)
+    for i, x in enumerate(data):
+        if str(x).startswith("nan:"):
+            out[i:i + 1].view(_UINT[dtype.itemsize])[0] = int(x[4:], 16)
+    return out
+
+
 def _encode_array(a: np.ndarray, where: str) -> dict:
-    if a.dtype.kind == "f" and a.dtype.itemsize <= 8:
-        data = [float(x).hex() for x in a.ravel().tolist()]
+    if a.dtype.kind == "f" and a.dtype.itemsize in _UINT:
+        data = _hex_floats(a)
     elif a.dtype.kind in "biu":
         data = a.ravel().tolist()
     else:
@@ -129,7 +153,8 @@ def encode(obj: Any, where: str = "$") -> Any:
     if isinstance(obj, numbers.Integral):
         return int(obj)
     if isinstance(obj, float | np.floating):
-        out = {"__float__": float(obj).hex()}
+        dtype = obj.dtype if isinstance(obj, np.floating) else np.dtype(np.float64)
+        out = {"__float__": _hex_floats(np.array([obj], dtype=dtype))[0]}
         if isinstance(obj, np.floating):
             out["dtype"] = obj.dtype.str
         return out
@@ -181,12 +206,13 @@ def decode(obj: Any, where: str = "$") -> Any:
     tag = tags[0]
     try:
         if tag == "__float__":
-            value = _decode_float(obj["__float__"], where)
-            return np.dtype(obj["dtype"]).type(value) if "dtype" in obj else value
+            dtype = np.dtype(obj.get("dtype", "<f8"))
+            value = _unhex_floats([obj["__float__"]], dtype, where)[0]
+            return value if "dtype" in obj else float(value)
         if tag == "__ndarray__":
             dtype = np.dtype(obj["__ndarray__"])
-            if dtype.kind == "f":
-                data = [_decode_float(x, where) for x in obj["data"]]
+            if dtype.kind == "f" and dtype.itemsize in _UINT:
+                data = _unhex_floats(obj["data"], dtype, where)
             elif dtype.kind in "biu":
                 data = obj["data"]
             else:
