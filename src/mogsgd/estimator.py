@@ -57,7 +57,7 @@ from mogsgd.validation import (
 
 __all__ = ["SGDGaussianMixture", "Standardizer"]
 
-SOLVERS = ("sgd", "em")
+SOLVERS = ("sgd", "em", "online_em")
 
 
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
@@ -156,7 +156,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         User-given initial parameters in data units (all three, or none).
     standardize : bool, default=True
         Fit on per-feature standardised data (results are reported in data units).
-    solver : {"sgd", "em"}, default="sgd"
+    solver : {"sgd", "em", "online_em"}, default="sgd"
+        Mini-batch SGD on the NLL, batch EM, or online EM (stochastic approximation
+        of EM's sufficient statistics, eq. 36, Polyak–Ruppert averaged after one
+        epoch, eq. 37) run by the same mini-batch loop.
     max_iter : int, default=200
         EM iteration budget (``solver="em"``).
     random_state : int, Generator or None
@@ -258,6 +261,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------ validation
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
+            solver="online_em" if self.solver == "online_em" else "sgd",
             optimizer=self.optimizer, learning_rate=self.learning_rate, schedule=self.schedule,
             batch_size=self.batch_size, max_epochs=self.max_epochs, momentum=self.momentum,
             min_variance=self.min_variance, early_stopping=self.early_stopping,
