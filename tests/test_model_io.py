@@ -78,6 +78,7 @@ CASES = {
     "sgd float32": dict(dtype=np.float32),
     "sgd no validation, n_init 2": dict(early_stopping=False, n_init=2),
     "em": dict(solver="em"),
+    "online em": dict(solver="online_em"),
     "user init": dict(weights_init=[0.5, 0.5], means_init=[[0.0, 0.0], [4.0, 4.0]],
                       variances_init=[[1.0, 1.0], [1.0, 1.0]]),
 }

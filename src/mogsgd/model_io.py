@@ -33,21 +33,22 @@ envelope through :func:`write_document` / :func:`read_document`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
 import numbers
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mogsgd._files import atomic_write
+from mogsgd.em import EMStats
 from mogsgd.errors import ModelFileError, ValidationError
+from mogsgd.online_em import OnlineEMState
 from mogsgd.optim import AdamState, MomentumState, SGDState
 from mogsgd.params import MixtureParams
 from mogsgd.train import TrainState
@@ -100,6 +101,8 @@ _TYPES: dict[str, tuple[type, Any, Any]] = {
     "SGDState": (SGDState, *_namedtuple_codec(SGDState)),
     "MomentumState": (MomentumState, *_namedtuple_codec(MomentumState)),
     "AdamState": (AdamState, *_namedtuple_codec(AdamState)),
+    "OnlineEMState": (OnlineEMState, *_namedtuple_codec(OnlineEMState)),
+    "EMStats": (EMStats, *_namedtuple_codec(EMStats)),
     "TrainState": (TrainState,
                    lambda s: {f.name: getattr(s, f.name) for f in dataclasses.fields(s)},
                    lambda f: TrainState(**f)),
@@ -253,73 +256,21 @@ def _write_text(fh, text: str) -> None:
     fh.write(text)
 
 
-def _check_target(path: Path, force: bool, what: str) -> None:
-    if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory; give a file name for the {what}")
-    if path.exists() and not force:
-        raise FileExistsError(
-            f"{str(path)!r} already exists; refusing to overwrite it (pass force=True to "
-            "replace it, or choose another file name)"
-        )
-    parent = path.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(
-            f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist"
-        )
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = False,
-                      what: str = "file") -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one.
 
-    The text goes to a temporary file in the same directory, is flushed and
-    fsync-ed, then moved onto ``path`` with ``os.replace`` (``force=True``) or a
-    hard link that fails if ``path`` exists (``force=False``: nothing is ever
-    replaced, even a file that appeared meanwhile).  On any error, including
-    ``KeyboardInterrupt``, the temporary file is removed and ``path`` is untouched.
+    :func:`mogsgd._files.atomic_write` provides the temporary file next to
+    ``path`` and the final move (``os.replace`` with ``force=True``; without it
+    a no-clobber link, so an existing file is never replaced); the text is
+    flushed and fsync-ed before the move.  On any error, ``KeyboardInterrupt``
+    included, the temporary file is removed and ``path`` is untouched.
     """
-    target = Path(path)
-    _check_target(target, force, what)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                    suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_write(path, force=force) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
             _write_text(fh, text)
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp makes the file private; give it the mode a plain open() would
-        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else _default_mode())
-        if force:
-            os.replace(tmp, target)
-        else:
-            _link_no_clobber(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return target
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _link_no_clobber(tmp: Path, target: Path) -> None:
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        raise FileExistsError(
-            f"{str(target)!r} appeared while it was being written; refusing to overwrite it "
-            "(pass force=True to replace it)"
-        ) from None
-    except OSError:  # file systems without hard links
-        if target.exists():
-            raise FileExistsError(
-                f"{str(target)!r} already exists; refusing to overwrite it (pass force=True)"
-            ) from None
-        os.replace(tmp, target)
+    return Path(path)
 
 
 # -------------------------------------------------------------- the envelope
@@ -348,7 +299,7 @@ def write_document(path: str | os.PathLike, kind: str, body: dict, *, summary: d
     }
     doc["checksum"] = _checksum(doc)
     text = json.dumps(doc, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
-    return atomic_write_text(path, text, force=force, what=_WHAT[kind])
+    return atomic_write_text(path, text, force=force)
 
 
 def read_document(path: str | os.PathLike, kind: str) -> dict:
