@@ -196,10 +196,34 @@ def test_checkpoint_holds_the_full_training_state(tmp_path):
     state = ckpt.train_state
     assert state.epoch == 10 and state.opt_state.count == model._state.opt_state.count
     assert state.rng_state == model._state.rng_state
+    assert state.history == model._state.history
     assert state.best_params.means.tobytes() == model._state.best_params.means.tobytes()
     assert ckpt.data["n_samples"] == 200 and len(ckpt.data["sha256"]) == 64
     np.testing.assert_array_equal(ckpt.scale, model._scaler.scale)
     assert ckpt.settings["n_components"] == 2 and ckpt.settings["callback"] is None
+
+
+def test_incrementally_encoded_history_reads_back_exactly(tmp_path):
+    """The writer re-uses the encoding of epochs it wrote before; what it writes must be
+    what a fresh encoding gives, whatever the checkpoint_every and restarts."""
+    for every, stop_first_at in ((1, None), (3, None), (2, 2)):
+        path = tmp_path / f"ck{every}.json"
+        last = {}  # the history of the last epoch of the last restart
+        calls = []
+
+        def keep(state):
+            calls.append(state.epoch)
+            last.update({k: list(v) for k, v in state.history.items()})
+            return not (len(calls) == stop_first_at)  # stop restart 1 early, once
+
+        fit(blobs(), n_init=2, record_params=True, checkpoint_path=path,
+            checkpoint_every=every, max_epochs=7, callback=keep)
+        history = read_checkpoint(path).train_state.history
+        assert history.keys() == last.keys()
+        for key in ("epoch", "train_nll", "val_nll", "lr", "time"):
+            assert history[key] == last[key], key
+        assert [p.means.tobytes() for p in history["params"]] == \
+            [p.means.tobytes() for p in last["params"]]
 
 
 def test_resume_refuses_other_data(tmp_path):

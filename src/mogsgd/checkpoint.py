@@ -27,6 +27,7 @@ line can say how to resume.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -38,8 +39,10 @@ import numpy as np
 from mogsgd.errors import ModelFileError, ValidationError
 from mogsgd.model_io import (
     CHECKPOINT_FORMAT,
+    Encoded,
     decode,
     encode,
+    encode_floats,
     encode_settings,
     read_document,
     write_document,
@@ -221,6 +224,9 @@ class CheckpointWriter:
         self._position: dict[str, Any] | None = None
         self._best: dict | None = None
         self._written: tuple | None = None  # (position, complete) last written
+        # encoded float histories of the current restart; they only grow, so each
+        # write encodes the new epochs only
+        self._history_cache: dict[str, list] = {}
 
     @property
     def started_any(self) -> bool:
@@ -240,6 +246,7 @@ class CheckpointWriter:
         """Restart ``restart`` is about to initialise from ``rng``; ``best`` is the best
         finished run so far (a dict with ``params, state, history, score, converged, n_iter``)."""
         self._best = best
+        self._history_cache = {}
         self._set({"restart": restart, "rng_state": copy.deepcopy(rng.bit_generator.state),
                    "start_params": None, "train_state": None})
         self.save()
@@ -251,6 +258,7 @@ class CheckpointWriter:
 
     def resumed(self, state: TrainState) -> None:
         """The current restart continues from ``state`` (resume or warm start)."""
+        self._history_cache = {}
         self._set({**self._position, "train_state": _snapshot(state)})
 
     def epoch_done(self, state: TrainState) -> None:
@@ -267,12 +275,39 @@ class CheckpointWriter:
                 and self._written[1] == complete:
             return self.path
         body = dict(self._static)
-        body["position"] = encode(self._position, "position")
+        position = self._position
+        if position["train_state"] is not None:
+            state = position["train_state"]
+            position = {**position, "train_state": dataclasses.replace(
+                state, history=self._encoded_history(state.history))}
+        body["position"] = encode(position, "position")
         body["best"] = encode(self._best, "best")
         body["complete"] = complete
         write_document(self.path, CHECKPOINT_FORMAT, body, force=True)
         self._written = (self._position, complete)
         return self.path
+
+    def _encoded_history(self, history: dict) -> dict:
+        """``encode(history)``, re-using the encodings of the epochs already written."""
+        out = {}
+        for key, values in history.items():
+            kind, items = self._history_cache.get(key, (None, []))
+            if len(items) > len(values):
+                kind, items = None, []
+            new = values[len(items):]
+            floats = all(type(v) is float or v is None for v in new)
+            if kind is None:
+                kind = ("floats" if floats else "items") if values else None
+            elif kind == "floats" and not floats:  # as encode() would: item by item
+                kind, items, new = "items", [], values
+            if kind == "floats":
+                items.extend(encode_floats(new))
+                out[key] = Encoded({"__floats__": list(items)})
+            else:
+                items.extend(encode(v, f"history.{key}") for v in new)
+                out[key] = Encoded(list(items))
+            self._history_cache[key] = (kind, items)
+        return out
 
     def _set(self, position: dict) -> None:
         # one assignment, so an interrupt sees the old position or the new one

@@ -115,10 +115,16 @@ _UINT = {4: np.uint32, 8: np.uint64}
 def _hex_floats(a: np.ndarray) -> list[str]:
     """``float.hex`` of every element; a NaN as ``"nan:<bits>"`` to keep its sign and payload."""
     flat = a.ravel()
-    data = [float(x).hex() for x in flat.tolist()]
-    for i in np.flatnonzero(np.isnan(flat)):
-        data[i] = f"nan:{int(flat[i:i + 1].view(_UINT[a.dtype.itemsize])[0]):x}"
+    data = [x.hex() for x in flat.tolist()]
+    if "nan" in data:
+        for i in np.flatnonzero(np.isnan(flat)):
+            data[i] = f"nan:{int(flat[i:i + 1].view(_UINT[a.dtype.itemsize])[0]):x}"
     return data
+
+
+def _hex_float(x: float) -> str:
+    text = x.hex()
+    return text if text != "nan" else _hex_floats(np.array([x]))[0]
 
 
 def _unhex_floats(data: list, dtype: np.dtype, where: str) -> np.ndarray:
@@ -142,6 +148,20 @@ def _encode_array(a: np.ndarray, where: str) -> dict:
     return {"__ndarray__": a.dtype.str, "shape": list(a.shape), "data": data}
 
 
+class Encoded:
+    """A value already in the form :func:`encode` gives (lets writers cache encodings)."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json_value: Any) -> None:
+        self.json = json_value
+
+
+def encode_floats(values: list) -> list:
+    """The items of a ``"__floats__"`` record: hex text per float, ``None`` kept."""
+    return [None if v is None else _hex_float(v) for v in values]
+
+
 def encode(obj: Any, where: str = "$") -> Any:
     """A JSON-ready copy of ``obj`` from which :func:`decode` rebuilds it bit for bit.
 
@@ -151,16 +171,16 @@ def encode(obj: Any, where: str = "$") -> Any:
     """
     if obj is None or isinstance(obj, bool | str):
         return obj
+    if isinstance(obj, Encoded):
+        return obj.json
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, numbers.Integral):
         return int(obj)
-    if isinstance(obj, float | np.floating):
-        dtype = obj.dtype if isinstance(obj, np.floating) else np.dtype(np.float64)
-        out = {"__float__": _hex_floats(np.array([obj], dtype=dtype))[0]}
-        if isinstance(obj, np.floating):
-            out["dtype"] = obj.dtype.str
-        return out
+    if type(obj) is float:
+        return {"__float__": _hex_float(obj)}
+    if isinstance(obj, np.floating):
+        return {"__float__": _hex_floats(np.array([obj]))[0], "dtype": obj.dtype.str}
     if isinstance(obj, np.ndarray):
         return _encode_array(obj, where)
     if isinstance(obj, np.dtype) or (isinstance(obj, type) and issubclass(obj, np.generic)):
@@ -173,6 +193,9 @@ def encode(obj: Any, where: str = "$") -> Any:
             return {"__type__": tag,
                     "fields": {k: encode(v, f"{where}.{k}") for k, v in fields.items()}}
     if isinstance(obj, list):
+        if obj and all(type(v) is float or v is None for v in obj):
+            # per-epoch histories: one record for the list, not one per number
+            return {"__floats__": encode_floats(obj)}
         return [encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, tuple):
         return {"__tuple__": [encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]}
@@ -212,6 +235,12 @@ def decode(obj: Any, where: str = "$") -> Any:
             dtype = np.dtype(obj.get("dtype", "<f8"))
             value = _unhex_floats([obj["__float__"]], dtype, where)[0]
             return value if "dtype" in obj else float(value)
+        if tag == "__floats__":
+            items = obj["__floats__"]
+            if not isinstance(items, list):
+                raise ModelFileError(f"{where}: __floats__ must hold a list")
+            return [None if x is None else float(_unhex_floats([x], np.dtype("<f8"), where)[0])
+                    for x in items]
         if tag == "__ndarray__":
             dtype = np.dtype(obj["__ndarray__"])
             if dtype.kind == "f" and dtype.itemsize in _UINT:
@@ -298,7 +327,9 @@ def write_document(path: str | os.PathLike, kind: str, body: dict, *, summary: d
         "body": body,
     }
     doc["checksum"] = _checksum(doc)
-    text = json.dumps(doc, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    # models are indented for reading; checkpoints, rewritten every few epochs, are compact
+    indent = 1 if kind == MODEL_FORMAT else None
+    text = json.dumps(doc, indent=indent, ensure_ascii=True, allow_nan=False) + "\n"
     return atomic_write_text(path, text, force=force)
 
 
