@@ -109,7 +109,7 @@ def fit_quietly(X, **kwargs):
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 3), st.integers(-120, 120), st.floats(-1e6, 1e6),
-       st.sampled_from([1.0, -1.0]), st.sampled_from(["sgd", "em"]), seeds)
+       st.sampled_from([1.0, -1.0]), st.sampled_from(["sgd", "em", "online_em"]), seeds)
 def test_fitted_likelihood_is_invariant_to_shifting_and_scaling_the_data(
         d, exponent, shift, sign, solver, seed):
     """Fitting ``a X + b`` gives the model of ``X`` in other units: the same fit, with
@@ -129,7 +129,7 @@ def test_fitted_likelihood_is_invariant_to_shifting_and_scaling_the_data(
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(2, 40), st.integers(1, 4), st.integers(1, 4), st.integers(-150, 150),
-       st.integers(1, 40), st.sampled_from(["sgd", "em"]), st.booleans(), seeds)
+       st.integers(1, 40), st.sampled_from(["sgd", "em", "online_em"]), st.booleans(), seeds)
 def test_any_legal_data_gives_a_finite_model(n, d, k, exponent, n_distinct, solver,
                                              float32_input, seed):
     """Random shapes, scales, duplicates (``n_distinct`` distinct rows) and seeds."""

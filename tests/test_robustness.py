@@ -232,6 +232,20 @@ def test_one_outlier_does_not_spoil_the_other_points(solver):
     assert labels[0] not in set(labels[1:])
 
 
+@pytest.mark.parametrize("scale, dtype", [(1e200, None), (1e-200, None), (1e25, np.float32),
+                                          (1e-25, np.float32)])
+def test_variances_beyond_the_float_range_warn_but_the_model_works(scale, dtype):
+    X = blobs() * scale
+    with pytest.warns(UserWarning, match=r"covariances_\[\d, \d\] = exp\(2 \* .*beyond the "
+                                         r"range of float.*params_.log_sigma"):
+        model = fit_quietly(X, n_components=2, dtype=dtype)
+    assert np.all(np.isfinite(model.score_samples(X)))
+    assert np.all(np.isfinite(model.params_.log_sigma))
+    ref = fit_quietly(blobs(), n_components=2, dtype=dtype)
+    np.testing.assert_allclose(model.score_samples(X), ref.score_samples(blobs())
+                               - 2 * np.log(np.float64(scale)), rtol=1e-4)
+
+
 def test_standardiser_is_mean_and_std_unless_outliers_dominate():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(1001, 3)) * [1.0, 1e-3, 1e3]

@@ -519,6 +519,15 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = int(run["n_iter"])
         self.lower_bound_ = float(-nll(X, self.params_))
         self._set_derived()
+        bad = ~(np.isfinite(self.covariances_) & (self.covariances_ > 0))
+        if bad.any():
+            k, d = np.argwhere(bad)[0]
+            warnings.warn(
+                f"covariances_[{k}, {d}] = exp(2 * {float(self.params_.log_sigma[k, d]):.6g}) is "
+                f"beyond the range of {self.params_.dtype} at this data scale; the model "
+                "itself is fine (params_.log_sigma holds it, scores are finite); rescale the "
+                "data or use dtype=None (float64) to read variances directly",
+                UserWarning, stacklevel=3)
 
     def _set_derived(self) -> None:
         """The scikit-learn views of ``params_`` (natural parameters in data units)."""
