@@ -188,14 +188,16 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         float64; ``np.float32`` converts the data to float32, trains in float32 and
         returns float32 parameters and scores (half the memory, ~7 significant digits).
     checkpoint_path : str, Path or None, default=None
-        With ``solver="sgd"`` or ``"online_em"``, write the full training state to this file every
-        ``checkpoint_every`` epochs, at each restart and at the end; a
+        With ``solver="sgd"`` or ``"online_em"``, write the full training state to
+        this file every ``checkpoint_every`` epochs, at each restart and at the end; a
         ``KeyboardInterrupt`` saves it too and is re-raised as
         :class:`mogsgd.checkpoint.TrainingInterrupted`.  Continue with
         ``fit(X, resume=checkpoint_path)``.  An existing file that is not a mogsgd
         checkpoint is never overwritten.
     checkpoint_every : int, default=1
-        Epochs between checkpoints.
+        Epochs between checkpoints.  Each write costs a few milliseconds (it is
+        flushed to disk); raise it when epochs are much shorter than that.  A
+        ``KeyboardInterrupt`` always saves the last complete epoch.
 
     Attributes
     ----------
