@@ -133,6 +133,25 @@ def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(
     assert_same_fit(straight, fit(X, n_init=2, resume=path))
 
 
+def test_repeated_interrupts_and_resumes_into_the_same_file_end_exactly(tmp_path,
+                                                                       monkeypatch):
+    """Ctrl-C at epoch 3, resume and Ctrl-C again at once (before a step), resume and
+    Ctrl-C mid restart 2, resume to the end: the same fit as one uninterrupted run."""
+    X = blobs()
+    straight = fit(X, n_init=2)
+    path = tmp_path / "ck.json"
+    for at in (5 * 3 + 2, 1, 5 * 7 + 5 * 2 + 1):
+        monkeypatch.setattr(gradients_module, "weighted_log_prob",
+                            Interrupt(gradients_module.weighted_log_prob, at))
+        with pytest.raises(TrainingInterrupted):
+            fit(X, n_init=2, checkpoint_path=path, resume=path if path.exists() else None)
+        monkeypatch.undo()
+    ckpt = read_checkpoint(path)
+    assert (ckpt.restart, ckpt.epoch) == (1, 2)  # epochs 4..10 of restart 1, 2 of restart 2
+    assert_same_fit(straight, fit(X, n_init=2, checkpoint_path=path, resume=path))
+    assert read_checkpoint(path).complete
+
+
 def test_interrupt_while_an_epoch_is_being_recorded_saves_the_previous_epoch(
         tmp_path, monkeypatch):
     """record_params runs after the history of the epoch is appended and before the epoch

@@ -200,7 +200,7 @@ class CheckpointWriter:
     """Follows a fit and writes its state to ``path``; used by ``SGDGaussianMixture.fit``.
 
     The estimator reports progress with :meth:`begin_restart`, :meth:`started`
-    and :meth:`epoch` (the per-epoch callback); :meth:`save` writes the latest
+    and :meth:`epoch_done` (the per-epoch callback); :meth:`save` writes the latest
     complete position, which is also what a ``KeyboardInterrupt`` saves.
     Every in-memory update replaces one reference at its end, so an interrupt
     at any instant leaves a consistent position behind.
@@ -242,24 +242,25 @@ class CheckpointWriter:
     def restart(self) -> int:
         return 0 if self._position is None else self._position["restart"]
 
-    def begin_restart(self, restart: int, rng: np.random.Generator, best: dict | None) -> None:
-        """Restart ``restart`` is about to initialise from ``rng``; ``best`` is the best
-        finished run so far (a dict with ``params, state, history, score, converged, n_iter``)."""
+    def begin_restart(self, restart: int, rng: np.random.Generator, best: dict | None, *,
+                      start_params: MixtureParams | None = None,
+                      train_state: TrainState | None = None) -> None:
+        """Restart ``restart`` begins (and the position is written): about to initialise
+        from ``rng``, or, when resuming, from ``start_params`` or ``train_state``.
+        ``best`` is the best finished run so far (a dict with ``params, state, history,
+        score, converged, n_iter``)."""
         self._best = best
         self._history_cache = {}
         self._set({"restart": restart, "rng_state": copy.deepcopy(rng.bit_generator.state),
-                   "start_params": None, "train_state": None})
+                   "start_params": start_params,
+                   "train_state": None if train_state is None else _snapshot(train_state)})
         self.save()
 
     def started(self, params: MixtureParams, rng: np.random.Generator) -> None:
-        """The current restart starts training from ``params`` with ``rng`` as it is now."""
+        """The current restart was initialised: it trains from ``params`` with ``rng`` as
+        it is now."""
         self._set({**self._position, "start_params": params,
                    "rng_state": copy.deepcopy(rng.bit_generator.state)})
-
-    def resumed(self, state: TrainState) -> None:
-        """The current restart continues from ``state`` (resume or warm start)."""
-        self._history_cache = {}
-        self._set({**self._position, "train_state": _snapshot(state)})
 
     def epoch_done(self, state: TrainState) -> None:
         """Per-epoch callback: remember the state; write every ``every`` epochs."""

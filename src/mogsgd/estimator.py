@@ -440,20 +440,17 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
             elif pending is not None:
                 rng.bit_generator.state = copy.deepcopy(pending.rng_state)
                 state, start = pending.train_state, pending.start_params
-            if writer is not None:
-                writer.begin_restart(restart, rng, best)
+            if writer is not None:  # where this restart starts: before or after its init
+                writer.begin_restart(restart, rng, best, start_params=start, train_state=state)
             if state is None and start is None:
                 start = user if user is not None else init_params(
                     Z_train, self.n_components, self.init, rng, self.min_variance)
+                if writer is not None:
+                    writer.started(start, rng)
             pending = None
             if self.solver == "em":
                 run = self._run_em(Z_train, Z_val, start)
             else:
-                if writer is not None:
-                    if state is None:
-                        writer.started(start, rng)
-                    else:
-                        writer.resumed(state)
                 run = self._run_sgd(Z_train, Z_val, config, rng, params=start, state=state,
                                     writer=writer)
             if best is None or run["score"] < best["score"]:
