@@ -532,8 +532,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         """The scikit-learn views of ``params_`` (natural parameters in data units)."""
         self.weights_ = self.params_.weights
         self.means_ = np.array(self.params_.means)
-        self.covariances_ = self.params_.variances
-        with np.errstate(divide="ignore", over="ignore"):
+        with np.errstate(divide="ignore", over="ignore", under="ignore"):
+            # beyond the float range at extreme data scales: fit() warns about it
+            self.covariances_ = self.params_.variances
             self.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
 
     def _get_fit_state(self) -> dict:
