@@ -102,11 +102,12 @@ def run_demo(
     ax = plotting.plot_data(X2, y2, true2, title="Seed data set: 1000 points, 3 components")
     save(ax.figure, "data_2d")
     save(plotting.plot_marginals(X2, true2, y2), "marginals_2d")
-    est2 = SGDGaussianMixture(3, random_state=seed).fit(X2)
-    ax = plotting.plot_density(X2, est2.params_)
+    # fitted components are matched to the true ones so colours agree across figures
+    fit2 = align_components(true2, SGDGaussianMixture(3, random_state=seed).fit(X2).params_)
+    ax = plotting.plot_density(X2, fit2)
     ax.set_title("Adam fit: log-density of the mixture")
     save(ax.figure, "density_2d")
-    ax = plotting.plot_predictions(X2, est2.params_)
+    ax = plotting.plot_predictions(X2, fit2)
     save(ax.figure, "predictions_2d")
 
     # 2. the three-feature training example, every method
@@ -140,11 +141,12 @@ def run_demo(
             "max |mean err|": errors["means"],
             "max |sigma err|": errors["sigmas"],
         })
+    aligned = {k: align_components(true, v.params_) for k, v in fitted.items()}
     em_nll = -fitted["EM"].score(X[tr])
     true_nll = nll(X[tr], true)
     reference = {"EM optimum": em_nll, "true parameters": true_nll}
     say("drawing the figures")
-    save(plotting.plot_pairs(X[te], fitted["Adam"].params_, y[te]), "pairs_3d")
+    save(plotting.plot_pairs(X[te], aligned["Adam"], y[te]), "pairs_3d")
     save(plotting.plot_fit_vs_truth(X[tr], fitted["SGD"].params_, true), "fit_vs_truth")
     for label in ("SGD", "Adam"):
         ax = plotting.plot_learning_curves(histories[label], reference=reference)
@@ -168,7 +170,6 @@ def run_demo(
     result.seconds = time.perf_counter() - start
     truth = {"weights": true.weights.tolist(), "means": true.means.tolist(),
              "variances": true.variances.tolist()}
-    aligned = {k: align_components(true, v.params_) for k, v in fitted.items()}
     fits = {k: {"weights": a.weights.tolist(), "means": a.means.tolist(),
                 "variances": a.variances.tolist()} for k, a in aligned.items()}
     _write_markdown(result, truth, fits, reference)
