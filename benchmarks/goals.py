@@ -194,12 +194,18 @@ def minibatch(quick: bool) -> list[Row]:
         rows.append(Row(g, "mogsgd compiled epochs", "", "PyTorch autograd loop",
                         f"{ours_rate / torch_rate:.0f}x", ">= 40x",
                         _check(ours_rate / torch_rate >= 40)))
-    rows.append(Row(g, f"of which `rng.permutation(1e6)` per epoch: {1e3 * perm:.1f} ms "
-                    f"({100 * perm * ours_rate / n:.0f}% of the epoch)", ""))
+    rows.append(Row(g, f"for reference: `rng.permutation(1e6)` alone, which `train` must call "
+                    f"each epoch (drawn during the previous epoch): {1e3 * perm:.1f} ms; one "
+                    f"compiled epoch: {1e3 * n / ours_rate:.1f} ms", ""))
     return rows
 
 
 # ---------------------------------------------------------------- goal 3
+#: Iteration cap of the tol=1e-6 EM reference.  The hard K=3 set needs ~410 iterations
+#: (minutes); stopping at 200 would leave its held-out log-likelihood 0.0025 nats short.
+EM_MAX_ITER = 1000
+
+
 def _time_to_quality(ds, k: int, target_ll: float, seed: int = 0):
     """Default SGDGaussianMixture on ``ds``: (seconds until the held-out log-likelihood of the
     parameters it would return first reaches ``target_ll``, full fit seconds, final held-out
@@ -251,24 +257,28 @@ def em_quality(quick: bool) -> list[Row]:
         ref_ll, ref_what = ll_sk, "default-tol EM"
         if not quick:
             t0 = time.perf_counter()
-            gm6 = GaussianMixture(k, covariance_type="diag", random_state=0, tol=1e-6,
-                                  max_iter=1000).fit(ds.X)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # sklearn's ConvergenceWarning at the cap
+                gm6 = GaussianMixture(k, covariance_type="diag", random_state=0, tol=1e-6,
+                                      max_iter=EM_MAX_ITER).fit(ds.X)
             t6 = time.perf_counter() - t0
             ref_ll, ref_what = max(ll_sk, gm6.score(ds.X_test)), "EM at tol 1e-6"
-            rows.append(Row(g, f"anchor: scikit-learn converged (tol=1e-6), {ds.name} "
-                            f"({gm6.n_iter_} iterations)",
+            state = "converged" if gm6.converged_ else f"stopped at max_iter={EM_MAX_ITER}"
+            rows.append(Row(g, f"anchor: scikit-learn at tol=1e-6, {ds.name} "
+                            f"({gm6.n_iter_} iterations, {state})",
                             f"{t6:.2f} s, held-out LL {gm6.score(ds.X_test):.4f}"))
         (t_q, epoch_q), t_fit, ll_ours, epochs = _time_to_quality(ds, k, ref_ll - 0.01)
         rows.append(Row(g, f"mogsgd SGDGaussianMixture defaults, {ds.name}: full fit "
                         f"({epochs} epochs, early stopping)",
                         f"{t_fit:.2f} s, held-out LL {ll_ours:.4f}", "scikit-learn default fit",
                         f"{t_sk / t_fit:.1f}x"))
+        what = (f"**mogsgd time to a held-out LL >= {ref_what}'s - 0.01 = {ref_ll - 0.01:.4f}**"
+                f", {ds.name}")
         if t_q is None:
-            rows.append(Row(g, f"**mogsgd time to within 0.01 nats of {ref_what}**, {ds.name}",
-                            "not reached", "scikit-learn default fit", "", ">= 4x", "**no**"))
+            rows.append(Row(g, what, "not reached", "scikit-learn default fit", "", ">= 4x",
+                            "**no**"))
         else:
-            rows.append(Row(g, f"**mogsgd time to within 0.01 nats of {ref_what}**, {ds.name} "
-                            f"(after epoch {epoch_q})", f"{t_q:.2f} s",
+            rows.append(Row(g, f"{what} (after epoch {epoch_q})", f"{t_q:.2f} s",
                             "scikit-learn default fit", f"{t_sk / t_q:.1f}x", ">= 4x",
                             _check(t_sk / t_q >= 4)))
     # the easy anchor of the issue

@@ -289,7 +289,7 @@ def train(
     perms = fast.permutations(rng, n, compiled=run_epoch is not None)
     clock = time.perf_counter()
     while state.epoch < last_epoch and not state.stopped:
-        order = perms.next()
+        order = perms.next(more=state.epoch + 1 < last_epoch)
         if run_epoch is not None:  # the loop below, compiled
             params, opt_state, total, count = run_epoch(order, params, opt_state)
         else:

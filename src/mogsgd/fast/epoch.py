@@ -150,15 +150,16 @@ class Permutations:
             self._box["pool"] = pool
             self._finalizer = weakref.finalize(self, _settle, rng, self._box)
 
-    def next(self) -> np.ndarray:
-        """The permutation of the next epoch."""
+    def next(self, more: bool = True) -> np.ndarray:
+        """The permutation of the next epoch; ``more=False`` says no epoch is planned after
+        it, so nothing is drawn ahead."""
         box = self._box
         if box["pending"] is not None:
             order, box["state"] = box["pending"].result()
             box["pending"] = None
         else:
             order, box["state"] = _draw(self.rng, self.n)
-        if "pool" in box:  # the worker must not hold ``self``, or it could finalise it
+        if more and "pool" in box:  # the worker must not hold ``self``: it could finalise it
             box["pending"] = box["pool"].submit(_draw, self.rng, self.n)
         return order
 
