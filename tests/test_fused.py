@@ -478,3 +478,16 @@ def test_checkpointed_fit_with_compiled_epochs_resumes_bit_for_bit(rng, tmp_path
     assert resumed.params_.ravel().tobytes() == straight.params_.ravel().tobytes()
     assert resumed.history_["train_nll"] == straight.history_["train_nll"]
     assert resumed._state.rng_state == straight._state.rng_state
+
+
+def test_full_pass_from_worker_threads_gives_the_same_sums(rng):
+    """Dask and friends call the kernels from worker threads: same bits as the main thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = random_params(rng, 3, 3)
+    X, _ = sample_mixture(rng, p, 150_000)
+    main = fast.nll_grad_sums(X, p)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: fast.nll_grad_sums(X, p), range(4)))
+    for r in results:
+        assert r.nll_sum == main.nll_sum and r.means.tobytes() == main.means.tobytes()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -142,9 +143,16 @@ def _numba_sums(X, params: MixtureParams, sample_weight, *, need_grad: bool,
     if n <= kern.CHUNK_ROWS:
         acc = np.zeros(kern.acc_length(k, d))
         kern.range_sums(X, 0, n, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, acc)
-    else:
+    elif _parallel_safe():
         acc = kern.chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad,
                                 block).sum(axis=0)
+    else:  # the same chunks one after the other: the same sums, bit for bit
+        starts = range(0, n, kern.CHUNK_ROWS)
+        accs = np.zeros((len(starts), kern.acc_length(k, d)))
+        for c, lo in enumerate(starts):
+            kern.range_sums(X, lo, min(n, lo + kern.CHUNK_ROWS), w, has_w, means, inv_sigma,
+                            cst, log_w, need_grad, block, accs[c])
+        acc = accs.sum(axis=0)
     nk = acc[2:2 + k]
     rz = acc[2 + k:2 + k + k * d].reshape(k, d)
     rz2 = acc[2 + k + k * d:].reshape(k, d)
@@ -157,6 +165,21 @@ def _numba_sums(X, params: MixtureParams, sample_weight, *, need_grad: bool,
         log_sigma=(nk[:, None] - rz2).astype(dtype, copy=False),
         logits=(weight_sum * weights - nk).astype(dtype, copy=False),
     )
+
+
+def _parallel_safe() -> bool:
+    """Whether this thread may launch numba's parallel kernel.  numba's ``workqueue``
+    threading layer (used when neither TBB nor OpenMP is available) aborts on launches
+    from several threads at once, so off the main thread it is used only under a
+    thread-safe layer (``tbb``, ``omp``)."""
+    if threading.current_thread() is threading.main_thread():
+        return True
+    import numba
+
+    try:
+        return numba.threading_layer() in ("tbb", "omp")
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        return False
 
 
 def nll_grad_sums(X: np.ndarray, params: MixtureParams,
