@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from mogsgd import stream
 from mogsgd._random import check_random_state
 from mogsgd.density import log_prob, log_resp, nll
 from mogsgd.em import fit_em
@@ -50,6 +51,11 @@ class Standardizer:
             return cls(np.zeros(d), np.ones(d))
         center = np.nanmean(X, axis=0) if X.shape[0] else np.zeros(d)
         scale = np.nanstd(X, axis=0) if X.shape[0] > 1 else np.ones(d)
+        return cls.from_moments(center, scale)
+
+    @classmethod
+    def from_moments(cls, center: np.ndarray, scale: np.ndarray) -> Standardizer:
+        """From per-feature means and standard deviations (e.g. merged from chunks)."""
         # constant features keep their units; huge or tiny scales are exact powers of two
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         center = np.where(np.isfinite(center), center, 0.0)
@@ -226,7 +232,13 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
     # -------------------------------------------------------------- fitting
     def fit(self, X, y=None) -> SGDGaussianMixture:
-        """Fit the mixture to ``X`` (n_samples, n_features); ``y`` is ignored."""
+        """Fit the mixture to ``X`` (n_samples, n_features); ``y`` is ignored.
+
+        ``X`` may be out of core: a path, a stream source, an iterator of chunks, a Zarr or
+        Dask array (:mod:`mogsgd.stream`, :mod:`mogsgd.distributed`).
+        """
+        if stream.is_stream_source(X):
+            return stream.fit(self, X)
         config = self._check_hyperparameters()
         X = check_data(X, min_samples=max(2, self.n_components))
         rng = check_random_state(self.random_state)
@@ -313,7 +325,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.history_ = run["history"]
         self.converged_ = bool(run["converged"])
         self.n_iter_ = int(run["n_iter"])
-        self.lower_bound_ = float(-nll(X, self.params_))
+        self.lower_bound_ = float(run["lower_bound"] if "lower_bound" in run
+                                  else -nll(X, self.params_))
 
     def partial_fit(self, X, y=None) -> SGDGaussianMixture:
         """One epoch of mini-batch SGD over ``X``, continuing the current state.
@@ -321,6 +334,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         The first call fixes the standardisation and initialises from ``X``
         (which then needs at least ``n_components`` rows).
         """
+        if stream.is_stream_source(X):
+            return stream.partial_fit(self, X)
         config = self._check_hyperparameters()
         first = not hasattr(self, "params_") or getattr(self, "_state", None) is None
         if first:
@@ -353,18 +368,26 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------ inference
     def score_samples(self, X) -> np.ndarray:
         """``log p(x_i)`` under the fitted model, shape (n_samples,)."""
+        if stream.is_stream_source(X):
+            return stream.score_samples(self, X)
         return log_prob(self._validate(X, reset=False), self.params_)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
+        if stream.is_stream_source(X):
+            return stream.score(self, X)
         return float(np.mean(self.score_samples(X)))
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities ``gamma_ik``, shape (n_samples, n_components)."""
+        if stream.is_stream_source(X):
+            return stream.predict_proba(self, X)
         return np.exp(log_resp(self._validate(X, reset=False), self.params_))
 
     def predict(self, X) -> np.ndarray:
         """Most responsible component per row, shape (n_samples,)."""
+        if stream.is_stream_source(X):
+            return stream.predict(self, X)
         return np.argmax(log_resp(self._validate(X, reset=False), self.params_), axis=1)
 
     def sample(self, n_samples: int = 1, random_state=None) -> tuple[np.ndarray, np.ndarray]:
@@ -383,11 +406,15 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
     def bic(self, X) -> float:
         """Bayesian information criterion ``-2 L + p log n`` (eq. 38); lower is better."""
+        if stream.is_stream_source(X):
+            return stream.bic(self, X)
         ll = self.score_samples(X)
         return float(-2.0 * ll.sum() + self._n_parameters() * np.log(len(ll)))
 
     def aic(self, X) -> float:
         """Akaike information criterion ``-2 L + 2 p`` (eq. 38); lower is better."""
+        if stream.is_stream_source(X):
+            return stream.aic(self, X)
         return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._n_parameters())
 
     def __sklearn_tags__(self):

@@ -178,6 +178,11 @@ def train(
     given, ``history["params"]`` holds ``record_params(params)`` after each epoch.
     ``callback(state)`` runs after each epoch; returning ``False`` stops training.
 
+    ``X`` may also be a batch provider (:class:`mogsgd.stream.StreamData`, the Dask
+    data of :mod:`mogsgd.distributed`): an object with ``shape`` (n, D) and
+    ``epoch_batches(batch_size, rng)`` yielding one epoch's ``(X_batch, w_batch)``; if it
+    has ``grad_fn``, that computes the batch gradients instead of ``grad_fn``.
+
     On return ``state.params`` are the best parameters seen by early stopping
     (the last ones when early stopping is off).
     """
@@ -204,17 +209,15 @@ def train(
     params = state.last_params if state.last_params is not None else state.params
     opt_state = state.opt_state
     clock = time.perf_counter()
+    grad_fn = getattr(X, "grad_fn", grad_fn)
     while state.epoch < last_epoch and not state.stopped:
-        order = rng.permutation(n)
         total, count = 0.0, 0.0
-        for start in range(0, n, batch):
-            idx = order[start:start + batch]
-            wb = None if w is None else w[idx]
-            value, grad = grad_fn(X[idx], params, wb)
+        for Xb, wb in _epoch_batches(X, w, batch, rng):
+            value, grad = grad_fn(Xb, params, wb)
             updates, opt_state = optimizer.update(grad, opt_state)
             params = project_variance_floor(apply_updates(params, updates),
                                             config.min_variance)
-            bw = len(idx) if wb is None else float(wb.sum())
+            bw = len(Xb) if wb is None else float(wb.sum())
             total += value * bw
             count += bw
         state.epoch += 1
@@ -248,6 +251,19 @@ def train(
         if callback is not None and callback(state) is False:
             state.stopped = True
     return state
+
+
+def _epoch_batches(X, w, batch: int, rng: np.random.Generator):
+    """One epoch's ``(X_batch, w_batch)``: a fresh permutation of an array's rows cut into
+    batches, or what a batch provider's ``X.epoch_batches(batch, rng)`` yields."""
+    provider = getattr(X, "epoch_batches", None)
+    if provider is not None:
+        yield from provider(batch, rng)
+        return
+    order = rng.permutation(X.shape[0])
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
+        yield X[idx], (None if w is None else w[idx])
 
 
 def _current_lr(optimizer: Optimizer, opt_state) -> float:
