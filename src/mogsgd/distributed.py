@@ -89,8 +89,8 @@ from mogsgd.stream import (
 )
 from mogsgd.validation import check_data
 
-__all__ = ["get_client", "fit", "DaskData", "batch_grad_sums", "score_samples", "score",
-           "predict", "predict_proba", "bic", "aic"]
+__all__ = ["get_client", "fit", "persist_blocks", "DaskData", "batch_grad_sums",
+           "score_samples", "score", "predict", "predict_proba", "bic", "aic"]
 
 
 def get_client(client=None):
@@ -269,6 +269,18 @@ class DaskData:
         return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 
+def persist_blocks(client, X) -> tuple[list, list[int], list[str]]:
+    """Compute each row block of ``X`` once into worker memory: ``(futures, sizes,
+    worker addresses)``, one entry per block."""
+    from distributed import wait
+
+    X = _as_dask_2d(X)
+    futures = client.compute(list(X.to_delayed().ravel()))
+    wait(futures)
+    who = client.who_has(futures)
+    return futures, [int(c) for c in X.chunks[0]], [sorted(who[f.key])[0] for f in futures]
+
+
 def fit(est, X, client=None):
     """``est.fit(X)`` on a Dask array with a distributed client (see the module docstring)."""
     client = get_client(client)
@@ -276,8 +288,6 @@ def fit(est, X, client=None):
         from mogsgd import stream
 
         return stream.fit(est, stream.ArraySource(_as_dask_2d(X)))
-    from distributed import wait
-
     config = est._check_hyperparameters()
     rng = check_random_state(est.random_state)
     X = _as_dask_2d(X)
@@ -286,12 +296,11 @@ def fit(est, X, client=None):
     if continuing and d != est.n_features_in_:
         raise ValidationError(f"X has {d} features, but {type(est).__name__} is expecting "
                               f"{est.n_features_in_} features as input")
-    sizes = [int(c) for c in X.chunks[0]]
-    n = sum(sizes)
+    n = X.shape[0]
     if n < max(2, est.n_components):
         raise ValidationError(f"X has {n} sample(s) but at least {max(2, est.n_components)} "
                               "are needed")
-    raw = client.compute(list(X.to_delayed().ravel()))
+    raw, sizes, workers = persist_blocks(client, X)
     first = next(i for i, s in enumerate(sizes) if s)
     shift = moment_shift(_checked(client.submit(_rows, raw[first], 0, 1, pure=False).result(),
                                   d))
@@ -301,9 +310,6 @@ def fit(est, X, client=None):
         est.n_features_in_ = d
         est._scaler = standardizer_from_moments(moments, est.standardize)
     scaler = est._scaler
-    wait(raw)
-    who = client.who_has(raw)
-    workers = [sorted(who[f.key])[0] for f in raw]
     seeds = rng.integers(0, 2**63 - 1, size=len(raw))
     prepared = [client.submit(_prepare_block, f, d, int(s), scaler.center, scaler.scale,
                               pure=False, workers=[w], allow_other_workers=True)
