@@ -129,10 +129,10 @@ def test_is_stream_source_leaves_arrays_and_memmaps_alone(tmp_path):
     X, _ = data(100)
     np.save(tmp_path / "x.npy", X)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    for obj in (X, mm, X.tolist(), X.astype(np.float32)):
+    for obj in (X, mm, X.tolist(), X.astype(np.float32), "data.csv"):
         assert not stream.is_stream_source(obj)
-    for obj in (str(tmp_path / "x.npy"), tmp_path / "x.npy", iter([X]), lambda: iter([X]),
-                stream.as_source(mm)):
+    for obj in (str(tmp_path / "x.npy"), tmp_path / "x.npy", str(tmp_path), "new.parquet",
+                iter([X]), lambda: iter([X]), stream.as_source(mm)):
         assert stream.is_stream_source(obj)
     src = stream.as_source(mm, chunk_rows=30)
     assert isinstance(src, stream.NpySource)
@@ -140,38 +140,34 @@ def test_is_stream_source_leaves_arrays_and_memmaps_alone(tmp_path):
 
 
 # ------------------------------------------------------------------- moments
-def merged(X, n_parts, rng):
-    cuts = np.sort(rng.choice(np.arange(1, len(X)), n_parts - 1, replace=False))
-    shift = stream.moment_shift(X[:100])
-    parts = [stream.chunk_moments(c, shift) for c in np.split(X, cuts)]
-    rng.shuffle(parts)
-    return stream.combine_moments(parts)
-
-
-def test_merged_moments_match_the_in_memory_standardizer():
-    rng = np.random.default_rng(0)
-    X = 5 + rng.normal(size=(5000, 4)) * [1e-3, 1, 10, 1e4]
-    X[rng.random(X.shape) < 0.05] = np.nan
-    moments = merged(X, 40, rng)
+def test_stream_standardizer_is_the_in_memory_one_on_a_uniform_sample(tmp_path):
+    X, _ = data(5000, 31)
+    X[:, 1] = 1e8 + X[:, 1] * 1e-3
+    sample = stream.scan(stream.ArraySource(X, chunk_rows=300), np.random.default_rng(0),
+                         10_000)
+    assert sample.n_samples == 5000 and len(sample.sample) == 5000   # holds every row
+    np.testing.assert_array_equal(sample.sample, X[sample.index])
+    exact = stream._standardizer(sample.sample, True)
     ref = Standardizer.fit(X)
-    mine = stream.standardizer_from_moments(moments)
-    np.testing.assert_allclose(mine.center, ref.center, rtol=1e-12)
-    np.testing.assert_allclose(mine.scale, ref.scale, rtol=1e-12)
-    np.testing.assert_array_equal(moments.count, (~np.isnan(X)).sum(0))
+    np.testing.assert_allclose(exact.center, ref.center, rtol=1e-15)
+    np.testing.assert_allclose(exact.scale, ref.scale, rtol=1e-12)
+    part = stream.scan(stream.ArraySource(X, chunk_rows=300), np.random.default_rng(1), 2000)
+    assert len(np.unique(part.index)) == 2000
+    approx = stream._standardizer(part.sample, True)
+    # the median and IQR of 2000 of 5000 rows: within a few standard errors
+    assert np.all(np.abs(approx.center - ref.center) < 0.1 * ref.scale)
+    assert np.all(np.abs(approx.scale / ref.scale - 1) < 0.1)
 
 
-def test_merged_moments_are_exact_far_from_zero():
-    from fractions import Fraction
-
-    rng = np.random.default_rng(1)
-    X = 1e8 + rng.normal(size=(3000, 2)) * [1e-3, 1]
-    moments = merged(X, 30, rng)
-    for j in range(2):
-        col = [Fraction(v) for v in X[:, j]]
-        mean = sum(col) / len(col)
-        var = sum((v - mean) ** 2 for v in col) / len(col)
-        assert moments.center[j] == pytest.approx(float(mean), rel=1e-15)
-        assert moments.variance[j] == pytest.approx(float(var), rel=1e-13)
+def test_uniform_sample_is_uniform():
+    counts = np.zeros(100)
+    rows = np.arange(100.0)[:, None]
+    rng = np.random.default_rng(2)
+    for _ in range(400):
+        found = stream.scan(stream.ArraySource(rows, chunk_rows=7), rng, 10)
+        counts[found.index] += 1
+    chi2 = ((counts - 40) ** 2 / 40).sum()
+    assert chi2 < 150   # 99 degrees of freedom: P(chi2 > 150) ~ 1e-3
 
 
 # ------------------------------------------------------------- shuffle buffer

@@ -32,7 +32,7 @@ def test_history_records_every_epoch(rng):
     h = state.history
     assert h["epoch"] == list(range(1, 8))
     assert len(h["train_nll"]) == len(h["val_nll"]) == len(h["lr"]) == len(h["time"]) == 7
-    assert len(h["params"]) == 7
+    assert len(h["params"]) == 8 and h["params"][0] is p
     assert np.all(np.diff(h["time"]) >= 0)
 
 

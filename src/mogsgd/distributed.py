@@ -72,21 +72,9 @@ from mogsgd._random import check_random_state
 from mogsgd.density import log_prob, log_resp
 from mogsgd.em import combine_stats, em_stats
 from mogsgd.errors import ValidationError
-from mogsgd.gradients import GradSums, combine_sums, finalize, nll_grad_sums
-from mogsgd.init import init_params
+from mogsgd.gradients import GradSums, combine_sums, nll_grad_sums
 from mogsgd.params import MixtureParams
-from mogsgd.stream import (
-    INIT_ROWS,
-    chunk_moments,
-    combine_moments,
-    em_run,
-    fit_em_passes,
-    moment_shift,
-    standardizer_from_moments,
-)
-from mogsgd.stream import (
-    _n_validation as stream_n_validation,
-)
+from mogsgd.stream import em_run, fit_em_passes
 from mogsgd.validation import check_data
 
 __all__ = ["get_client", "fit", "persist_blocks", "DaskData", "batch_grad_sums",
@@ -124,18 +112,21 @@ def _as_dask_2d(X, n_features: int | None = None):
 
 
 # ------------------------------------------------------------- worker tasks
-def _checked(x, n_features: int) -> np.ndarray:
-    return check_data(x, n_features=n_features, min_samples=0, owner="this Dask array")
+def _checked(x, n_features: int, dtype=None) -> np.ndarray:
+    return check_data(x, n_features=n_features, min_samples=0, owner="this Dask array",
+                      dtype=dtype)
 
 
-def _block_moments(x, n_features, shift):
-    return chunk_moments(_checked(x, n_features), shift)
+def _shuffle_block(x, n_features, dtype, seed):
+    """Validate and shuffle one block (on its worker)."""
+    x = check_data(x, n_features=n_features, min_samples=0, owner="this Dask array",
+                   dtype=dtype)
+    return x[np.random.default_rng(seed).permutation(len(x))]
 
 
-def _prepare_block(x, n_features, seed, center, scale):
-    """Validate, shuffle and standardise one block (on its worker)."""
-    x = _checked(x, n_features)
-    x = x[np.random.default_rng(seed).permutation(len(x))]
+def _standardized_rows(x, start, center, scale):
+    """Rows ``start:`` of a block, standardised (the estimator's ``Standardizer.transform``)."""
+    x = x[start:]
     return ((x - center) / scale).astype(x.dtype, copy=False)
 
 
@@ -166,15 +157,15 @@ def _worker_loglik(parts, params):
 
 
 def _block_log_prob(x, n_features, params):
-    return log_prob(_checked(x, n_features), params)
+    return log_prob(_checked(x, n_features, params.dtype), params)
 
 
 def _block_predict(x, n_features, params):
-    return np.argmax(log_resp(_checked(x, n_features), params), axis=1)
+    return np.argmax(log_resp(_checked(x, n_features, params.dtype), params), axis=1)
 
 
 def _block_proba(x, n_features, params):
-    return np.exp(log_resp(_checked(x, n_features), params))
+    return np.exp(log_resp(_checked(x, n_features, params.dtype), params))
 
 
 # ------------------------------------------------------------ the driver side
@@ -197,6 +188,10 @@ class _Batch(NamedTuple):
 
     def __len__(self) -> int:
         return sum(b - a for a, b in self.bounds)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
 
 
 def batch_grad_sums(client, parts: list, bounds: list[tuple[int, int]], params: MixtureParams,
@@ -223,7 +218,8 @@ class DaskData:
 
     ``parts`` are futures of standardised NumPy blocks (the training rows), ``workers``
     their addresses.  :meth:`epoch_batches` reshuffles every block on its worker and yields
-    :class:`_Batch` slice lists; :meth:`grad_fn` computes a batch's gradient on the workers.
+    :class:`_Batch` slice lists; :meth:`grad_sums_fn` computes a batch's gradient sums on
+    the workers.
     """
 
     def __init__(self, client, parts: list, sizes: list[int], workers: list[str],
@@ -245,9 +241,9 @@ class DaskData:
         for s in range(steps):
             yield _Batch([(n * s // steps, n * (s + 1) // steps) for n in self.sizes]), None
 
-    def grad_fn(self, batch: _Batch, params: MixtureParams, sample_weight=None):
-        return finalize(batch_grad_sums(self.client, self.parts, batch.bounds, params,
-                                        self.workers))
+    def grad_sums_fn(self, batch: _Batch, params: MixtureParams, sample_weight=None) -> GradSums:
+        """The batch's gradient sums, computed on the workers and added here."""
+        return batch_grad_sums(self.client, self.parts, batch.bounds, params, self.workers)
 
     def _per_worker(self, fn, params):
         groups: dict[str, list[int]] = defaultdict(list)
@@ -281,68 +277,59 @@ def persist_blocks(client, X) -> tuple[list, list[int], list[str]]:
     return futures, [int(c) for c in X.chunks[0]], [sorted(who[f.key])[0] for f in futures]
 
 
-def fit(est, X, client=None):
+def fit(est, X, client=None, resume=None):
     """``est.fit(X)`` on a Dask array with a distributed client (see the module docstring)."""
+    from mogsgd import stream
+
+    stream.check_streamable(est, resume)
     client = get_client(client)
     if client is None:
-        from mogsgd import stream
-
         return stream.fit(est, stream.ArraySource(_as_dask_2d(X)))
+    if est.solver == "online_em":
+        raise ValidationError("solver='online_em' updates from the batch rows themselves, so "
+                              "it cannot run data-parallel on Dask; use solver='sgd' or 'em', "
+                              "or stream the array without a client")
     config = est._check_hyperparameters()
+    dtype = est._compute_dtype()
     rng = check_random_state(est.random_state)
     X = _as_dask_2d(X)
-    d = X.shape[1]
+    n, d = X.shape
     continuing = est.warm_start and hasattr(est, "params_")
     if continuing and d != est.n_features_in_:
         raise ValidationError(f"X has {d} features, but {type(est).__name__} is expecting "
                               f"{est.n_features_in_} features as input")
-    n = X.shape[0]
-    if n < max(2, est.n_components):
-        raise ValidationError(f"X has {n} sample(s) but at least {max(2, est.n_components)} "
-                              "are needed")
     raw, sizes, workers = persist_blocks(client, X)
-    first = next(i for i, s in enumerate(sizes) if s)
-    shift = moment_shift(_checked(client.submit(_rows, raw[first], 0, 1, pure=False).result(),
-                                  d))
-    moments = combine_moments(client.gather(
-        [client.submit(_block_moments, f, d, shift, pure=False) for f in raw]))
-    if not continuing:
-        est.n_features_in_ = d
-        est._scaler = standardizer_from_moments(moments, est.standardize)
-    scaler = est._scaler
     seeds = rng.integers(0, 2**63 - 1, size=len(raw))
-    prepared = [client.submit(_prepare_block, f, d, int(s), scaler.center, scaler.scale,
-                              pure=False, workers=[w], allow_other_workers=True)
+    shuffled = [client.submit(_shuffle_block, f, d, dtype, int(s), pure=False, workers=[w],
+                              allow_other_workers=True)
                 for f, s, w in zip(raw, seeds, workers, strict=True)]
     del raw
-    n_val = stream_n_validation(est, n, d)
+    # a random sample: the first rows of every shuffled block, in proportion to its size
+    n_val = stream._n_validation(est, n, d)
     val = _allocate(n_val, sizes)
-    init = _allocate(min(INIT_ROWS, n - n_val), [s - v for s, v in zip(sizes, val, strict=True)])
-
-    def rows(starts, stops):
-        return [client.submit(_rows, p, a, b, pure=False, workers=[w], allow_other_workers=True)
-                for p, a, b, w in zip(prepared, starts, stops, workers, strict=True)]
-
-    Z_val = np.concatenate(client.gather(rows([0] * len(sizes), val))) if n_val else None
-    Z_init = np.concatenate(client.gather(
-        rows(val, [v + i for v, i in zip(val, init, strict=True)])))
-    parts = rows(val, sizes)
+    init = _allocate(min(stream.INIT_ROWS, n - n_val),
+                     [s - v for s, v in zip(sizes, val, strict=True)])
+    sample = np.concatenate(client.gather([
+        client.submit(_rows, f, 0, v + i, pure=False, workers=[w], allow_other_workers=True)
+        for f, v, i, w in zip(shuffled, val, init, workers, strict=True)]))
+    at = np.cumsum([0] + [v + i for v, i in zip(val, init, strict=True)])
+    is_val = np.zeros(len(sample), dtype=bool)
+    for a, v in zip(at, val, strict=False):
+        is_val[a:a + v] = True
+    sample = est._check_fit_data(np.concatenate([sample[is_val], sample[~is_val]]))
+    if not continuing:
+        est.n_features_in_ = d
+        est._scaler = stream._standardizer(sample, est.standardize)
+    est._source = None
+    scaler = est._scaler
+    Z_val = scaler.transform(sample[:n_val]) if n_val else None
+    parts = [client.submit(_standardized_rows, f, v, scaler.center, scaler.scale, pure=False,
+                           workers=[w], allow_other_workers=True)
+             for f, v, w in zip(shuffled, val, workers, strict=True)]
+    del shuffled
     data = DaskData(client, parts, [s - v for s, v in zip(sizes, val, strict=True)], workers, d)
-
-    if continuing and est.solver == "sgd" and getattr(est, "_state", None) is not None:
-        best = est._run_sgd(data, Z_val, config, rng, state=est._state)
-    else:
-        user = est._user_init(scaler)
-        best = None
-        for _ in range(1 if user is not None else est.n_init):
-            start = user if user is not None else init_params(
-                Z_init, est.n_components, est.init, rng, est.min_variance)
-            if est.solver == "em":
-                run = _run_em(est, data, Z_val, start)
-            else:
-                run = est._run_sgd(data, Z_val, config, rng, params=start)
-            if best is None or run["score"] < best["score"]:
-                best = run
+    best = stream.fit_runs(est, data, Z_val, scaler.transform(sample[n_val:]), config, rng,
+                           continuing, lambda start: _run_em(est, data, Z_val, start))
     est._rng = rng
     # mean log-likelihood of all rows in data units = standardised one - log_det (eq. 33)
     total, count = data.loglik(best["params"])
@@ -377,7 +364,7 @@ def score_samples(est, X):
     params = _fitted(est)
     X = _as_dask_2d(X, est.n_features_in_)
     return X.map_blocks(_block_log_prob, est.n_features_in_, params, drop_axis=1,
-                        dtype=np.float64, meta=np.empty(0))
+                        dtype=params.dtype, meta=np.empty(0, dtype=params.dtype))
 
 
 def predict(est, X):
@@ -393,8 +380,8 @@ def predict_proba(est, X):
     params = _fitted(est)
     X = _as_dask_2d(X, est.n_features_in_)
     return X.map_blocks(_block_proba, est.n_features_in_, params,
-                        chunks=(X.chunks[0], (params.n_components,)), dtype=np.float64,
-                        meta=np.empty((0, 0)))
+                        chunks=(X.chunks[0], (params.n_components,)), dtype=params.dtype,
+                        meta=np.empty((0, 0), dtype=params.dtype))
 
 
 def _loglik(est, X) -> tuple[float, int]:

@@ -6,10 +6,30 @@ likelihood maps back with the log-determinant of eq. 33), initialises, runs
 :func:`mogsgd.train.train` (``solver="sgd"``) or :func:`mogsgd.em.fit_em`
 (``solver="em"``), keeps the best of ``n_init`` restarts and exposes the
 result in data units with scikit-learn's attribute names.
+
+Robustness decisions (tested in ``tests/test_robustness.py``):
+
+* every hyper-parameter and the data are checked before any work, with
+  messages that name the value and the fix (:mod:`mogsgd.validation`);
+* the standardiser is robust (median and inter-quartile range, so one huge
+  outlier does not squash the other points onto the variance floor) and safe
+  at any scale (it works on the data divided by a power of two);
+* ``dtype=None`` computes in float64 whatever the input; ``dtype=np.float32``
+  computes in float32 and returns float32 parameters and scores;
+* a component that gets no points of its own (more components than distinct
+  rows, or one that loses its points) is kept, not re-seeded: its variance
+  stays at or above the floor ``min_variance`` and its weight shrinks towards
+  (but never reaches) zero, so every parameter stays finite; EM keeps its old
+  mean and variance (:func:`mogsgd.em.m_step`).  Fitting more components than
+  the data has distinct rows warns;
+* models save and load losslessly (:mod:`mogsgd.model_io`) and SGD fits can
+  be checkpointed and resumed bit for bit (:mod:`mogsgd.checkpoint`).
 """
 
 from __future__ import annotations
 
+import copy
+import numbers
 import warnings
 
 import numpy as np
@@ -23,22 +43,37 @@ from mogsgd.em import fit_em
 from mogsgd.errors import ConvergenceWarning, ValidationError
 from mogsgd.init import INIT_METHODS, init_params
 from mogsgd.params import MixtureParams
-from mogsgd.train import TrainConfig, train
+from mogsgd.train import TrainConfig, TrainState, train
 from mogsgd.validation import (
+    check_bool,
+    check_callable,
     check_choice,
     check_data,
+    check_dtype,
     check_fraction,
+    check_path,
     check_positive_float,
     check_positive_int,
 )
 
 __all__ = ["SGDGaussianMixture", "Standardizer"]
 
-SOLVERS = ("sgd", "em")
+SOLVERS = ("sgd", "em", "online_em")
+
+
+#: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
+IQR_NORMAL = 1.3489795003921634
 
 
 class Standardizer:
-    """Per-feature affine map ``x' = (x - c) / s`` and its action on parameters (eq. 33)."""
+    """Per-feature affine map ``x' = (x - c) / s`` and its action on parameters (eq. 33).
+
+    ``c`` is the median and ``s`` the inter-quartile range divided by
+    :data:`IQR_NORMAL` (the standard deviation for normal data), so a single
+    outlier cannot inflate the scale; where the IQR is 0 (more than half the
+    values equal) ``s`` is the standard deviation, and for a constant feature 1.
+    The centre and scale are float64 whatever the data.
+    """
 
     def __init__(self, center: np.ndarray, scale: np.ndarray) -> None:
         self.center = np.asarray(center, dtype=np.float64)
@@ -47,18 +82,24 @@ class Standardizer:
     @classmethod
     def fit(cls, X: np.ndarray, enabled: bool = True) -> Standardizer:
         d = X.shape[1]
-        if not enabled:
+        if not enabled or X.shape[0] == 0:
             return cls(np.zeros(d), np.ones(d))
-        center = np.nanmean(X, axis=0) if X.shape[0] else np.zeros(d)
-        scale = np.nanstd(X, axis=0) if X.shape[0] > 1 else np.ones(d)
-        return cls.from_moments(center, scale)
-
-    @classmethod
-    def from_moments(cls, center: np.ndarray, scale: np.ndarray) -> Standardizer:
-        """From per-feature means and standard deviations (e.g. merged from chunks)."""
-        # constant features keep their units; huge or tiny scales are exact powers of two
+        X = np.asarray(X, dtype=np.float64)
+        # Work on X / 2^e with 2^e near max |x|: exact, and no square or interpolation
+        # can overflow (|x| ~ 1e300) or underflow (|x| ~ 1e-300).
+        with np.errstate(all="ignore"):
+            amax = np.nanmax(np.abs(X), axis=0)
+        usable = np.isfinite(amax) & (amax > 0)
+        power = np.ldexp(1.0, np.frexp(np.where(usable, amax, 1.0))[1] - 1)
+        Y = X / power
+        percentile, std = ((np.nanpercentile, np.nanstd) if np.isnan(Y).any()
+                           else (np.percentile, np.std))
+        q1, median, q3 = percentile(Y, [25.0, 50.0, 75.0], axis=0)
+        spread = (q3 - q1) / IQR_NORMAL
+        spread = np.where(spread > 0, spread, std(Y, axis=0))
+        center = np.where(np.isfinite(median), median * power, 0.0)
+        scale = spread * power
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-        center = np.where(np.isfinite(center), center, 0.0)
         return cls(center, scale)
 
     @property
@@ -70,12 +111,15 @@ class Standardizer:
         return ((X - self.center) / self.scale).astype(X.dtype, copy=False)
 
     def to_data(self, p: MixtureParams) -> MixtureParams:
-        return MixtureParams(means=p.means * self.scale + self.center,
-                             log_sigma=p.log_sigma + np.log(self.scale), logits=p.logits)
+        """Parameters on standardised data -> parameters in data units (same dtype as ``p``)."""
+        return MixtureParams(means=(p.means * self.scale + self.center).astype(p.dtype),
+                             log_sigma=(p.log_sigma + np.log(self.scale)).astype(p.dtype),
+                             logits=p.logits)
 
     def from_data(self, p: MixtureParams) -> MixtureParams:
-        return MixtureParams(means=(p.means - self.center) / self.scale,
-                             log_sigma=p.log_sigma - np.log(self.scale), logits=p.logits)
+        return MixtureParams(means=((p.means - self.center) / self.scale).astype(p.dtype),
+                             log_sigma=(p.log_sigma - np.log(self.scale)).astype(p.dtype),
+                             logits=p.logits)
 
 
 class SGDGaussianMixture(DensityMixin, BaseEstimator):
@@ -113,7 +157,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         User-given initial parameters in data units (all three, or none).
     standardize : bool, default=True
         Fit on per-feature standardised data (results are reported in data units).
-    solver : {"sgd", "em"}, default="sgd"
+    solver : {"sgd", "em", "online_em"}, default="sgd"
+        Mini-batch SGD on the NLL, batch EM, or online EM (stochastic approximation
+        of EM's sufficient statistics, eq. 36, Polyak–Ruppert averaged after one
+        epoch, eq. 37) run by the same mini-batch loop.
     max_iter : int, default=200
         EM iteration budget (``solver="em"``).
     random_state : int, Generator or None
@@ -125,6 +172,20 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         returning ``False`` stops training.
     record_params : bool, default=False
         Keep the parameters (data units) after every epoch in ``history_["params"]``.
+    dtype : None, np.float64 or np.float32, default=None
+        Precision of the computation.  ``None`` (or float64) computes in float64
+        whatever the input (float32 and integer data are converted) and returns
+        float64; ``np.float32`` converts the data to float32, trains in float32 and
+        returns float32 parameters and scores (half the memory, ~7 significant digits).
+    checkpoint_path : str, Path or None, default=None
+        With ``solver="sgd"``, write the full training state to this file every
+        ``checkpoint_every`` epochs, at each restart and at the end; a
+        ``KeyboardInterrupt`` saves it too and is re-raised as
+        :class:`mogsgd.checkpoint.TrainingInterrupted`.  Continue with
+        ``fit(X, resume=checkpoint_path)``.  An existing file that is not a mogsgd
+        checkpoint is never overwritten.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
 
     Attributes
     ----------
@@ -132,6 +193,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     params_ : MixtureParams in data units
     converged_ : bool   n_iter_ : int   n_features_in_ : int   lower_bound_ : float
     history_ : dict of per-epoch lists ``epoch, train_nll, val_nll, lr, time``
+
+    Models save and load without loss with :meth:`save` / :meth:`load`
+    (:mod:`mogsgd.model_io`).
     """
 
     def __init__(
@@ -162,6 +226,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         verbose: int = 0,
         callback=None,
         record_params: bool = False,
+        dtype=None,
+        checkpoint_path=None,
+        checkpoint_every: int = 1,
     ) -> None:
         self.n_components = n_components
         self.optimizer = optimizer
@@ -188,10 +255,14 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.callback = callback
         self.record_params = record_params
+        self.dtype = dtype
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------ validation
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
+            solver="online_em" if self.solver == "online_em" else "sgd",
             optimizer=self.optimizer, learning_rate=self.learning_rate, schedule=self.schedule,
             batch_size=self.batch_size, max_epochs=self.max_epochs, momentum=self.momentum,
             min_variance=self.min_variance, early_stopping=self.early_stopping,
@@ -204,17 +275,56 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         check_positive_int("max_iter", self.max_iter)
         check_choice("init", self.init, INIT_METHODS)
         check_choice("solver", self.solver, SOLVERS)
+        if isinstance(self.validation_fraction, str) and self.validation_fraction != "auto":
+            raise ValidationError(f"validation_fraction must be 'auto' or a number in [0, 1), "
+                                  f"got {self.validation_fraction!r}")
         if self.validation_fraction != "auto":
             check_fraction("validation_fraction", self.validation_fraction)
         check_positive_float("min_variance", self.min_variance)
+        for flag in ("early_stopping", "standardize", "warm_start", "record_params"):
+            check_bool(flag, getattr(self, flag))
+        if not isinstance(self.verbose, bool):
+            check_positive_int("verbose", self.verbose, minimum=0)
+        check_callable("callback", self.callback)
+        check_dtype("dtype", self.dtype)
+        _check_random_state_type(self.random_state)
+        path = check_path("checkpoint_path", self.checkpoint_path)
+        check_positive_int("checkpoint_every", self.checkpoint_every)
+        if path is not None:
+            if self.solver != "sgd":
+                raise ValidationError(
+                    f"checkpoint_path works with solver='sgd' only, got solver={self.solver!r}; "
+                    "remove checkpoint_path (EM runs are short) or use solver='sgd'")
+            _check_checkpoint_target(path)
         return self._train_config()
+
+    def _compute_dtype(self) -> np.dtype:
+        """float32 only when asked for with ``dtype``; float64 otherwise."""
+        return check_dtype("dtype", self.dtype) or np.dtype(np.float64)
 
     def _validate(self, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
         if reset:
-            return check_data(X, min_samples=min_samples)
+            return check_data(X, min_samples=min_samples, dtype=self._compute_dtype())
         check_is_fitted(self, "params_")
-        return check_data(X, n_features=self.n_features_in_, owner=type(self).__name__,
-                          min_samples=min_samples)
+        owner = getattr(self, "_source", None) or type(self).__name__
+        return check_data(X, n_features=self.n_features_in_, owner=owner,
+                          min_samples=min_samples, dtype=self.params_.dtype)
+
+    def _check_fit_data(self, X) -> np.ndarray:
+        k = self.n_components
+        reason = (f"n_components={k} needs at least {k} rows; lower n_components or add data"
+                  if k >= 2 else "a variance needs at least 2 rows")
+        X = check_data(X, min_samples=max(2, k), min_samples_reason=reason,
+                       dtype=self._compute_dtype())
+        distinct = _count_distinct_rows(X, k)
+        if distinct < k:
+            warnings.warn(
+                f"X has only {distinct} distinct row(s) for n_components={k}: {k - distinct} "
+                "component(s) cannot get points of their own; they are kept (not re-seeded) "
+                "with variances at or above min_variance and weights shrinking towards 0. "
+                f"Use n_components <= {distinct} to fit without them", UserWarning,
+                stacklevel=3)
+        return X
 
     def _user_init(self, scaler: Standardizer) -> MixtureParams | None:
         given = [a is not None for a in (self.weights_init, self.means_init, self.variances_init)]
@@ -228,50 +338,121 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
             raise ValidationError(
                 f"initial parameters have shape (K={p.n_components}, D={p.n_features}); the "
                 f"model needs K={self.n_components}, D={self.n_features_in_}")
-        return scaler.from_data(p)
+        return scaler.from_data(p.astype(self._compute_dtype()))
 
     # -------------------------------------------------------------- fitting
-    def fit(self, X, y=None) -> SGDGaussianMixture:
+    def fit(self, X, y=None, *, resume=None) -> SGDGaussianMixture:
         """Fit the mixture to ``X`` (n_samples, n_features); ``y`` is ignored.
+
+        ``resume``: a checkpoint file written by a fit of the same data with the
+        same settings (``checkpoint_path``); training continues where it stopped
+        and ends with exactly the parameters of an uninterrupted fit.  Settings
+        that only matter from now on (``max_epochs``, ``patience``, ``tol``, ...)
+        may differ, e.g. to train longer.
+
+        Raises :class:`mogsgd.checkpoint.TrainingInterrupted` (a ``KeyboardInterrupt``)
+        after saving the state when interrupted with ``checkpoint_path`` set.
 
         ``X`` may be out of core: a path, a stream source, an iterator of chunks, a Zarr or
         Dask array (:mod:`mogsgd.stream`, :mod:`mogsgd.distributed`).
         """
         if stream.is_stream_source(X):
-            return stream.fit(self, X)
+            return stream.fit(self, X, resume=resume)
         config = self._check_hyperparameters()
-        X = check_data(X, min_samples=max(2, self.n_components))
+        X = self._check_fit_data(X)
+        ckpt = None
+        if resume is not None:
+            from mogsgd.checkpoint import read_checkpoint
+
+            if self.solver != "sgd":
+                raise ValidationError(f"resume works with solver='sgd' only, got "
+                                      f"solver={self.solver!r}")
+            ckpt = read_checkpoint(check_path("resume", resume, allow_none=False))
+            ckpt.check_compatible(self.get_params(deep=False), X)
         rng = check_random_state(self.random_state)
-        continuing = self.warm_start and hasattr(self, "params_")
+        continuing = ckpt is None and self.warm_start and hasattr(self, "params_")
         if continuing and X.shape[1] != self.n_features_in_:
             raise ValidationError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
                                   f"expecting {self.n_features_in_} features as input")
-        if not continuing:
+        if ckpt is not None:
+            self.n_features_in_ = X.shape[1]
+            self._scaler = Standardizer(ckpt.center, ckpt.scale)
+            rng.bit_generator.state = copy.deepcopy(ckpt.split_rng_state)
+        elif not continuing:
             self.n_features_in_ = X.shape[1]
             self._scaler = Standardizer.fit(X, self.standardize)
+        self._source = None
+        split_rng_state = copy.deepcopy(rng.bit_generator.state)
         Z = self._scaler.transform(X)
         n_val = self._n_validation(len(Z))
         order = rng.permutation(len(Z))
         Z_val = Z[order[:n_val]] if n_val else None
         Z_train = Z[order[n_val:]] if n_val else Z
 
-        if continuing and self.solver == "sgd" and getattr(self, "_state", None) is not None:
-            best = self._run_sgd(Z_train, Z_val, config, rng, state=self._state)
-        else:
-            user = self._user_init(self._scaler)
-            best = None
-            for _ in range(1 if user is not None else self.n_init):
-                start = user if user is not None else init_params(
-                    Z_train, self.n_components, self.init, rng, self.min_variance)
-                if self.solver == "em":
-                    run = self._run_em(Z_train, Z_val, start)
-                else:
-                    run = self._run_sgd(Z_train, Z_val, config, rng, params=start)
-                if best is None or run["score"] < best["score"]:
-                    best = run
+        warm = (continuing and self.solver == "sgd"
+                and getattr(self, "_state", None) is not None)
+        user = None if warm else self._user_init(self._scaler)
+        n_runs = 1 if warm or user is not None else self.n_init
+        writer = None
+        if self.checkpoint_path is not None:
+            from mogsgd.checkpoint import CheckpointWriter
+
+            writer = CheckpointWriter(
+                check_path("checkpoint_path", self.checkpoint_path), self.checkpoint_every,
+                self.get_params(deep=False), X, self._scaler.center, self._scaler.scale,
+                split_rng_state, n_runs)
+        try:
+            best = self._fit_runs(Z_train, Z_val, config, rng, n_runs=n_runs, user=user,
+                                  warm_state=self._state if warm else None, ckpt=ckpt,
+                                  writer=writer)
+        except KeyboardInterrupt as exc:
+            if writer is None or not writer.started_any:
+                raise
+            raise writer.interrupted() from exc
         self._rng = rng
         self._set_fitted(best, X)
         return self
+
+    def _fit_runs(self, Z_train, Z_val, config, rng, *, n_runs, user, warm_state, ckpt,
+                  writer) -> dict:
+        """Run restarts ``0 .. n_runs - 1`` (from a checkpoint's restart) and keep the best.
+
+        ``best`` and every run are dicts ``params, state, history, score,
+        converged, n_iter``; a lower ``score`` (validation or training NLL) wins.
+        """
+        first, best, pending = 0, None, None
+        if ckpt is not None:
+            first, best, pending = ckpt.restart, ckpt.best, ckpt
+        elif warm_state is not None:
+            pending = warm_state
+        for restart in range(first, n_runs):
+            state = start = None
+            if isinstance(pending, TrainState):
+                state = pending
+            elif pending is not None:
+                rng.bit_generator.state = copy.deepcopy(pending.rng_state)
+                state, start = pending.train_state, pending.start_params
+            if writer is not None:
+                writer.begin_restart(restart, rng, best)
+            if state is None and start is None:
+                start = user if user is not None else init_params(
+                    Z_train, self.n_components, self.init, rng, self.min_variance)
+            pending = None
+            if self.solver == "em":
+                run = self._run_em(Z_train, Z_val, start)
+            else:
+                if writer is not None:
+                    if state is None:
+                        writer.started(start, rng)
+                    else:
+                        writer.resumed(state)
+                run = self._run_sgd(Z_train, Z_val, config, rng, params=start, state=state,
+                                    writer=writer)
+            if best is None or run["score"] < best["score"]:
+                best = run
+        if writer is not None:
+            writer.save(complete=True)
+        return best
 
     def _n_validation(self, n: int) -> int:
         if not self.early_stopping:
@@ -282,17 +463,26 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         n_val = int(round(self.validation_fraction * n))
         return n_val if n_val >= 1 and n - n_val >= self.n_components else 0
 
-    def _run_sgd(self, Z_train, Z_val, config, rng, *, params=None, state=None) -> dict:
+    def _run_sgd(self, Z_train, Z_val, config, rng, *, params=None, state=None,
+                 writer=None) -> dict:
         record = self._scaler.to_data if self.record_params else None
+        callback = self.callback
+        if writer is not None:
+            user_callback = self.callback
+
+            def callback(s):
+                writer.epoch_done(s)  # first, so a callback that raises still has it saved
+                return None if user_callback is None else user_callback(s)
+
         state = train(Z_train, params, config=config, rng=rng, X_val=Z_val, state=state,
-                      callback=self.callback, record_params=record,
+                      callback=callback, record_params=record,
                       nll_offset=self._scaler.log_det)
         converged = bool(state.stopped)
         if not converged and config.early_stopping:
             warnings.warn(
                 f"SGD stopped at its budget of {state.epoch} epochs before the validation NLL "
                 "settled; raise max_epochs or the learning rate", ConvergenceWarning,
-                stacklevel=3)
+                stacklevel=4)
         return {"params": state.params, "state": state, "history": state.history,
                 "score": state.best_score, "converged": converged or not config.early_stopping,
                 "n_iter": state.epoch}
@@ -310,7 +500,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
             history["val_nll"][-1] = score + offset
         if not result.converged:
             warnings.warn(f"EM did not converge in {self.max_iter} iterations; raise max_iter",
-                          ConvergenceWarning, stacklevel=3)
+                          ConvergenceWarning, stacklevel=4)
         return {"params": result.params, "state": None, "history": history, "score": score,
                 "converged": result.converged, "n_iter": result.n_iter}
 
@@ -318,15 +508,72 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self._params_std = run["params"]
         self._state = run["state"]
         self.params_ = self._scaler.to_data(run["params"])
-        self.weights_ = self.params_.weights
-        self.means_ = np.array(self.params_.means)
-        self.covariances_ = self.params_.variances
-        self.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
         self.history_ = run["history"]
         self.converged_ = bool(run["converged"])
         self.n_iter_ = int(run["n_iter"])
         self.lower_bound_ = float(run["lower_bound"] if "lower_bound" in run
                                   else -nll(X, self.params_))
+        self._set_derived()
+
+    def _set_derived(self) -> None:
+        """The scikit-learn views of ``params_`` (natural parameters in data units)."""
+        self.weights_ = self.params_.weights
+        self.means_ = np.array(self.params_.means)
+        self.covariances_ = self.params_.variances
+        with np.errstate(divide="ignore", over="ignore"):
+            self.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
+
+    def _get_fit_state(self) -> dict:
+        """Everything :func:`mogsgd.model_io.save_model` stores about the fit."""
+        return {"n_features_in_": self.n_features_in_, "params_": self.params_,
+                "params_std": self._params_std, "scaler_center": self._scaler.center,
+                "scaler_scale": self._scaler.scale, "train_state": self._state,
+                "history_": self.history_, "converged_": self.converged_,
+                "n_iter_": self.n_iter_, "lower_bound_": self.lower_bound_}
+
+    def _set_fit_state(self, fit: dict) -> None:
+        """Inverse of :meth:`_get_fit_state` (used by :func:`mogsgd.model_io.load_model`)."""
+        params, params_std = fit["params_"], fit["params_std"]
+        if not isinstance(params, MixtureParams) or not isinstance(params_std, MixtureParams):
+            raise TypeError("params_ and params_std must be MixtureParams")
+        d = int(fit["n_features_in_"])
+        shapes = {params.means.shape, params_std.means.shape, (self.n_components, d)}
+        if len(shapes) != 1 or np.shape(fit["scaler_center"]) != (d,) \
+                or np.shape(fit["scaler_scale"]) != (d,):
+            raise ValueError(f"shapes disagree: n_components={self.n_components}, "
+                             f"n_features_in_={d}, means {params.means.shape}")
+        self.n_features_in_ = d
+        self.params_, self._params_std = params, params_std
+        self._scaler = Standardizer(fit["scaler_center"], fit["scaler_scale"])
+        self._state = fit["train_state"]
+        self.history_ = fit["history_"]
+        self.converged_ = bool(fit["converged_"])
+        self.n_iter_ = int(fit["n_iter_"])
+        self.lower_bound_ = float(fit["lower_bound_"])
+        self._rng = np.random.default_rng()  # partial_fit restores it from the train state
+        self._set_derived()
+
+    # ------------------------------------------------------------ model files
+    def save(self, path, *, force: bool = False):
+        """Save the fitted model losslessly (:func:`mogsgd.model_io.save_model`)."""
+        from mogsgd.model_io import save_model
+
+        return save_model(self, path, force=force)
+
+    @classmethod
+    def load(cls, path, *, n_features: int | None = None) -> SGDGaussianMixture:
+        """Load a model saved by :meth:`save` (:func:`mogsgd.model_io.load_model`)."""
+        from mogsgd.model_io import load_model
+
+        return load_model(path, n_features=n_features)
+
+    @classmethod
+    def from_checkpoint(cls, path) -> SGDGaussianMixture:
+        """An unfitted estimator with the settings a checkpoint was written with; continue
+        the fit with ``.fit(X, resume=path)`` (settings not stored, like a callback, are None)."""
+        from mogsgd.checkpoint import read_checkpoint
+
+        return cls(**read_checkpoint(path).settings)
 
     def partial_fit(self, X, y=None) -> SGDGaussianMixture:
         """One epoch of mini-batch SGD over ``X``, continuing the current state.
@@ -339,7 +586,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         config = self._check_hyperparameters()
         first = not hasattr(self, "params_") or getattr(self, "_state", None) is None
         if first:
-            X = check_data(X, min_samples=max(2, self.n_components))
+            X = self._check_fit_data(X)
+            self._source = None
             self.n_features_in_ = X.shape[1]
             self._scaler = Standardizer.fit(X, self.standardize)
             self._rng = check_random_state(self.random_state)
@@ -421,3 +669,42 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+
+def _check_random_state_type(random_state) -> None:
+    """The type check of :func:`mogsgd._random.check_random_state`, without drawing from it."""
+    if random_state is None or isinstance(random_state, np.random.Generator
+                                          | np.random.RandomState):
+        return
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValidationError(
+                f"random_state must be a non-negative integer, got {random_state}")
+        return
+    raise ValidationError(
+        f"random_state must be None, a non-negative int or a numpy.random.Generator, "
+        f"got {random_state!r}")
+
+
+def _check_checkpoint_target(path) -> None:
+    from mogsgd.checkpoint import is_checkpoint_file
+
+    if path.is_dir():
+        raise ValidationError(f"checkpoint_path {str(path)!r} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise ValidationError(f"checkpoint_path {str(path)!r}: directory "
+                              f"{str(path.parent)!r} does not exist")
+    if path.exists() and not is_checkpoint_file(path):
+        raise ValidationError(
+            f"checkpoint_path {str(path)!r} exists and is not a mogsgd checkpoint; refusing "
+            "to overwrite it: choose another file name")
+
+
+def _count_distinct_rows(X: np.ndarray, at_least: int) -> int:
+    """Number of distinct rows of ``X``, looking at all rows only when the first few
+    thousand have fewer than ``at_least`` distinct ones."""
+    head = X[: 1000 + 10 * at_least]
+    distinct = len(np.unique(head, axis=0))
+    if distinct >= at_least or len(head) == len(X):
+        return distinct
+    return len(np.unique(X, axis=0))

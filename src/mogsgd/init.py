@@ -79,12 +79,14 @@ def params_from_centres(
     Weights are cluster fractions (an empty cluster gets half a point), means
     the centres, variances the per-cluster variances floored at
     ``max(min_variance, 1e-3 * overall variance)`` so no component starts degenerate.
+    The overall variance is robust (:func:`_robust_variance`): one far outlier
+    must not give every component a huge starting variance.
     """
     n, d = X.shape
     k = centres.shape[0]
     labels = np.argmin(sq_distances(X, centres), axis=1)
     counts = np.bincount(labels, minlength=k).astype(np.float64)
-    overall = X.var(axis=0)
+    overall = _robust_variance(X)
     floor = np.maximum(min_variance, 1e-3 * overall)
     floor = np.where(floor > 0, floor, max(min_variance, 1e-12))
     variances = np.empty((k, d))
@@ -98,6 +100,14 @@ def params_from_centres(
     weights = np.maximum(counts, 0.5)
     weights /= weights.sum()
     return MixtureParams.from_moments(weights, centres, variances, dtype=X.dtype)
+
+
+def _robust_variance(X: np.ndarray) -> np.ndarray:
+    """Per-feature ``min(variance, (IQR / 1.349)^2)``; the variance where the IQR is 0."""
+    var = X.var(axis=0)
+    q1, q3 = np.percentile(X, [25.0, 75.0], axis=0)
+    iqr_var = ((q3 - q1) / 1.3489795003921634) ** 2
+    return np.where(iqr_var > 0, np.minimum(var, iqr_var), var)
 
 
 def init_params(

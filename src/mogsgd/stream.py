@@ -62,11 +62,14 @@ Peak memory is the buffer plus a few chunks plus fixed samples, independent of `
 
 Fitting a stream (:func:`fit`)
 ------------------------------
-1. One pass computes ``n``, the per-feature mean and variance (merged across chunks with
-   Chan's parallel formula, :func:`merge_moments`) and a uniform random sample of rows (a
-   bottom-k sample on random keys).  The sample provides the held-out validation rows (the
-   estimator's ``validation_fraction``, capped at :data:`MAX_VALIDATION_ROWS`, kept in
-   memory and left out of training) and the k-means++ initialisation rows.
+1. One pass counts the rows and draws a uniform random sample of up to
+   ``MAX_VALIDATION_ROWS + INIT_ROWS`` rows (a bottom-k sample on random keys).  The sample
+   gives the standardisation (the estimator's robust median / IQR
+   :class:`~mogsgd.estimator.Standardizer`, exact when the sample holds every row; else
+   within sampling error, which only changes the optimiser's coordinates, not the model),
+   the held-out validation rows (the estimator's ``validation_fraction``, capped at
+   :data:`MAX_VALIDATION_ROWS`, kept in memory and left out of training) and the k-means++
+   initialisation rows.
 2. :func:`mogsgd.train.train` runs epochs over the stream, standardised chunk by chunk;
    the EM solver streams :func:`mogsgd.em.em_stats` once per iteration.
 3. ``lower_bound_`` takes one more pass.
@@ -112,11 +115,6 @@ __all__ = [
     "open_source",
     "as_source",
     "is_stream_source",
-    "Moments",
-    "chunk_moments",
-    "moment_shift",
-    "merge_moments",
-    "combine_moments",
     "shuffled_batches",
     "scan",
     "ScanResult",
@@ -210,9 +208,10 @@ class ChunkSource:
             yield self.read(i)
 
     # both ------------------------------------------------------------------
-    def chunks(self, order: Iterable[int] | None = None, *,
-               allow_nan: bool = False) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(row_offset, chunk)`` pairs; each chunk is a validated (rows, D) float array.
+    def chunks(self, order: Iterable[int] | None = None, *, allow_nan: bool = False,
+               dtype=None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(row_offset, chunk)`` pairs; each chunk is a validated (rows, D) float array
+        of ``dtype`` (default: float32 stays float32, anything else becomes float64).
 
         ``order`` (random-access sources only) lists the chunks to read, in that order;
         the default is file order.  Empty chunks are skipped.
@@ -221,22 +220,22 @@ class ChunkSource:
             b = self.bounds
             for i in (range(self.n_chunks) if order is None else order):
                 start = int(b[i])
-                chunk = self._checked(self.read(int(i)), start, allow_nan)
+                chunk = self._checked(self.read(int(i)), start, allow_nan, dtype)
                 if len(chunk):
                     yield start, chunk
             return
         offset = 0
         for raw in self._iter_raw():
-            chunk = self._checked(raw, offset, allow_nan)
+            chunk = self._checked(raw, offset, allow_nan, dtype)
             if len(chunk):
                 yield offset, chunk
                 offset += len(chunk)
         self.n_samples = offset
 
-    def _checked(self, raw, offset: int, allow_nan: bool) -> np.ndarray:
+    def _checked(self, raw, offset: int, allow_nan: bool, dtype) -> np.ndarray:
         try:
             return check_data(raw, n_features=self.n_features, allow_nan=allow_nan,
-                              owner="this stream", min_samples=0)
+                              owner="this stream", min_samples=0, dtype=dtype)
         except (ValidationError, TypeError) as exc:
             raise type(exc)(f"{self.name}, chunk at row {offset}: {exc}") from None
 
@@ -547,15 +546,23 @@ def _is_dask_dataframe(X) -> bool:
     return type(X).__module__.startswith("dask.dataframe") and hasattr(X, "to_dask_array")
 
 
+#: A string ending in one of these (or naming a directory) is taken for a path to stream.
+STREAM_SUFFIXES = (".npy", ".zarr") + PARQUET_SUFFIXES
+
+
 def is_stream_source(X) -> bool:
     """Whether the estimator should stream ``X`` rather than load it.
 
-    True for a :class:`ChunkSource`, a path (``str`` / ``PathLike``), an iterator of
-    chunks, a function returning one, a Zarr array, and a Dask array or data frame.  False
-    for NumPy arrays (memmaps included), lists and everything else array-like.
+    True for a :class:`ChunkSource`, a ``PathLike``, a string that ends in ``.npy``,
+    ``.zarr``, ``.parquet`` or ``.pq`` or names a directory, an iterator of chunks, a
+    function returning one, a Zarr array, and a Dask array or data frame.  False for NumPy
+    arrays (memmaps included), lists, other strings (refused later as not numeric) and
+    everything else array-like.
     """
-    if isinstance(X, ChunkSource | str | os.PathLike):
+    if isinstance(X, ChunkSource | os.PathLike):
         return True
+    if isinstance(X, str):
+        return X.lower().endswith(STREAM_SUFFIXES) or os.path.isdir(X)
     if isinstance(X, np.ndarray | list | tuple) or hasattr(X, "__array__") and not (
             _is_dask_array(X) or type(X).__module__.startswith("zarr")):
         return False
@@ -589,111 +596,19 @@ def as_source(X, *, chunk_rows: int | None = None,
     return IterableSource(X, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
 
 
-# ============================================================ streaming moments
-class Moments(NamedTuple):
-    """Per-feature moments of some rows, shapes (D,): the count of observed values, their
-    mean *relative to* ``shift`` and the sum of squared deviations from the mean.
-
-    Working relative to a common ``shift`` (a typical value, e.g. the first row) keeps the
-    per-chunk means small, so merging them does not lose digits when the data sit far
-    from zero (the shifted-data algorithm).
-    """
-
-    count: np.ndarray
-    mean: np.ndarray
-    m2: np.ndarray
-    shift: np.ndarray
-
-    @property
-    def center(self) -> np.ndarray:
-        """The per-feature mean in data units, ``shift + mean`` (``np.nanmean``)."""
-        return self.shift + self.mean
-
-    @property
-    def variance(self) -> np.ndarray:
-        """Population variance ``m2 / count`` (``np.nanvar``); 0 where nothing was observed."""
-        return np.where(self.count > 0, self.m2 / np.maximum(self.count, 1.0), 0.0)
-
-
-def moment_shift(X: np.ndarray) -> np.ndarray:
-    """A shift for :func:`chunk_moments`: the first row of ``X``, its NaNs replaced by the
-    column means (0 for an all-NaN column)."""
-    X = np.asarray(X, dtype=np.float64)
-    row = X[0].copy()
-    missing = np.isnan(row)
-    if missing.any():
-        observed = ~np.isnan(X)
-        sums = np.where(observed, X, 0.0).sum(axis=0)
-        means = np.where(observed.any(axis=0), sums / np.maximum(observed.sum(axis=0), 1), 0.0)
-        row[missing] = means[missing]
-    return row
-
-
-def chunk_moments(X: np.ndarray, shift: np.ndarray | None = None) -> Moments:
-    """:class:`Moments` of the rows of ``X`` (n, D) about ``shift`` (default 0), ignoring NaN,
-    computed in two passes over the chunk."""
-    X = np.asarray(X, dtype=np.float64)
-    shift = np.zeros(X.shape[1]) if shift is None else np.asarray(shift, dtype=np.float64)
-    observed = ~np.isnan(X)
-    count = observed.sum(axis=0).astype(np.float64)
-    Y = np.where(observed, X - shift, 0.0)
-    mean = Y.sum(axis=0) / np.maximum(count, 1.0)
-    dev = np.where(observed, Y - mean, 0.0)
-    return Moments(count, mean, np.einsum("ij,ij->j", dev, dev), shift)
-
-
-def merge_moments(a: Moments, b: Moments) -> Moments:
-    """Chan, Golub & LeVeque's parallel update: with ``delta = mean_b - mean_a``,
-    ``n = n_a + n_b``, ``mean = mean_a + delta n_b / n`` and
-    ``m2 = m2_a + m2_b + delta^2 n_a n_b / n`` (no ``E[x^2] - E[x]^2`` cancellation).
-    Both must be taken about the same ``shift``."""
-    if not np.array_equal(a.shift, b.shift):
-        raise ValueError("merge_moments needs Moments taken about the same shift")
-    n = a.count + b.count
-    safe = np.maximum(n, 1.0)
-    delta = b.mean - a.mean
-    mean = a.mean + delta * (b.count / safe)
-    m2 = a.m2 + b.m2 + delta * delta * (a.count * b.count / safe)
-    return Moments(n, mean, m2, a.shift)
-
-
-def combine_moments(parts: Iterable[Moments]) -> Moments:
-    """Merge the :class:`Moments` of disjoint row sets (any order, any grouping)."""
-    parts = list(parts)
-    if not parts:
-        raise ValueError("combine_moments needs at least one Moments")
-    out = parts[0]
-    for p in parts[1:]:
-        out = merge_moments(out, p)
-    return out
-
-
-def standardizer_from_moments(moments: Moments, enabled: bool = True):
-    """The estimator's :class:`~mogsgd.estimator.Standardizer` from streamed moments."""
-    from mogsgd.estimator import Standardizer
-
-    d = len(moments.mean)
-    if not enabled:
-        return Standardizer(np.zeros(d), np.ones(d))
-    return Standardizer.from_moments(np.where(moments.count > 0, moments.center, np.nan),
-                                     np.sqrt(moments.variance))
-
-
 # =============================================================== one scan pass
 class _BottomK:
     """A uniform random sample of ``size`` rows without replacement: the rows with the
     smallest of i.i.d. uniform keys.  Any prefix (by key) is itself a uniform sample."""
 
     def __init__(self, size: int, rng: np.random.Generator) -> None:
-        self.size, self.rng = size, rng
+        self.size, self.rng = max(1, int(size)), rng
         self.keys = np.empty(0)
         self.index = np.empty(0, dtype=np.int64)
         self.rows: np.ndarray | None = None
 
     def add(self, offset: int, chunk: np.ndarray) -> None:
         keys = self.rng.random(len(chunk))
-        if self.size == 0:
-            return
         if len(self.keys) >= self.size:
             take = np.flatnonzero(keys < self.keys.max())
         else:
@@ -714,34 +629,28 @@ class _BottomK:
 
 
 class ScanResult(NamedTuple):
-    """What one pass over a source learns: ``n_samples``, per-feature :class:`Moments`, and
-    a uniform random sample of rows (``sample``, (m, D)) with their row numbers (``index``)."""
+    """What one pass over a source learns: ``n_samples`` and a uniform random sample of
+    rows (``sample``, (m, D)), ordered randomly, with their row numbers (``index``)."""
 
     n_samples: int
-    moments: Moments
     sample: np.ndarray
     index: np.ndarray
 
 
-def scan(source: ChunkSource, rng: np.random.Generator, sample_rows: int = 0, *,
-         allow_nan: bool = False) -> ScanResult:
-    """One pass: count rows, merge per-feature moments, keep a uniform sample of rows."""
+def scan(source: ChunkSource, rng: np.random.Generator, sample_rows: int, *,
+         allow_nan: bool = False, dtype=None) -> ScanResult:
+    """One pass: count the rows and keep a uniform random sample of ``sample_rows`` of them
+    (all of them when there are fewer)."""
     sampler = _BottomK(sample_rows, rng)
-    moments, n = None, 0
-    for offset, chunk in source.chunks(allow_nan=allow_nan):
-        if moments is None:
-            shift = moment_shift(chunk)
-        m = chunk_moments(chunk, shift)
-        moments = m if moments is None else merge_moments(moments, m)
+    n = 0
+    for offset, chunk in source.chunks(allow_nan=allow_nan, dtype=dtype):
         sampler.add(offset, chunk)
         n += len(chunk)
-    if moments is None:
-        raise ValidationError(f"{source.name} holds no rows")
     if sampler.rows is None:
         sample, index = np.empty((0, source.n_features)), np.empty(0, dtype=np.int64)
     else:
         sample, index = sampler.sorted()
-    return ScanResult(n, moments, sample, index)
+    return ScanResult(n, sample, index)
 
 
 # ============================================================== shuffle buffer
@@ -822,8 +731,9 @@ class StreamData:
     """
 
     def __init__(self, source: ChunkSource, scaler, exclude: np.ndarray | None = None,
-                 *, allow_nan: bool = False) -> None:
-        self.source, self.scaler, self.allow_nan = source, scaler, allow_nan
+                 *, allow_nan: bool = False, dtype=None) -> None:
+        self.source, self.scaler = source, scaler
+        self.allow_nan, self.dtype = allow_nan, dtype
         self.exclude = (np.empty(0, dtype=np.int64) if exclude is None
                         else np.sort(np.asarray(exclude, dtype=np.int64)))
         if source.n_samples is None:
@@ -839,7 +749,7 @@ class StreamData:
         order = (rng.permutation(src.n_chunks) if rng is not None and src.random_access
                  else None)
         ex = self.exclude
-        for offset, chunk in src.chunks(order, allow_nan=self.allow_nan):
+        for offset, chunk in src.chunks(order, allow_nan=self.allow_nan, dtype=self.dtype):
             if ex.size:
                 lo, hi = np.searchsorted(ex, [offset, offset + len(chunk)])
                 if hi > lo:
@@ -904,8 +814,37 @@ def _n_validation(est, n: int, n_features: int) -> int:
     return min(est._n_validation(n), cap)
 
 
-def fit(est, X):
+def check_streamable(est, resume=None) -> None:
+    """Checkpoints (``checkpoint_path``, ``resume=``) are for in-memory fits only."""
+    if resume is not None or getattr(est, "checkpoint_path", None) is not None:
+        raise ValidationError("checkpoint_path and resume= work with in-memory data only; "
+                              "remove them to fit a stream or Dask array (or load the data)")
+
+
+def fit_runs(est, data, Z_val: np.ndarray | None, Z_init: np.ndarray, config, rng,
+             continuing: bool, run_em: Callable[[MixtureParams], dict]) -> dict:
+    """The estimator's restarts on out-of-core training rows ``data`` (a batch provider):
+    continue the previous SGD state (``warm_start``), or run ``n_init`` fits from
+    ``init_params(Z_init)`` (or the user's initial parameters) and keep the best."""
+    if continuing and est.solver == "sgd" and getattr(est, "_state", None) is not None:
+        return est._run_sgd(data, Z_val, config, rng, state=est._state)
+    user = est._user_init(est._scaler)
+    best = None
+    for _ in range(1 if user is not None else est.n_init):
+        start = user if user is not None else init_params(
+            Z_init, est.n_components, est.init, rng, est.min_variance)
+        if est.solver == "em":
+            run = run_em(start)
+        else:
+            run = est._run_sgd(data, Z_val, config, rng, params=start)
+        if best is None or run["score"] < best["score"]:
+            best = run
+    return best
+
+
+def fit(est, X, resume=None):
     """``est.fit(X)`` for a stream or a Dask array (see the module docstring)."""
+    check_streamable(est, resume)
     if _is_dask_array(X) or _is_dask_dataframe(X):
         from mogsgd import distributed
 
@@ -916,44 +855,38 @@ def fit(est, X):
     if not source.reiterable:
         return _fit_one_pass(est, source)
     config = est._check_hyperparameters()
+    dtype = est._compute_dtype()
     rng = check_random_state(est.random_state)
     continuing = est.warm_start and hasattr(est, "params_")
     if continuing and source.n_features != est.n_features_in_:
         raise ValidationError(f"X has {source.n_features} features, but {type(est).__name__} "
                               f"is expecting {est.n_features_in_} features as input")
     cap = min(MAX_VALIDATION_ROWS, _rows_for(MAX_VALIDATION_BYTES, source.n_features))
-    found = scan(source, rng, sample_rows=cap + INIT_ROWS)
-    n = found.n_samples
-    if n < max(2, est.n_components):
-        raise ValidationError(f"X has {n} sample(s) but at least {max(2, est.n_components)} "
-                              "are needed")
+    found = scan(source, rng, cap + INIT_ROWS, dtype=dtype)
+    sample = est._check_fit_data(found.sample)   # too few rows, too few distinct rows
     if not continuing:
         est.n_features_in_ = source.n_features
-        est._scaler = standardizer_from_moments(found.moments, est.standardize)
+        est._scaler = _standardizer(sample, est.standardize)
+    est._source = None
     scaler = est._scaler
-    n_val = _n_validation(est, n, source.n_features)
-    Z_val = scaler.transform(found.sample[:n_val]) if n_val else None
-    Z_init = scaler.transform(found.sample[n_val:])
-    data = StreamData(source, scaler, found.index[:n_val])
-    if continuing and est.solver == "sgd" and getattr(est, "_state", None) is not None:
-        best = est._run_sgd(data, Z_val, config, rng, state=est._state)
-    else:
-        user = est._user_init(scaler)
-        best = None
-        for _ in range(1 if user is not None else est.n_init):
-            start = user if user is not None else init_params(
-                Z_init, est.n_components, est.init, rng, est.min_variance)
-            if est.solver == "em":
-                run = _run_em(est, data, Z_val, start)
-            else:
-                run = est._run_sgd(data, Z_val, config, rng, params=start)
-            if best is None or run["score"] < best["score"]:
-                best = run
+    n_val = _n_validation(est, found.n_samples, source.n_features)
+    Z_val = scaler.transform(sample[:n_val]) if n_val else None
+    data = StreamData(source, scaler, found.index[:n_val], dtype=dtype)
+    best = fit_runs(est, data, Z_val, scaler.transform(sample[n_val:]), config, rng,
+                    continuing, lambda start: _run_em(est, data, Z_val, start))
     est._rng = rng
-    ll_sum, count = log_likelihood_sum(source, scaler.to_data(best["params"]))
+    ll_sum, count = log_likelihood_sum(source, scaler.to_data(best["params"]), dtype=dtype)
     best["lower_bound"] = ll_sum / count
     est._set_fitted(best, None)
     return est
+
+
+def _standardizer(sample: np.ndarray, enabled: bool):
+    """The estimator's robust :class:`~mogsgd.estimator.Standardizer` (median and IQR) of a
+    uniform random sample of the rows: exact when the sample holds every row."""
+    from mogsgd.estimator import Standardizer
+
+    return Standardizer.fit(sample, enabled)
 
 
 def _run_em(est, data: StreamData, Z_val, start: MixtureParams) -> dict:
@@ -1028,10 +961,10 @@ def _scoring_source(est, X) -> ChunkSource:
     return source
 
 
-def log_likelihood_sum(X, params: MixtureParams) -> tuple[float, int]:
+def log_likelihood_sum(X, params: MixtureParams, *, dtype=None) -> tuple[float, int]:
     """``(sum_i log p(x_i), n)`` over a stream in one pass (:func:`mogsgd.density.log_prob`)."""
     total, count = 0.0, 0
-    for _, chunk in as_source(X).chunks():
+    for _, chunk in as_source(X).chunks(dtype=dtype):
         for piece in _pieces(chunk, params.n_components):
             total += float(log_prob(piece, params).sum())
             count += len(piece)
@@ -1039,8 +972,9 @@ def log_likelihood_sum(X, params: MixtureParams) -> tuple[float, int]:
 
 
 def _map_chunks(source: ChunkSource, fn: Callable[[np.ndarray], np.ndarray],
-                n_components: int) -> Iterator[np.ndarray]:
-    for _, chunk in source.chunks():
+                params: MixtureParams) -> Iterator[np.ndarray]:
+    n_components = params.n_components
+    for _, chunk in source.chunks(dtype=params.dtype):
         parts = [fn(piece) for piece in _pieces(chunk, n_components)]
         yield parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -1054,10 +988,10 @@ def _dask(est, X, name: str):
 def _output(est, X, fn, out, dtype, width: int | None):
     params = _fitted(est)
     source = _scoring_source(est, X)
-    chunks = _map_chunks(source, lambda piece: fn(piece, params), params.n_components)
+    chunks = _map_chunks(source, lambda piece: fn(piece, params), params)
     if out is None:
         return chunks
-    return _write_npy(out, chunks, dtype, width)
+    return _write_npy(out, chunks, dtype or params.dtype, width)
 
 
 def score_samples(est, X, out=None):
@@ -1065,7 +999,7 @@ def score_samples(est, X, out=None):
     ``out`` a path, a ``.npy`` file of shape (n,) written chunk by chunk (returned mapped)."""
     if _is_dask_array(X) or _is_dask_dataframe(X):
         return _dask(est, X, "score_samples")
-    return _output(est, X, log_prob, out, np.float64, None)
+    return _output(est, X, log_prob, out, None, None)
 
 
 def predict(est, X, out=None):
@@ -1083,12 +1017,12 @@ def predict_proba(est, X, out=None):
     if _is_dask_array(X) or _is_dask_dataframe(X):
         return _dask(est, X, "predict_proba")
     k = _fitted(est).n_components
-    return _output(est, X, lambda x, p: np.exp(log_resp(x, p)), out, np.float64, k)
+    return _output(est, X, lambda x, p: np.exp(log_resp(x, p)), out, None, k)
 
 
 def _loglik(est, X) -> tuple[float, int]:
     params = _fitted(est)
-    return log_likelihood_sum(_scoring_source(est, X), params)
+    return log_likelihood_sum(_scoring_source(est, X), params, dtype=params.dtype)
 
 
 def score(est, X) -> float:

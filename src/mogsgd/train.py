@@ -17,12 +17,13 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from mogsgd.density import nll
-from mogsgd.gradients import nll_grad
+from mogsgd.gradients import GradSums, nll_grad_sums
+from mogsgd.online_em import check_online_em_settings, online_em_init, online_em_step, step_size
 from mogsgd.optim import (
     OPTIMIZERS,
     SCHEDULES,
@@ -34,8 +35,11 @@ from mogsgd.optim import (
 from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice, check_fraction, check_positive_float, check_positive_int
 
-__all__ = ["TrainConfig", "TrainState", "History", "train", "project_variance_floor",
-           "DEFAULT_LEARNING_RATES", "batch_count"]
+__all__ = ["TrainConfig", "TrainState", "History", "Stepper", "train", "make_stepper",
+           "project_variance_floor", "DEFAULT_LEARNING_RATES", "batch_count", "SOLVERS"]
+
+#: Stochastic solvers the loop runs: gradient descent or online EM (eq. 36).
+SOLVERS = ("sgd", "online_em")
 
 #: Learning rates that work on standardised data (unit variance per feature).
 DEFAULT_LEARNING_RATES = {"sgd": 0.1, "momentum": 0.02, "nesterov": 0.02, "adam": 0.02}
@@ -58,6 +62,7 @@ class TrainConfig:
     an improvement larger than ``tol`` nats per point.
     """
 
+    solver: str = "sgd"
     optimizer: str = "adam"
     learning_rate: float | None = None
     schedule: str = "inverse_time"
@@ -70,8 +75,13 @@ class TrainConfig:
     early_stopping: bool = True
     patience: int = 5
     tol: float = 1e-4
+    oem_alpha: float = 0.6
+    oem_t0: float = 2.0
+    oem_average: bool = True
 
     def __post_init__(self) -> None:
+        check_choice("solver", self.solver, SOLVERS)
+        check_online_em_settings(self.oem_alpha, self.oem_t0)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         if self.learning_rate is not None:
@@ -136,6 +146,62 @@ class TrainState:
         return copy.deepcopy(self)
 
 
+class Stepper(NamedTuple):
+    """One solver's batch update, as pure functions over explicit state.
+
+    ``init(params) -> state``; ``step(params, state, X_batch, w_batch) ->
+    (params, state, batch_nll)`` with ``batch_nll`` the mean NLL of the batch at
+    the incoming parameters; ``output(params, state)`` the parameters to report
+    (Polyak–Ruppert average for online EM); ``lr(state)`` the last step size.
+    """
+
+    init: Callable[[MixtureParams], Any]
+    step: Callable[..., tuple[MixtureParams, Any, float]]
+    output: Callable[[MixtureParams, Any], MixtureParams]
+    lr: Callable[[Any], float]
+
+
+def make_stepper(config: TrainConfig, n_train: int,
+                 grad_sums_fn: Callable[..., GradSums] = nll_grad_sums) -> Stepper:
+    """The batch update for ``config.solver``.
+
+    Gradient solvers: ``theta <- P(theta + update(g))`` with the analytic mean-NLL
+    gradient ``g`` (eq. 19) and the variance-floor projection ``P`` (eq. 26).
+    With sample weights normalised to mean one over the data, the batch gradient
+    is ``(1/|B|) sum_{i in B} w_i g_i``: an unbiased estimate of the weighted
+    full-data gradient, so a weight of 2 acts like a duplicated row in
+    expectation (eq. 32).  Online EM: eq. 36, averaged after one epoch (eq. 37).
+    """
+    if config.solver == "online_em":
+        average_after = batch_count(n_train, config.batch_size) if config.oem_average else None
+
+        def oem_step(params, state, Xb, wb):
+            return online_em_step(Xb, params, state, alpha=config.oem_alpha, t0=config.oem_t0,
+                                  reg_covar=config.min_variance, sample_weight=wb,
+                                  average_after=average_after)
+
+        return Stepper(
+            init=lambda params: online_em_init(params, config.min_variance),
+            step=oem_step,
+            output=lambda params, state: state.average if state.average is not None
+            else params,
+            lr=lambda state: step_size(max(state.count, 1), config.oem_alpha, config.oem_t0),
+        )
+
+    optimizer = config.build_optimizer(n_train)
+
+    def grad_step(params, opt_state, Xb, wb):
+        sums = grad_sums_fn(Xb, params, wb)
+        scale = 1.0 / Xb.shape[0]   # mean over rows; weights have mean one (see above)
+        grad = MixtureParams(sums.means * scale, sums.log_sigma * scale, sums.logits * scale)
+        updates, opt_state = optimizer.update(grad, opt_state)
+        params = project_variance_floor(apply_updates(params, updates), config.min_variance)
+        return params, opt_state, sums.nll_sum * scale
+
+    return Stepper(init=optimizer.init, step=grad_step, output=lambda params, state: params,
+                   lr=lambda state: _current_lr(optimizer, state))
+
+
 def project_variance_floor(params: MixtureParams, min_variance: float) -> MixtureParams:
     """``log sigma <- max(log sigma, 1/2 log v_min)`` (eq. 26)."""
     floor = 0.5 * np.log(min_variance)
@@ -164,10 +230,11 @@ def train(
     callback: Callable[[TrainState], Any] | None = None,
     record_params: Callable[[MixtureParams], MixtureParams] | None = None,
     nll_offset: float = 0.0,
-    grad_fn: Callable = nll_grad,
+    grad_sums_fn: Callable[..., GradSums] = nll_grad_sums,
     max_epochs: int | None = None,
 ) -> TrainState:
-    """Mini-batch SGD on the mean NLL of ``X`` (n, D); returns the final :class:`TrainState`.
+    """Mini-batch SGD (or online EM) on the mean NLL of ``X`` (n, D); returns the final
+    :class:`TrainState`.
 
     Start from ``params`` with a fresh optimiser, or continue ``state`` (resume /
     warm start).  ``max_epochs`` overrides the config (used to run a few epochs
@@ -175,28 +242,29 @@ def train(
     NLLs (``train_nll``), the validation NLL, the learning rate of the epoch's
     last step and cumulative wall time; NLLs are shifted by ``nll_offset`` (the
     log-determinant of a standardisation, eq. 33).  If ``record_params`` is
-    given, ``history["params"]`` holds ``record_params(params)`` after each epoch.
+    given, ``history["params"]`` holds ``record_params(params)`` at the start
+    (entry 0) and after each epoch (entry ``e``).
     ``callback(state)`` runs after each epoch; returning ``False`` stops training.
 
     ``X`` may also be a batch provider (:class:`mogsgd.stream.StreamData`, the Dask
     data of :mod:`mogsgd.distributed`): an object with ``shape`` (n, D) and
     ``epoch_batches(batch_size, rng)`` yielding one epoch's ``(X_batch, w_batch)``; if it
-    has ``grad_fn``, that computes the batch gradients instead of ``grad_fn``.
+    has ``grad_sums_fn``, that computes the batch gradient sums instead.
 
     On return ``state.params`` are the best parameters seen by early stopping
     (the last ones when early stopping is off).
     """
     n = X.shape[0]
     rng = rng if rng is not None else np.random.default_rng()
-    optimizer = config.build_optimizer(n)
+    stepper = make_stepper(config, n, getattr(X, "grad_sums_fn", grad_sums_fn))
     if state is None:
         if params is None:
             raise ValueError("train needs either params or state")
         params = project_variance_floor(params, config.min_variance)
-        state = TrainState(params=params, opt_state=optimizer.init(params),
+        state = TrainState(params=params, opt_state=stepper.init(params),
                            rng_state=copy.deepcopy(rng.bit_generator.state))
-        if record_params is not None:
-            state.history["params"] = []
+        if record_params is not None:  # entry 0 is the starting point
+            state.history["params"] = [record_params(params)]
     else:
         state = state.copy()
         state.stopped = False
@@ -204,27 +272,26 @@ def train(
     batch = min(config.batch_size, n)
     epochs = max_epochs if max_epochs is not None else config.epochs_for(n)
     last_epoch = state.epoch + epochs if max_epochs is not None else epochs
-    w = None if sample_weight is None else np.asarray(sample_weight)
+    w = None
+    if sample_weight is not None:  # mean one, so batch sums / |B| are unbiased (eq. 32)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        w = w * (n / w.sum())
     # the iterate continues from the last parameters, not from the best ones
     params = state.last_params if state.last_params is not None else state.params
     opt_state = state.opt_state
     clock = time.perf_counter()
-    grad_fn = getattr(X, "grad_fn", grad_fn)
     while state.epoch < last_epoch and not state.stopped:
         total, count = 0.0, 0.0
         for Xb, wb in _epoch_batches(X, w, batch, rng):
-            value, grad = grad_fn(Xb, params, wb)
-            updates, opt_state = optimizer.update(grad, opt_state)
-            params = project_variance_floor(apply_updates(params, updates),
-                                            config.min_variance)
-            bw = len(Xb) if wb is None else float(wb.sum())
-            total += value * bw
-            count += bw
+            params, opt_state, value = stepper.step(params, opt_state, Xb, wb)
+            total += value * len(Xb)
+            count += len(Xb)
         state.epoch += 1
         train_nll = total / count + nll_offset
-        lr_now = _current_lr(optimizer, opt_state)
+        lr_now = stepper.lr(opt_state)
         _check_finite(train_nll, state.epoch, lr_now)
-        val_nll = None if X_val is None else nll(X_val, params) + nll_offset
+        report = stepper.output(params, opt_state)
+        val_nll = None if X_val is None else nll(X_val, report) + nll_offset
         state.elapsed += time.perf_counter() - clock
         clock = time.perf_counter()
         h = state.history
@@ -234,12 +301,12 @@ def train(
         h["lr"].append(float(lr_now))
         h["time"].append(state.elapsed)
         if record_params is not None:
-            h.setdefault("params", []).append(record_params(params))
+            h.setdefault("params", []).append(record_params(report))
         score = val_nll if val_nll is not None else train_nll
         if score < state.best_score:
             improved = score < state.best_score - config.tol
             state.bad_epochs = 0 if improved else state.bad_epochs + 1
-            state.best_score, state.best_params = float(score), params
+            state.best_score, state.best_params = float(score), report
         else:
             state.bad_epochs += 1
         if config.early_stopping and state.bad_epochs >= config.patience_epochs(n):
@@ -247,7 +314,7 @@ def train(
         state.last_params = params
         state.opt_state = opt_state
         state.rng_state = copy.deepcopy(rng.bit_generator.state)
-        state.params = state.best_params if config.early_stopping else params
+        state.params = state.best_params if config.early_stopping else report
         if callback is not None and callback(state) is False:
             state.stopped = True
     return state

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 import numpy as np
 
 from mogsgd.errors import ValidationError
 
 __all__ = ["check_data", "check_sample_weight", "check_positive_int", "check_positive_float",
-           "check_choice", "check_fraction"]
+           "check_choice", "check_fraction", "check_bool", "check_dtype", "check_callable",
+           "check_path"]
 
 
 def check_data(
@@ -21,12 +24,16 @@ def check_data(
     owner: str = "the model",
     dtype=None,
     min_samples: int = 1,
+    min_samples_reason: str = "",
     n_features: int | None = None,
 ) -> np.ndarray:
     """Validate a data matrix and return it as a 2-D float array of shape (n, D).
 
     ``dtype=None`` keeps float32 input as float32 and turns everything else into
     float64.  NaN is refused unless ``allow_nan`` (missing values); infinity always.
+    Text arrays are refused (``TypeError``) even when the strings hold numbers;
+    object arrays are converted when every entry is a number (``None`` becomes NaN).
+    ``min_samples_reason`` explains the minimum in the error message.
     """
     if isinstance(X, str | bytes):
         raise TypeError(f"{name} must be a numeric array, got a string")
@@ -35,8 +42,21 @@ def check_data(
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged nested lists and the like
-        raise ValidationError(f"{name} could not be read as an array: {exc}") from None
-    if arr.dtype == object or arr.dtype.kind in "USV":
+        raise ValidationError(f"{name} could not be read as an array ({exc}); every row must "
+                              "have the same number of numeric features") from None
+    if arr.dtype.kind in "USV":
+        raise TypeError(
+            f"{name} must be numeric, got an array of {arr.dtype} (text or raw bytes); if the "
+            f"strings hold numbers convert them first with {name}.astype(float)"
+        )
+    if arr.dtype == object:
+        none = np.equal(arr, None)
+        if none.any():
+            i, j = np.argwhere(none)[0] if arr.ndim == 2 else (np.argmax(none.ravel()), 0)
+            raise ValidationError(
+                f"{name} contains None (first at row {i}, column {j}); remove those rows or "
+                "impute the missing values (e.g. sklearn.impute.SimpleImputer)"
+            )
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
@@ -59,24 +79,38 @@ def check_data(
         raise ValidationError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 "
                               "is required.")
     if n < min_samples:
-        raise ValidationError(f"{name} has {n} sample(s) but at least {min_samples} are needed")
+        why = f" ({min_samples_reason})" if min_samples_reason else ""
+        raise ValidationError(
+            f"{name} has {n} sample(s) but at least {min_samples} are needed{why}"
+        )
     if n_features is not None and d != n_features:
         raise ValidationError(
             f"{name} has {d} features, but {owner} is expecting {n_features} features as input"
         )
     if dtype is None:
         dtype = np.float32 if arr.dtype == np.float32 else np.float64
-    arr = np.asarray(arr, dtype=dtype)
+    original = arr
+    with np.errstate(over="ignore"):
+        arr = np.asarray(arr, dtype=dtype)
     finite = np.isfinite(arr)
     if not finite.all():
         if np.isinf(arr).any():
             i, j = np.argwhere(np.isinf(arr))[0]
-            raise ValidationError(f"{name} contains infinity (first at row {i}, column {j})")
+            if original.dtype.kind == "f" and np.isfinite(original[i, j]):
+                raise ValidationError(
+                    f"{name}[{i}, {j}] = {float(original[i, j])!r} is beyond the range of "
+                    f"{np.dtype(dtype).name} (largest {np.finfo(dtype).max:.3g}); compute in "
+                    "float64 (dtype=None) or rescale the data"
+                )
+            raise ValidationError(
+                f"{name} contains infinity (first at row {i}, column {j}); remove or clip "
+                "those values"
+            )
         if not allow_nan:
             i, j = np.argwhere(np.isnan(arr))[0]
             raise ValidationError(
-                f"{name} contains NaN (first at row {i}, column {j}); remove those rows, impute "
-                "them, or fit with missing='marginalize'"
+                f"{name} contains NaN (first at row {i}, column {j}); remove those rows or "
+                "impute the missing values (e.g. sklearn.impute.SimpleImputer)"
             )
         empty = np.isnan(arr).all(axis=1)
         if empty.any():
@@ -107,10 +141,9 @@ def check_sample_weight(sample_weight, n_samples: int, dtype=np.float64) -> np.n
 def check_positive_int(name: str, value, *, minimum: int = 1, allow_none: bool = False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        alt = " (or None)" if allow_none else ""
+        raise ValidationError(f"{name} must be an integer >= {minimum}{alt}, got {value!r}")
     return int(value)
 
 
@@ -137,3 +170,48 @@ def check_choice(name: str, value, choices) -> str:
             f"unknown {name} {value!r}; choose one of: {', '.join(map(repr, choices))}"
         )
     return value
+
+
+def check_bool(name: str, value) -> bool:
+    """A flag: ``True``/``False`` (NumPy booleans too); anything else is refused."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ValidationError(f"{name} must be True or False, got {value!r}")
+
+
+#: The float types the library computes in.
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(name: str, value) -> np.dtype | None:
+    """``None`` or something naming float32/float64 (``np.float32``, ``"float32"``, a dtype)."""
+    if value is None:
+        return None
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype not in FLOAT_DTYPES:
+        raise ValidationError(
+            f"{name} must be None (compute in float64), np.float64 or np.float32, got {value!r}"
+        )
+    return dtype
+
+
+def check_callable(name: str, value, *, allow_none: bool = True):
+    if value is None and allow_none:
+        return None
+    if not callable(value):
+        raise ValidationError(
+            f"{name} must be a function called as {name}(state) (or None), got {value!r}"
+        )
+    return value
+
+
+def check_path(name: str, value, *, allow_none: bool = True):
+    """A file name (``str`` or ``os.PathLike``); returned as a ``pathlib.Path``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bytes) or not isinstance(value, str | os.PathLike) or str(value) == "":
+        raise ValidationError(f"{name} must be a file name (str or pathlib.Path), got {value!r}")
+    return Path(value)

@@ -1,0 +1,7 @@
+"""``python -m mogsgd`` runs the command line."""
+
+import sys
+
+from mogsgd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,284 @@
+"""Resumable training: checkpoints of the full SGD state, written while fitting.
+
+``SGDGaussianMixture(checkpoint_path=path, checkpoint_every=N)`` writes a
+checkpoint every ``N`` epochs, at the start of every restart and when the fit
+ends; ``fit(X, resume=path)`` continues from it.  A checkpoint holds
+everything the rest of the fit depends on, so a run that is interrupted and
+resumed ends with bit-for-bit the parameters of a run that was never
+interrupted:
+
+* the settings (``get_params()``) and a fingerprint of the data (shape, dtype,
+  SHA-256 of the bytes): resuming with other data or other settings is refused;
+* the standardiser and the RNG state that drew the validation split;
+* the restart being run, the best run of the earlier restarts, and where the
+  current restart is: the RNG state before its initialisation, its starting
+  parameters, or its :class:`~mogsgd.train.TrainState` (parameters, optimiser
+  state, RNG state, epoch, history, best-so-far, early-stopping counters).
+
+Files use the envelope of :mod:`mogsgd.model_io` (versioned, checksummed,
+lossless hex floats, atomic replace), with ``"format": "mogsgd-checkpoint"``.
+
+A ``KeyboardInterrupt`` during ``fit`` writes the last complete epoch to the
+checkpoint and is re-raised as :class:`TrainingInterrupted` (a
+``KeyboardInterrupt``) carrying ``checkpoint_path`` and ``epoch``, so a command
+line can say how to resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mogsgd.errors import ModelFileError, ValidationError
+from mogsgd.model_io import (
+    CHECKPOINT_FORMAT,
+    decode,
+    encode,
+    encode_settings,
+    read_document,
+    write_document,
+)
+from mogsgd.params import MixtureParams
+from mogsgd.train import TrainState
+
+__all__ = ["TrainingInterrupted", "Checkpoint", "CheckpointWriter", "read_checkpoint",
+           "data_fingerprint", "is_checkpoint_file", "RESUME_SETTINGS"]
+
+#: Settings that shape the trajectory up to the checkpoint and so must match on resume.
+#: The others (max_epochs, max_iter, patience, tol, verbose, callback, warm_start,
+#: checkpoint_path, checkpoint_every) may change: e.g. raise max_epochs to train longer.
+RESUME_SETTINGS = ("n_components", "optimizer", "learning_rate", "schedule", "batch_size",
+                   "momentum", "min_variance", "early_stopping", "validation_fraction", "n_init",
+                   "init", "weights_init", "means_init", "variances_init", "standardize",
+                   "solver", "random_state", "dtype", "record_params")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """``fit`` was interrupted (Ctrl-C) and its state saved to ``checkpoint_path``.
+
+    Attributes: ``checkpoint_path`` (Path), ``epoch`` (epochs completed in the
+    current restart), ``restart`` (0-based), ``n_restarts``.
+    """
+
+    def __init__(self, checkpoint_path: Path, epoch: int, restart: int, n_restarts: int):
+        self.checkpoint_path = Path(checkpoint_path)
+        self.epoch = epoch
+        self.restart = restart
+        self.n_restarts = n_restarts
+        where = f"epoch {epoch}" + (f" of restart {restart + 1}/{n_restarts}"
+                                    if n_restarts > 1 else "")
+        super().__init__(
+            f"training interrupted after {where}; the state is saved in "
+            f"{str(self.checkpoint_path)!r}: continue with fit(X, resume="
+            f"{str(self.checkpoint_path)!r}) on the same data"
+        )
+
+
+def data_fingerprint(X: np.ndarray) -> dict:
+    """Shape, dtype and SHA-256 of the bytes of ``X`` (as validated), to recognise the data."""
+    a = np.ascontiguousarray(X)
+    digest = hashlib.sha256(a.view(np.uint8).reshape(-1)).hexdigest()
+    return {"n_samples": int(a.shape[0]), "n_features": int(a.shape[1]),
+            "dtype": a.dtype.str, "sha256": digest}
+
+
+def is_checkpoint_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts like a mogsgd checkpoint (cheap; used before overwriting it)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(200)
+    except OSError:
+        return False
+    return f'"format": "{CHECKPOINT_FORMAT}"'.encode() in head
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint as read back by :func:`read_checkpoint`.
+
+    ``position`` says where the interrupted restart stands: ``rng_state`` (always,
+    the RNG before its initialisation or, with ``start_params``, after it) and
+    at most one of ``start_params`` / ``train_state``.
+    """
+
+    path: Path
+    settings: dict
+    unsaved_settings: dict
+    data: dict
+    center: np.ndarray
+    scale: np.ndarray
+    split_rng_state: dict
+    n_restarts: int
+    restart: int
+    rng_state: dict
+    start_params: MixtureParams | None
+    train_state: TrainState | None
+    best: dict | None
+    complete: bool
+    mogsgd_version: str
+    format_version: int
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed in the current restart."""
+        return 0 if self.train_state is None else self.train_state.epoch
+
+    def check_compatible(self, settings: dict, X: np.ndarray) -> None:
+        """Refuse (``ValidationError``) data or settings other than those it was written with."""
+        fp = data_fingerprint(X)
+        if fp != self.data:
+            d = self.data
+            raise ValidationError(
+                f"checkpoint {str(self.path)!r} was written while fitting other data "
+                f"({d.get('n_samples')} x {d.get('n_features')} {np.dtype(d.get('dtype'))}, "
+                f"sha256 {str(d.get('sha256'))[:12]}...); this X is {fp['n_samples']} x "
+                f"{fp['n_features']} {np.dtype(fp['dtype'])} (sha256 {fp['sha256'][:12]}...). "
+                "Resume with the same data (same rows, order and dtype)"
+            )
+        keys = [k for k in RESUME_SETTINGS if k in settings and k in self.settings]
+        mine, _ = encode_settings({k: settings[k] for k in keys})
+        theirs, _ = encode_settings({k: self.settings[k] for k in keys})
+        differ = [k for k in keys if k in mine and k in theirs and mine[k] != theirs[k]]
+        if differ:
+            listing = ", ".join(f"{k}={self.settings[k]!r} (now {settings[k]!r})"
+                                for k in differ)
+            raise ValidationError(
+                f"checkpoint {str(self.path)!r} was written with other settings: {listing}; "
+                "resume with the same settings, e.g. the estimator from "
+                "SGDGaussianMixture.from_checkpoint(path)"
+            )
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and verify a checkpoint file; raises ``FileNotFoundError`` or ``ModelFileError``."""
+    doc = read_document(path, CHECKPOINT_FORMAT)
+    body = doc["body"]
+    try:
+        b = decode(body, "body")
+        pos = b["position"]
+        ckpt = Checkpoint(
+            path=Path(path), settings=b["settings"], unsaved_settings=b["unsaved_settings"],
+            data=b["data"], center=b["scaler"]["center"], scale=b["scaler"]["scale"],
+            split_rng_state=b["split_rng_state"], n_restarts=b["n_restarts"],
+            restart=pos["restart"], rng_state=pos["rng_state"],
+            start_params=pos["start_params"], train_state=pos["train_state"], best=b["best"],
+            complete=b["complete"], mogsgd_version=doc["mogsgd_version"],
+            format_version=doc["format_version"])
+    except ModelFileError as exc:
+        raise ModelFileError(f"{str(path)!r}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{str(path)!r}: incomplete checkpoint ({exc!r})") from None
+    if not 0 <= ckpt.restart < max(ckpt.n_restarts, 1):
+        raise ModelFileError(f"{str(path)!r}: restart {ckpt.restart} out of range")
+    return ckpt
+
+
+def _snapshot(state: TrainState) -> TrainState:
+    """A copy of ``state`` that later epochs cannot change.
+
+    Parameters and optimiser states are immutable and the RNG state dict is
+    replaced (not mutated) each epoch, so only the history lists are copied.
+    """
+    return TrainState(
+        params=state.params, opt_state=state.opt_state, rng_state=state.rng_state,
+        epoch=state.epoch, history={k: list(v) for k, v in state.history.items()},
+        best_params=state.best_params, last_params=state.last_params,
+        best_score=state.best_score, bad_epochs=state.bad_epochs, stopped=state.stopped,
+        elapsed=state.elapsed)
+
+
+class CheckpointWriter:
+    """Follows a fit and writes its state to ``path``; used by ``SGDGaussianMixture.fit``.
+
+    The estimator reports progress with :meth:`begin_restart`, :meth:`started`
+    and :meth:`epoch` (the per-epoch callback); :meth:`save` writes the latest
+    complete position, which is also what a ``KeyboardInterrupt`` saves.
+    Every in-memory update replaces one reference at its end, so an interrupt
+    at any instant leaves a consistent position behind.
+    """
+
+    def __init__(self, path: Path, every: int, settings: dict, X: np.ndarray, center, scale,
+                 split_rng_state: dict, n_restarts: int) -> None:
+        self.path = Path(path)
+        self.every = every
+        self.n_restarts = n_restarts
+        stored, unsaved = encode_settings(settings)
+        self._static = {
+            "estimator": "SGDGaussianMixture",
+            "settings": stored,
+            "unsaved_settings": encode(unsaved),
+            "data": encode(data_fingerprint(X)),
+            "scaler": encode({"center": np.asarray(center), "scale": np.asarray(scale)}),
+            "split_rng_state": encode(copy.deepcopy(split_rng_state)),
+            "n_restarts": n_restarts,
+        }
+        self._position: dict[str, Any] | None = None
+        self._best: dict | None = None
+        self._written: tuple | None = None  # (position, complete) last written
+
+    @property
+    def started_any(self) -> bool:
+        """Whether a restart has begun (before that there is nothing to save)."""
+        return self._position is not None
+
+    @property
+    def epoch(self) -> int:
+        state = None if self._position is None else self._position["train_state"]
+        return 0 if state is None else state.epoch
+
+    @property
+    def restart(self) -> int:
+        return 0 if self._position is None else self._position["restart"]
+
+    def begin_restart(self, restart: int, rng: np.random.Generator, best: dict | None) -> None:
+        """Restart ``restart`` is about to initialise from ``rng``; ``best`` is the best
+        finished run so far (a dict with ``params, state, history, score, converged, n_iter``)."""
+        self._best = best
+        self._set({"restart": restart, "rng_state": copy.deepcopy(rng.bit_generator.state),
+                   "start_params": None, "train_state": None})
+        self.save()
+
+    def started(self, params: MixtureParams, rng: np.random.Generator) -> None:
+        """The current restart starts training from ``params`` with ``rng`` as it is now."""
+        self._set({**self._position, "start_params": params,
+                   "rng_state": copy.deepcopy(rng.bit_generator.state)})
+
+    def resumed(self, state: TrainState) -> None:
+        """The current restart continues from ``state`` (resume or warm start)."""
+        self._set({**self._position, "train_state": _snapshot(state)})
+
+    def epoch_done(self, state: TrainState) -> None:
+        """Per-epoch callback: remember the state; write every ``every`` epochs."""
+        self._set({**self._position, "train_state": _snapshot(state)})
+        if state.epoch % self.every == 0:
+            self.save()
+
+    def save(self, *, complete: bool = False) -> Path:
+        """Write the latest position (atomically, replacing the previous checkpoint)."""
+        if self._position is None:
+            raise RuntimeError("nothing to checkpoint yet")
+        if self._written is not None and self._written[0] is self._position \
+                and self._written[1] == complete:
+            return self.path
+        body = dict(self._static)
+        body["position"] = encode(self._position, "position")
+        body["best"] = encode(self._best, "best")
+        body["complete"] = complete
+        write_document(self.path, CHECKPOINT_FORMAT, body, force=True)
+        self._written = (self._position, complete)
+        return self.path
+
+    def _set(self, position: dict) -> None:
+        # one assignment, so an interrupt sees the old position or the new one
+        self._position = position
+
+    def interrupted(self) -> TrainingInterrupted:
+        """Save the latest position and return the exception to raise."""
+        path = self.save()
+        return TrainingInterrupted(path, self.epoch, self.restart, self.n_restarts)

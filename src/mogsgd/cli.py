@@ -1,0 +1,494 @@
+"""The ``mogsgd`` command line: parsing and printing only; the work is done by the library.
+
+Every error is reported as one line on stderr with exit status 2 (1 for an
+interrupted fit); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+PROG = "mogsgd"
+
+
+class CLIError(Exception):
+    """A problem to report as one line (already phrased for the user)."""
+
+
+# ----------------------------------------------------------------- helpers
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _k_range(text: str) -> list[int]:
+    """``"1..10"``, ``"2,3,5"`` or ``"4"`` -> a list of component counts."""
+    try:
+        if ".." in text:
+            lo, hi = (int(t) for t in text.split("..", 1))
+            ks = list(range(lo, hi + 1))
+        else:
+            ks = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a range like 1..10 or a list like 2,3,5, got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"component counts must be >= 1, got {text!r}")
+    return ks
+
+
+def _emit_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def _info(args, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr)
+
+
+def _load_data(path: str, label_column: str | None = "auto"):
+    from mogsgd.io import load_dataset
+
+    return load_dataset(path, label_column=label_column)
+
+
+def _load_model(path: str):
+    from mogsgd.model_io import load_model
+
+    return load_model(path)
+
+
+def _check_features(model, X, what: str) -> None:
+    if X.shape[1] != model.n_features_in_:
+        raise CLIError(f"{what} has {X.shape[1]} features but the model was fitted with "
+                       f"{model.n_features_in_}")
+
+
+# ---------------------------------------------------------------- commands
+def cmd_generate(args) -> int:
+    from mogsgd.datasets import make_mixture
+    from mogsgd.io import save_dataset
+
+    X, y, params = make_mixture(
+        args.n_samples, args.n_features, args.n_components, separation=args.separation,
+        mean_range=tuple(args.mean_range), sigma_range=tuple(args.sigma_range),
+        random_state=args.seed)
+    path = save_dataset(args.out, X, y, params, force=args.force)
+    summary = {"path": str(path), "n_samples": len(X), "n_features": X.shape[1],
+               "n_components": params.n_components, "weights": params.weights}
+    if args.json:
+        _emit_json(summary)
+    else:
+        _info(args, f"wrote {len(X)} points, {X.shape[1]} features, {params.n_components} "
+                    f"components to {path}")
+    return 0
+
+
+def _estimator_from_args(args, n_features: int):
+    from mogsgd.estimator import SGDGaussianMixture
+
+    return SGDGaussianMixture(
+        n_components=args.n_components, optimizer=args.optimizer,
+        learning_rate=args.lr, schedule=args.schedule, batch_size=args.batch_size,
+        max_epochs=args.epochs, early_stopping=not args.no_early_stopping,
+        patience=args.patience, n_init=args.n_init, init=args.init, solver=args.method,
+        random_state=args.seed, record_params=args.figures is not None,
+    )
+
+
+class _Progress:
+    """A per-epoch progress bar (tqdm on stderr) showing the current NLLs."""
+
+    def __init__(self, enabled: bool, total: int | None, desc: str) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+
+    def __call__(self, state) -> None:
+        if self.bar is None:
+            return None
+        h = state.history
+        post = {"train_nll": f"{h['train_nll'][-1]:.4f}"}
+        if h["val_nll"] and h["val_nll"][-1] is not None:
+            post["val_nll"] = f"{h['val_nll'][-1]:.4f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(1)
+        return None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_fit(args) -> int:
+    from mogsgd.model_io import save_model
+
+    data = _load_data(args.data, args.label_column)
+    out = Path(args.out) if args.out else Path(args.data).with_suffix(".model.json")
+    if out.exists() and not args.force:
+        raise CLIError(f"{out} exists; pass --force to overwrite it or choose --out")
+    est = _estimator_from_args(args, data.X.shape[1])
+    show = not (args.quiet or args.json) and args.method != "em"
+    progress = _Progress(show, args.epochs, f"fit ({args.method}/{args.optimizer})")
+    est.set_params(callback=progress if show else None)
+    t0 = time.perf_counter()
+    try:
+        est.fit(data.X)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - t0
+    est.set_params(callback=None)
+    save_model(est, out, force=args.force)
+    summary = {
+        "model": str(out), "method": args.method, "optimizer": args.optimizer,
+        "n_samples": len(data.X), "n_components": est.n_components,
+        "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
+        "nll": -est.score(data.X), "bic": est.bic(data.X), "aic": est.aic(data.X),
+        "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
+    }
+    if args.figures:
+        summary["figures"] = _fit_figures(est, data, Path(args.figures), args.force)
+    if args.json:
+        _emit_json(summary)
+    else:
+        _info(args, f"fitted {est.n_components} components in {seconds:.2f} s "
+                    f"({est.n_iter_} {'iterations' if args.method == 'em' else 'epochs'}); "
+                    f"NLL {summary['nll']:.4f} per point, BIC {summary['bic']:.1f}")
+        _info(args, f"model written to {out}")
+    return 0
+
+
+def _fit_figures(est, data, folder: Path, force: bool) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mogsgd import plotting
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig, name):
+        written.extend(str(p) for p in plotting.save_figure(fig, folder / name, force=force))
+        plt.close(fig)
+
+    X, params = data.X, est.params_
+    if X.shape[1] >= 2:
+        save(plotting.plot_density(X, params).figure, "density")
+        save(plotting.plot_predictions(X, params).figure, "predictions")
+    if X.shape[1] > 2:
+        save(plotting.plot_pairs(X, params, data.y), "pairs")
+    if data.params is not None and data.params.n_components == params.n_components \
+            and X.shape[1] >= 2:
+        save(plotting.plot_fit_vs_truth(X, params, data.params), "fit_vs_truth")
+    save(plotting.plot_learning_curves(est.history_).figure, "learning_curves")
+    if "params" in est.history_ and X.shape[1] >= 2:
+        save(plotting.plot_parameter_paths(est.history_, X=X, true=data.params),
+             "parameter_paths")
+    return written
+
+
+def cmd_evaluate(args) -> int:
+    from mogsgd.metrics import adjusted_rand_index, matched_accuracy, parameter_errors
+
+    model = _load_model(args.model)
+    data = _load_data(args.data, args.label_column)
+    _check_features(model, data.X, args.data)
+    result = {"n_samples": len(data.X), "nll": -model.score(data.X),
+              "bic": model.bic(data.X), "aic": model.aic(data.X)}
+    if data.y is not None:
+        pred = model.predict(data.X)
+        result["accuracy"] = matched_accuracy(data.y, pred)
+        result["adjusted_rand_index"] = adjusted_rand_index(data.y, pred)
+    if data.params is not None and data.params.n_components == model.n_components:
+        result["parameter_errors"] = parameter_errors(data.params, model.params_)
+        from mogsgd.density import nll
+
+        result["true_params_nll"] = nll(data.X, data.params)
+    if args.json:
+        _emit_json(result)
+    else:
+        width = max(len(k) for k in result)
+        for k, v in result.items():
+            if isinstance(v, dict):
+                v = ", ".join(f"{a} {b:.4g}" for a, b in v.items())
+            elif isinstance(v, float):
+                v = f"{v:.6g}"
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    model = _load_model(args.model)
+    data = _load_data(args.data, args.label_column)
+    _check_features(model, data.X, args.data)
+    if args.proba:
+        values = model.predict_proba(data.X)
+        header = [f"p{k}" for k in range(model.n_components)]
+    else:
+        values = model.predict(data.X)[:, None]
+        header = ["label"]
+    if args.out:
+        from mogsgd._files import atomic_write
+
+        with atomic_write(args.out, force=args.force) as tmp:
+            np.savetxt(tmp, values, delimiter=",", header=",".join(header), comments="",
+                       fmt="%d" if not args.proba else "%.17g")
+        _info(args, f"wrote {len(values)} predictions to {args.out}")
+    else:
+        print(",".join(header))
+        np.savetxt(sys.stdout, values, delimiter=",", fmt="%d" if not args.proba else "%.6g")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from mogsgd.io import save_dataset
+
+    model = _load_model(args.model)
+    X, y = model.sample(args.n, random_state=args.seed)
+    path = save_dataset(args.out, X, y, force=args.force)
+    _info(args, f"wrote {len(X)} samples to {path}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mogsgd import plotting
+
+    data = _load_data(args.data, args.label_column)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    params = data.params
+    model = None
+    if args.model:
+        model = _load_model(args.model)
+        _check_features(model, data.X, args.data)
+        params = model.params_
+    written = []
+
+    def save(fig, name):
+        written.extend(plotting.save_figure(fig, folder / name, force=args.force))
+        plt.close(fig)
+
+    d = data.X.shape[1]
+    if d <= 2:
+        save(plotting.plot_data(data.X, data.y, params).figure, "data")
+    else:
+        save(plotting.plot_pairs(data.X, params, data.y), "pairs")
+    if params is not None:
+        save(plotting.plot_marginals(data.X, params, data.y), "marginals")
+    if model is not None and d >= 2:
+        save(plotting.plot_density(data.X, model.params_).figure, "density")
+        save(plotting.plot_predictions(data.X, model.params_).figure, "predictions")
+        if model.history_.get("epoch"):
+            save(plotting.plot_learning_curves(model.history_).figure, "learning_curves")
+    for p in written:
+        _info(args, f"wrote {p}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from mogsgd.report import run_demo
+
+    result = run_demo(args.out, seed=args.seed, force=args.force,
+                      progress=None if args.quiet else lambda m: _info(args, f"[demo] {m}"))
+    if args.json:
+        _emit_json({"report_html": result.report_html, "report_md": result.report_md,
+                    "seconds": result.seconds, "rows": result.rows})
+    else:
+        print(f"report: {result.report_html.resolve()}")
+        print(f"        {result.report_md.resolve()} ({result.seconds:.1f} s)")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+EXAMPLES = {
+    "generate": "mogsgd generate --n-samples 1000 --n-features 2 --n-components 3 "
+                "--seed 0 --out data.npz",
+    "fit": "mogsgd fit data.npz -k 3 --optimizer adam --epochs 50 --out model.json\n"
+           "  mogsgd fit data.csv -k 3 --method em --json",
+    "evaluate": "mogsgd evaluate model.json data.npz --json",
+    "predict": "mogsgd predict model.json data.npz --out labels.csv",
+    "sample": "mogsgd sample model.json -n 500 --out samples.npz",
+    "plot": "mogsgd plot data.npz --model model.json --out figures/",
+    "demo": "mogsgd demo --out mogsgd-demo",
+}
+
+
+def _sub(subparsers, name: str, help_text: str, func):
+    p = subparsers.add_parser(
+        name, help=help_text, description=help_text,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but results")
+    return p
+
+
+def _add_data_options(p) -> None:
+    p.add_argument("--label-column", default="auto",
+                   help="label column of a CSV/Parquet file ('auto': a column named 'label')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Mixtures of diagonal Gaussians fitted by mini-batch SGD with analytic "
+                    "gradients.",
+        epilog="examples:\n  mogsgd demo\n  " + "\n  ".join(
+            EXAMPLES[k] for k in ("generate", "fit", "evaluate")),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    from mogsgd import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _sub(sub, "generate", "write a synthetic mixture data set (.npz/.npy/.csv/.parquet)",
+             cmd_generate)
+    p.add_argument("--n-samples", "-n", type=_positive_int, default=1000)
+    p.add_argument("--n-features", "-d", type=_positive_int, default=2)
+    p.add_argument("--n-components", "-k", type=_positive_int, default=3)
+    p.add_argument("--separation", type=_positive_float, default=None,
+                   help="minimum separation between means, in standard deviations")
+    p.add_argument("--mean-range", type=float, nargs=2, default=(-10.0, 10.0),
+                   metavar=("LOW", "HIGH"))
+    p.add_argument("--sigma-range", type=float, nargs=2, default=(0.5, 2.0),
+                   metavar=("LOW", "HIGH"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", "-o", required=True, help="output file; the suffix picks the format")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    p = _sub(sub, "fit", "fit a mixture to a data file and write the model (JSON)", cmd_fit)
+    p.add_argument("data", help="data file (.npz, .npy, .csv, .parquet)")
+    p.add_argument("--n-components", "-k", type=_positive_int, default=3)
+    p.add_argument("--method", choices=["sgd", "em"], default="sgd")
+    p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"],
+                   default="adam")
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
+    p.add_argument("--schedule", choices=["inverse_time", "constant", "cosine"],
+                   default="inverse_time")
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="epoch budget (default: about 4000 steps)")
+    p.add_argument("--patience", type=_positive_int, default=5)
+    p.add_argument("--no-early-stopping", action="store_true")
+    p.add_argument("--n-init", type=_positive_int, default=1)
+    p.add_argument("--init", choices=["kmeans++", "kmeans", "random_points"],
+                   default="kmeans++")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", "-o", help="model file (default: DATA with .model.json)")
+    p.add_argument("--figures", help="also write figures of the fit into this folder")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--json", action="store_true", help="print a JSON summary, no progress bar")
+    _add_data_options(p)
+
+    p = _sub(sub, "evaluate", "NLL, BIC, AIC and, with labels, accuracy and ARI", cmd_evaluate)
+    p.add_argument("model")
+    p.add_argument("data")
+    p.add_argument("--json", action="store_true")
+    _add_data_options(p)
+
+    p = _sub(sub, "predict", "component labels (or responsibilities) for each row",
+             cmd_predict)
+    p.add_argument("model")
+    p.add_argument("data")
+    p.add_argument("--proba", action="store_true", help="write responsibilities instead")
+    p.add_argument("--out", "-o", help="CSV file (default: standard output)")
+    p.add_argument("--force", action="store_true")
+    _add_data_options(p)
+
+    p = _sub(sub, "sample", "draw points from a fitted model", cmd_sample)
+    p.add_argument("model")
+    p.add_argument("-n", type=_positive_int, default=1000, help="number of points")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", "-o", required=True)
+    p.add_argument("--force", action="store_true")
+
+    p = _sub(sub, "plot", "figures of a data set, and of a fit with --model", cmd_plot)
+    p.add_argument("data")
+    p.add_argument("--model", help="a fitted model file")
+    p.add_argument("--out", "-o", default="figures", help="output folder")
+    p.add_argument("--force", action="store_true")
+    _add_data_options(p)
+
+    p = _sub(sub, "demo", "the main job: generate, fit every way, write figures and a report",
+             cmd_demo)
+    p.add_argument("--out", "-o", default="mogsgd-demo", help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="reuse a non-empty output folder")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if not args.debug:  # warnings as one line each, without the source line
+        def show(message, category, filename, lineno, file=None, line=None):
+            print(f"{PROG} {args.command}: warning: {message}", file=sys.stderr)
+
+        warnings.showwarning = show
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 1
+    except (CLIError, ValueError, TypeError, OSError) as exc:
+        if args.debug:
+            raise
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, FileNotFoundError) and exc.filename:
+            message = f"no such file: {exc.filename}"
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,701 @@
+"""Reading and writing data sets: ``.npz``, ``.npy``, ``.csv`` and Parquet.
+
+=============  ====================================  ======================================
+suffix         holds                                 notes
+=============  ====================================  ======================================
+``.npz``       X, y, true parameters                 exact; arrays ``X``, ``y``, ``means``,
+                                                     ``log_sigma``, ``logits``
+``.npy``       X                                     exact
+``.csv``       X, y (a label column)                 ``%.17g``, so float64 round-trips
+                                                     exactly; header ``x0,...,x{D-1},label``
+``.parquet``   X, y, true parameters                 needs pyarrow (``pip install
+``.pq``                                              mogsgd[parquet]``); parameters in the
+                                                     schema metadata as JSON
+=============  ====================================  ======================================
+
+Writers never replace an existing file unless ``force=True`` and write
+atomically (a temporary file in the same directory, then a rename).  What a
+format cannot hold (labels in ``.npy``, parameters in ``.npy`` or ``.csv``) is
+left out with a :class:`DroppedDataWarning` naming the format that would keep it,
+never silently.
+
+Readers return a :class:`Dataset` and raise :class:`~mogsgd.errors.DataFileError`
+with the file, and where it helps the line and column, for anything they cannot
+read.  NaN (missing values; in CSV also an empty cell or ``NA``) is passed through
+to the caller, whose validation decides; infinity and text are errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mogsgd._files import atomic_write
+from mogsgd.errors import DataFileError, ValidationError
+from mogsgd.params import FIELDS, MixtureParams
+
+__all__ = [
+    "Dataset",
+    "DroppedDataWarning",
+    "SUFFIXES",
+    "DEFAULT_LABEL_COLUMN",
+    "save_dataset",
+    "load_dataset",
+    "read_csv",
+    "write_csv",
+    "read_parquet",
+    "write_parquet",
+    "feature_names",
+]
+
+SUFFIXES = (".npz", ".npy", ".csv", ".parquet", ".pq")
+DEFAULT_LABEL_COLUMN = "label"
+_FORMAT_VERSION = 1
+_PARQUET_META_KEY = b"mogsgd"
+_MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+_PARQUET_HINT = "reading and writing Parquet needs pyarrow: pip install mogsgd[parquet]"
+
+LabelColumn = str | int | None
+
+
+class DroppedDataWarning(UserWarning):
+    """Labels or parameters were not written because the chosen format cannot hold them."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A data set read from disk.
+
+    Attributes
+    ----------
+    X : float array of shape (n_samples, n_features)
+        float64, or float32 when the file stored float32; may contain NaN.
+    y : int64 array of shape (n_samples,) or None
+        Labels, when the file has them and they were asked for.
+    params : MixtureParams or None
+        The true parameters, when the file stores them (``.npz``, Parquet).
+    path : Path or None
+        The file it was read from.
+    feature_names : tuple of str or None
+        Column names from a CSV header or a Parquet schema.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None = None
+    params: MixtureParams | None = None
+    path: Path | None = None
+    feature_names: tuple[str, ...] | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+
+def feature_names(n_features: int) -> list[str]:
+    """Default column names ``x0, ..., x{D-1}`` used by the writers (and the plots)."""
+    return [f"x{d}" for d in range(n_features)]
+
+
+# ================================================================= dispatch
+
+
+def save_dataset(
+    path: str | os.PathLike,
+    X,
+    y=None,
+    params: MixtureParams | None = None,
+    *,
+    force: bool = False,
+    label_column: str = DEFAULT_LABEL_COLUMN,
+    header: bool = True,
+) -> Path:
+    """Write a data set, choosing the format from the suffix of ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike ending in .npz, .npy, .csv, .parquet or .pq
+    X : array of shape (n_samples, n_features)
+        Numeric; NaN allowed (missing values), infinity not.
+    y : integer array of shape (n_samples,), optional
+        Labels.  ``.npy`` cannot store them: they are left out with a
+        :class:`DroppedDataWarning`.
+    params : MixtureParams with n_features features, optional
+        True parameters.  Only ``.npz`` and Parquet store them; ``.npy`` and
+        ``.csv`` leave them out with a :class:`DroppedDataWarning`.
+    force : bool
+        Replace an existing file.  Without it an existing file raises
+        ``FileExistsError``.
+    label_column : str
+        Name of the label column (CSV and Parquet).
+    header : bool
+        Write a header row (CSV only).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    path = Path(path)
+    suffix = _suffix(path, for_writing=True)
+    X = _check_X_for_writing(X)
+    y = _check_y_for_writing(y, X.shape[0])
+    if params is not None:
+        _check_params_for_writing(params, X.shape[1])
+    if suffix == ".npz":
+        return _write_npz(path, X, y, params, force=force)
+    if suffix == ".npy":
+        dropped = [what for what, v in (("labels", y), ("true parameters", params))
+                   if v is not None]
+        if dropped:
+            _warn_dropped(path, " and ".join(dropped), ".npz")
+        return _write_npy(path, X, force=force)
+    if suffix == ".csv":
+        if params is not None:
+            _warn_dropped(path, "true parameters", ".npz or .parquet")
+        return write_csv(path, X, y, force=force, label_column=label_column, header=header)
+    return write_parquet(path, X, y, params, force=force, label_column=label_column)
+
+
+def load_dataset(
+    path: str | os.PathLike,
+    *,
+    label_column: LabelColumn = "auto",
+    header: bool | None = None,
+) -> Dataset:
+    """Read a data set, choosing the reader from the suffix of ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike ending in .npz, .npy, .csv, .parquet or .pq
+    label_column : "auto" (default), None, a column name or (CSV) a column index
+        ``"auto"``: labels are read when the file has them (``y`` in an npz, a
+        column named ``"label"`` in a CSV with a header or a Parquet file).
+        ``None``: labels are never read; every column is a feature.
+        A name or index: that column holds the labels, and it is an error if
+        it does not exist (for ``.npz`` any name asks for the stored ``y``).
+    header : bool or None
+        CSV only: whether the first row is a header; ``None`` detects it (the
+        first row is a header when one of its cells is not a number).
+
+    Returns
+    -------
+    Dataset
+    """
+    path = Path(path)
+    suffix = _suffix(path, for_writing=False)
+    _check_readable(path)
+    if suffix == ".npz":
+        return _read_npz(path, label_column)
+    if suffix == ".npy":
+        if label_column not in (None, "auto"):
+            raise DataFileError(
+                f"{path}: a .npy file holds X only, so it has no label column "
+                f"{label_column!r}; pass label_column=None"
+            )
+        return _read_npy(path)
+    if suffix == ".csv":
+        return read_csv(path, label_column=label_column, header=header)
+    return read_parquet(path, label_column=label_column)
+
+
+def _warn_dropped(path: Path, what: str, keeps: str) -> None:
+    warnings.warn(
+        f"{path}: a {path.suffix.lower()} file cannot hold the {what}; they are not saved "
+        f"(save to {keeps} to keep them)",
+        DroppedDataWarning,
+        stacklevel=3,
+    )
+
+
+def _suffix(path: Path, *, for_writing: bool) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        msg = (
+            f"{str(path)!r}: unknown data file suffix {path.suffix or '(none)'!r}; "
+            f"use one of {', '.join(SUFFIXES)}"
+        )
+        raise ValueError(msg) if for_writing else DataFileError(msg)
+    return suffix
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise DataFileError(f"{str(path)!r}: no such file")
+    if path.is_dir():
+        raise DataFileError(f"{str(path)!r} is a directory, not a data file")
+    if path.stat().st_size == 0:
+        raise DataFileError(f"{str(path)!r} is empty (0 bytes)")
+
+
+# ========================================================== checks on write
+
+
+def _check_X_for_writing(X) -> np.ndarray:
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "iuf":
+        raise ValidationError(f"X must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
+        raise ValidationError(f"X must be 2-D of shape (n_samples, n_features), got shape "
+                              f"{arr.shape}{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValidationError(f"X must have at least one sample and one feature, got {arr.shape}")
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float64)
+    if np.isinf(arr).any():
+        i, j = np.argwhere(np.isinf(arr))[0]
+        raise ValidationError(f"X contains infinity (first at row {i}, column {j}); it cannot "
+                              "be read back")
+    return arr
+
+
+def _check_y_for_writing(y, n_samples: int) -> np.ndarray | None:
+    if y is None:
+        return None
+    arr = np.asarray(y)
+    if arr.shape != (n_samples,):
+        raise ValidationError(f"y must have shape (n_samples,) = ({n_samples},), got {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValidationError("y must hold integer labels; it has NaN, inf or fractions")
+    elif arr.dtype.kind not in "iu":
+        raise ValidationError(f"y must hold integer labels, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _check_params_for_writing(params, n_features: int) -> None:
+    if not isinstance(params, MixtureParams):
+        raise TypeError(f"params must be a MixtureParams, got {type(params).__name__}")
+    if params.n_features != n_features:
+        raise ValidationError(
+            f"params has {params.n_features} features but X has {n_features}"
+        )
+
+
+# ==================================================================== numpy
+
+
+def _write_npz(path, X, y, params, *, force) -> Path:
+    arrays: dict[str, np.ndarray] = {"X": X, "format_version": np.array(_FORMAT_VERSION)}
+    if y is not None:
+        arrays["y"] = y
+    if params is not None:
+        arrays.update({f: getattr(params, f) for f in FIELDS})
+    with atomic_write(path, force=force) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def _write_npy(path, X, *, force) -> Path:
+    with atomic_write(path, force=force) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, X, allow_pickle=False)
+    return path
+
+
+_NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _check_magic(path: Path, expected: str) -> None:
+    """Name the real format of a mislabelled file before NumPy gives a confusing error."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith(_NPY_MAGIC):
+        actual = ".npy"
+    elif head.startswith(_ZIP_MAGIC):
+        actual = ".npz"
+    else:
+        raise DataFileError(f"{path}: not a {expected} file (it does not start with the "
+                            f"{expected} signature; corrupt, or another format renamed?)")
+    if actual != expected:
+        holds = "a single .npy array" if actual == ".npy" else "an .npz archive"
+        raise DataFileError(f"{path}: holds {holds}, not {expected}; rename it to {actual}")
+
+
+def _read_npz(path: Path, label_column: LabelColumn) -> Dataset:
+    _check_magic(path, ".npz")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except _NUMPY_READ_ERRORS as exc:
+        raise DataFileError(f"{path}: not a readable .npz archive (corrupt or truncated?): "
+                            f"{exc}") from None
+    if "X" not in arrays:
+        raise DataFileError(f"{path}: the archive has no array named 'X' (it has: "
+                            f"{', '.join(sorted(arrays)) or 'nothing'})")
+    X = _check_loaded_X(path, arrays["X"])
+    y = None
+    if label_column is not None:
+        if "y" in arrays:
+            y = _check_loaded_y(path, arrays["y"], X.shape[0])
+        elif label_column != "auto":
+            raise DataFileError(f"{path}: labels were asked for ({label_column!r}) but the "
+                                "archive has no array 'y'")
+    params = None
+    present = [f for f in FIELDS if f in arrays]
+    if present:
+        missing = [f for f in FIELDS if f not in arrays]
+        if missing:
+            raise DataFileError(f"{path}: incomplete parameters, lacks {', '.join(missing)}")
+        try:
+            params = MixtureParams(**{f: arrays[f] for f in FIELDS})
+        except (ValueError, TypeError) as exc:
+            raise DataFileError(f"{path}: invalid stored parameters: {exc}") from None
+        if params.n_features != X.shape[1]:
+            raise DataFileError(f"{path}: stored parameters have {params.n_features} features "
+                                f"but X has {X.shape[1]}")
+    return Dataset(X=X, y=y, params=params, path=path)
+
+
+def _read_npy(path: Path) -> Dataset:
+    _check_magic(path, ".npy")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except _NUMPY_READ_ERRORS as exc:
+        raise DataFileError(f"{path}: not a readable .npy file (corrupt or truncated?): "
+                            f"{exc}") from None
+    return Dataset(X=_check_loaded_X(path, arr), path=path)
+
+
+def _check_loaded_X(path: Path, arr: np.ndarray) -> np.ndarray:
+    if arr.dtype.kind not in "iuf":
+        raise DataFileError(f"{path}: X must be numeric, the file holds dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = " (a single feature must be stored as shape (n, 1))" if arr.ndim == 1 else ""
+        raise DataFileError(f"{path}: X must be 2-D (n_samples, n_features), the file holds "
+                            f"shape {arr.shape}{hint}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataFileError(f"{path}: X holds no data (shape {arr.shape})")
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float64)
+    if np.isinf(arr).any():
+        i, j = np.argwhere(np.isinf(arr))[0]
+        raise DataFileError(f"{path}: X contains infinity (first at row {i}, column {j})")
+    return arr
+
+
+def _check_loaded_y(path: Path, arr: np.ndarray, n_samples: int) -> np.ndarray:
+    if arr.shape != (n_samples,):
+        raise DataFileError(f"{path}: y has shape {arr.shape} but X has {n_samples} rows")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(np.nan_to_num(arr)))
+        if bad.any():
+            raise DataFileError(f"{path}: y must hold integer labels; row {np.argmax(bad)} "
+                                f"holds {float(arr[np.argmax(bad)])!r}")
+    elif arr.dtype.kind not in "iu":
+        raise DataFileError(f"{path}: y must hold integer labels, the file holds dtype "
+                            f"{arr.dtype}")
+    return arr.astype(np.int64)
+
+
+# ====================================================================== CSV
+
+
+def write_csv(
+    path: str | os.PathLike,
+    X,
+    y=None,
+    *,
+    force: bool = False,
+    label_column: str = DEFAULT_LABEL_COLUMN,
+    header: bool = True,
+) -> Path:
+    """Write ``X`` (n, D) and optionally labels ``y`` (n,) as CSV.
+
+    Floats are written with ``%.17g``, so every float64 reads back bit for bit
+    (NaN as ``nan``); the header, when written, is ``x0,...,x{D-1}`` followed by
+    ``label_column``; the label column is last.
+    """
+    path = Path(path)
+    X = _check_X_for_writing(X)
+    y = _check_y_for_writing(y, X.shape[0])
+    names = feature_names(X.shape[1])
+    if y is not None:
+        if "," in label_column or label_column in names:
+            raise ValidationError(f"label_column {label_column!r} clashes with the feature "
+                                  "names or contains a comma")
+        names.append(label_column)
+    table = X.astype(np.float64)
+    fmt = ["%.17g"] * X.shape[1]
+    if y is not None:
+        # float64 holds every label below 2**53 exactly; "%d" prints it as an integer
+        table = np.column_stack([table, y.astype(np.float64)])
+        fmt.append("%d")
+    with atomic_write(path, force=force) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        if header:
+            fh.write(",".join(names) + "\n")
+        np.savetxt(fh, table, fmt=fmt, delimiter=",")
+    return path
+
+
+def read_csv(
+    path: str | os.PathLike,
+    *,
+    label_column: LabelColumn = "auto",
+    header: bool | None = None,
+    delimiter: str = ",",
+) -> Dataset:
+    """Read a CSV file of numbers into a :class:`Dataset`.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    label_column : "auto", None, a column name or a column index
+        See :func:`load_dataset`.  ``"auto"`` uses a column named ``"label"``
+        if the header has one.  An index (e.g. ``-1``) works with or without
+        a header; a name needs a header.
+    header : bool or None
+        Whether the first non-blank row is a header; ``None`` detects it.
+    delimiter : str
+
+    Blank lines are skipped.  Empty cells and ``NA``/``nan``/``null`` are NaN;
+    ``inf`` and text are errors that name the line and column.
+    """
+    path = Path(path)
+    _check_readable(path)
+    lines, rows = _read_rows(path, delimiter)
+    if not rows:
+        raise DataFileError(f"{path}: is empty (no rows)")
+    if header is None:
+        header = not all(_is_number_or_missing(cell) for cell in rows[0])
+    names = [cell.strip() for cell in rows[0]] if header else None
+    n_cols = len(rows[0])
+    for line, row in zip(lines, rows, strict=True):
+        if len(row) != n_cols:
+            raise DataFileError(f"{path}: line {line} has {len(row)} fields but the first row "
+                                f"has {n_cols} (ragged rows)")
+    if header:
+        lines, rows = lines[1:], rows[1:]
+        if not rows:
+            raise DataFileError(f"{path}: has a header but no data rows")
+    label_index = _resolve_label_index(path, label_column, names, n_cols)
+    feature_index = [j for j in range(n_cols) if j != label_index]
+    if not feature_index:
+        raise DataFileError(f"{path}: has no feature columns besides the label column")
+    cells = np.array(rows, dtype=str)
+    values = _cells_to_float(path, cells, lines, names)
+    X = np.ascontiguousarray(values[:, feature_index])
+    y = None
+    if label_index is not None:
+        y = _labels_from_column(path, values[:, label_index], lines, _column_name(names,
+                                                                                  label_index))
+    features = tuple(names[j] for j in feature_index) if names else None
+    return Dataset(X=X, y=y, path=path, feature_names=features)
+
+
+def _read_rows(path: Path, delimiter: str) -> tuple[list[int], list[list[str]]]:
+    lines: list[int] = []
+    rows: list[list[str]] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, delimiter=delimiter, strict=True)
+            start = 1
+            for row in reader:
+                if row and any(cell.strip() for cell in row):
+                    lines.append(start)
+                    rows.append(row)
+                start = reader.line_num + 1
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{path}: is not UTF-8 text (a binary file?): {exc}") from None
+    except csv.Error as exc:
+        raise DataFileError(f"{path}: malformed CSV near line {start}: {exc}") from None
+    return lines, rows
+
+
+def _is_number_or_missing(cell: str) -> bool:
+    text = cell.strip()
+    if text.lower() in _MISSING_TOKENS:
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _column_name(names: list[str] | None, j: int) -> str:
+    return f"column {j + 1} ({names[j]!r})" if names else f"column {j + 1}"
+
+
+def _resolve_label_index(path, label_column, names, n_cols) -> int | None:
+    if label_column is None:
+        return None
+    if label_column == "auto":
+        if names and DEFAULT_LABEL_COLUMN in names:
+            return names.index(DEFAULT_LABEL_COLUMN)
+        return None
+    if isinstance(label_column, int) and not isinstance(label_column, bool):
+        if not -n_cols <= label_column < n_cols:
+            raise DataFileError(f"{path}: label column index {label_column} is out of range "
+                                f"for {n_cols} columns")
+        return label_column % n_cols
+    if not isinstance(label_column, str):
+        raise TypeError(f"label_column must be 'auto', None, a name or an index, got "
+                        f"{label_column!r}")
+    if names is None:
+        raise DataFileError(f"{path}: has no header row, so the label column "
+                            f"{label_column!r} cannot be found by name; pass its index "
+                            "(e.g. label_column=-1) or header=True")
+    if label_column not in names:
+        raise DataFileError(f"{path}: no column named {label_column!r}; the columns are "
+                            f"{', '.join(map(repr, names))}")
+    return names.index(label_column)
+
+
+def _cells_to_float(path, cells: np.ndarray, lines: list[int], names) -> np.ndarray:
+    try:
+        values = cells.astype(np.float64)
+    except ValueError:
+        values = np.empty(cells.shape, dtype=np.float64)
+        for i, row in enumerate(cells.tolist()):
+            for j, cell in enumerate(row):
+                text = cell.strip()
+                if text.lower() in _MISSING_TOKENS:
+                    values[i, j] = np.nan
+                    continue
+                try:
+                    values[i, j] = float(text)
+                except ValueError:
+                    raise DataFileError(f"{path}: line {lines[i]}, {_column_name(names, j)}: "
+                                        f"{cell!r} is not a number") from None
+    inf = np.isinf(values)
+    if inf.any():
+        i, j = np.argwhere(inf)[0]
+        raise DataFileError(f"{path}: line {lines[i]}, {_column_name(names, j)}: infinite "
+                            f"value {str(cells[i, j])!r} is not allowed")
+    return values
+
+
+def _labels_from_column(path, column: np.ndarray, lines, name: str) -> np.ndarray:
+    bad = np.isnan(column) | (column != np.round(np.nan_to_num(column)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataFileError(f"{path}: line {lines[i]}, {name}: labels must be integers, "
+                            f"got {float(column[i])!r}")
+    return column.astype(np.int64)
+
+
+# ================================================================== Parquet
+
+
+def _import_pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(_PARQUET_HINT) from None
+    return pa, pq
+
+
+def write_parquet(
+    path: str | os.PathLike,
+    X,
+    y=None,
+    params: MixtureParams | None = None,
+    *,
+    force: bool = False,
+    label_column: str = DEFAULT_LABEL_COLUMN,
+) -> Path:
+    """Write a Parquet file: columns ``x0..x{D-1}`` (and ``label_column``), exact floats.
+
+    ``params`` go into the schema metadata under ``b"mogsgd"`` as JSON (floats
+    written by ``repr``, so they read back exactly).  Needs pyarrow.
+    """
+    pa, pq = _import_pyarrow()
+    path = Path(path)
+    X = _check_X_for_writing(X)
+    y = _check_y_for_writing(y, X.shape[0])
+    names = feature_names(X.shape[1])
+    columns = {name: X[:, j] for j, name in enumerate(names)}
+    if y is not None:
+        if label_column in columns:
+            raise ValidationError(f"label_column {label_column!r} clashes with a feature name")
+        columns[label_column] = y
+    meta = {"format_version": _FORMAT_VERSION,
+            "params": None if params is None else params.to_dict()}
+    table = pa.table(columns).replace_schema_metadata(
+        {_PARQUET_META_KEY: json.dumps(meta).encode()}
+    )
+    with atomic_write(path, force=force) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def read_parquet(path: str | os.PathLike, *, label_column: LabelColumn = "auto") -> Dataset:
+    """Read a Parquet file of numeric columns into a :class:`Dataset`.  Needs pyarrow.
+
+    ``label_column`` as in :func:`load_dataset` (``"auto"`` uses a column named
+    ``"label"``).  Nulls in feature columns become NaN; true parameters are read
+    from the ``b"mogsgd"`` metadata written by :func:`write_parquet`.
+    """
+    pa, pq = _import_pyarrow()
+    path = Path(path)
+    _check_readable(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFileError(f"{path}: not a readable Parquet file (corrupt or truncated?): "
+                            f"{exc}") from None
+    names = list(table.column_names)
+    if not names or table.num_rows == 0:
+        raise DataFileError(f"{path}: holds no data ({table.num_rows} rows, {len(names)} "
+                            "columns)")
+    label_index = _resolve_label_index(path, label_column, names, len(names))
+    columns = []
+    for j, name in enumerate(names):
+        col = table.column(j)
+        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+            raise DataFileError(f"{path}: column {name!r} has type {col.type}; only numeric "
+                                "columns can be read")
+        columns.append(col)
+    feature_index = [j for j in range(len(names)) if j != label_index]
+    if not feature_index:
+        raise DataFileError(f"{path}: has no feature columns besides the label column")
+    all_f32 = all(columns[j].type == pa.float32() for j in feature_index)
+    dtype = np.float32 if all_f32 else np.float64
+    X = np.empty((table.num_rows, len(feature_index)), dtype=dtype)
+    for out, j in enumerate(feature_index):
+        # nulls become NaN: integer columns with nulls arrive as float
+        X[:, out] = columns[j].to_numpy(zero_copy_only=False)
+    X = _check_loaded_X(path, X)
+    y = None
+    if label_index is not None:
+        col = columns[label_index]
+        if col.null_count:
+            raise DataFileError(f"{path}: label column {names[label_index]!r} has "
+                                f"{col.null_count} missing values")
+        y = _check_loaded_y(path, col.to_numpy(zero_copy_only=False), X.shape[0])
+    params = _params_from_metadata(path, table.schema.metadata or {}, X.shape[1])
+    return Dataset(X=X, y=y, params=params, path=path,
+                   feature_names=tuple(names[j] for j in feature_index))
+
+
+def _params_from_metadata(path, metadata: dict, n_features: int) -> MixtureParams | None:
+    raw = metadata.get(_PARQUET_META_KEY)
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+        if record.get("params") is None:
+            return None
+        params = MixtureParams.from_dict(record["params"])
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DataFileError(f"{path}: invalid mogsgd metadata: {exc}") from None
+    if params.n_features != n_features:
+        raise DataFileError(f"{path}: stored parameters have {params.n_features} features but "
+                            f"the file has {n_features} feature columns")
+    return params

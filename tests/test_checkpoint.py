@@ -1,0 +1,261 @@
+"""Checkpoints: an interrupted and resumed fit ends bit for bit where an uninterrupted one does."""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import mogsgd.estimator as estimator_module
+import mogsgd.gradients as gradients_module
+import mogsgd.model_io as model_io
+from mogsgd import SGDGaussianMixture
+from mogsgd.checkpoint import TrainingInterrupted, read_checkpoint
+from mogsgd.errors import ConvergenceWarning, ModelFileError, ValidationError
+
+BASE = dict(n_components=2, max_epochs=10, batch_size=32, random_state=0,
+            validation_fraction=0.2, patience=50)
+
+
+def blobs(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    X[: n // 2] += 4.0
+    return X
+
+
+def fit(X, resume=None, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SGDGaussianMixture(**{**BASE, **kwargs}).fit(X, resume=resume)
+
+
+def assert_same_fit(a, b):
+    for f in ("means", "log_sigma", "logits"):
+        assert getattr(a.params_, f).tobytes() == getattr(b.params_, f).tobytes(), f
+        assert getattr(a._params_std, f).tobytes() == getattr(b._params_std, f).tobytes(), f
+    for key in ("epoch", "train_nll", "val_nll", "lr"):
+        assert a.history_[key] == b.history_[key], key
+    assert a.n_iter_ == b.n_iter_ and a.converged_ == b.converged_
+    assert a.lower_bound_ == b.lower_bound_
+    sa, sb = a._state, b._state
+    assert (sa.epoch, sa.best_score, sa.bad_epochs) == (sb.epoch, sb.best_score, sb.bad_epochs)
+    assert sa.rng_state == sb.rng_state
+    assert sa.opt_state.count == sb.opt_state.count
+    for x, y in zip(sa.opt_state[1:], sb.opt_state[1:], strict=True):  # velocity / mu, nu
+        assert x.ravel().tobytes() == y.ravel().tobytes()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum", "sgd"])
+def test_stop_at_3_resume_to_10_equals_a_straight_run(optimizer, tmp_path):
+    X = blobs()
+    path = tmp_path / "ck.json"
+    straight = fit(X, optimizer=optimizer)
+    stopped = fit(X, optimizer=optimizer, checkpoint_path=path,
+                  callback=lambda state: state.epoch < 3)
+    assert stopped.n_iter_ == 3 and read_checkpoint(path).epoch == 3
+    resumed = fit(X, resume=path, optimizer=optimizer)
+    assert_same_fit(straight, resumed)
+
+
+def test_a_short_run_extended_with_max_epochs_equals_a_long_run(tmp_path):
+    X = blobs()
+    path = tmp_path / "ck.json"
+    fit(X, max_epochs=3, checkpoint_path=path)
+    ckpt = read_checkpoint(path)
+    assert ckpt.complete and ckpt.epoch == 3
+    assert_same_fit(fit(X), fit(X, resume=path, max_epochs=10))
+
+
+def test_early_stopping_counters_are_resumed(tmp_path):
+    X = blobs()
+    kw = dict(max_epochs=40, patience=1, tol=1e-3, learning_rate=0.05)
+    straight = fit(X, **kw)
+    assert straight.converged_ and straight.n_iter_ < 40  # early stopping did fire
+    path = tmp_path / "ck.json"
+    fit(X, checkpoint_path=path, callback=lambda s: s.epoch < straight.n_iter_ - 1, **kw)
+    assert read_checkpoint(path).train_state.bad_epochs == straight._state.bad_epochs - 1 > 0
+    assert_same_fit(straight, fit(X, resume=path, **kw))
+
+
+class Interrupt:
+    """Raise KeyboardInterrupt at the n-th call of a patched function (mid-epoch)."""
+
+    def __init__(self, fn, at):
+        self.fn, self.at, self.calls = fn, at, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.fn(*args, **kwargs)
+
+
+# 160 training rows / batch 32 = 5 gradient calls per epoch
+@pytest.mark.parametrize("where, patch, at, epoch, restart", [
+    ("mid-epoch of restart 1", "finalize", 5 * 4 + 3, 4, 0),
+    ("first epoch of restart 2", "finalize", 5 * 10 + 2, 0, 1),
+    ("mid-epoch of restart 2", "finalize", 5 * 17 + 1, 7, 1),
+    ("initialising restart 2", "init_params", 2, 0, 1),
+])
+def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(
+        where, patch, at, epoch, restart, tmp_path, monkeypatch):
+    X = blobs()
+    straight = fit(X, n_init=2)
+    path = tmp_path / "ck.json"
+    module = gradients_module if patch == "finalize" else estimator_module
+    monkeypatch.setattr(module, patch, Interrupt(getattr(module, patch), at))
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(X, n_init=2, checkpoint_path=path)
+    monkeypatch.undo()
+    err = info.value
+    assert isinstance(err, KeyboardInterrupt)
+    assert err.checkpoint_path == path and err.epoch == epoch and err.restart == restart
+    assert f"resume={str(path)!r}" in str(err)
+    ckpt = read_checkpoint(path)
+    assert (ckpt.restart, ckpt.epoch, ckpt.complete) == (restart, epoch, False)
+    assert_same_fit(straight, fit(X, n_init=2, resume=path))
+
+
+def test_interrupt_while_an_epoch_is_being_recorded_saves_the_previous_epoch(
+        tmp_path, monkeypatch):
+    """record_params runs after the history of the epoch is appended and before the epoch
+    is complete: the checkpoint must hold the previous epoch, with its history intact."""
+    X = blobs()
+    straight = fit(X, record_params=True)
+    path = tmp_path / "ck.json"
+    interrupt = Interrupt(estimator_module.Standardizer.to_data, 5)
+    monkeypatch.setattr(estimator_module.Standardizer, "to_data",
+                        lambda self, params: interrupt(self, params))
+    with pytest.raises(TrainingInterrupted, match="after epoch 4"):
+        fit(X, record_params=True, checkpoint_path=path, checkpoint_every=3)
+    monkeypatch.undo()
+    history = read_checkpoint(path).train_state.history
+    assert {len(v) for v in history.values()} == {4}
+    resumed = fit(X, record_params=True, resume=path)
+    assert_same_fit(straight, resumed)
+    assert [p.means.tobytes() for p in straight.history_["params"]] == \
+        [p.means.tobytes() for p in resumed.history_["params"]]
+
+
+def test_interrupt_in_the_callback_keeps_that_epoch(tmp_path):
+    X = blobs()
+
+    def stop_at_5(state):
+        if state.epoch == 5:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "ck.json"
+    with pytest.raises(TrainingInterrupted, match="after epoch 5"):
+        fit(X, checkpoint_path=path, callback=stop_at_5)
+    assert read_checkpoint(path).epoch == 5
+    assert_same_fit(fit(X), fit(X, resume=path))
+
+
+def test_keyboard_interrupt_without_checkpoint_is_re_raised_as_is(monkeypatch):
+    monkeypatch.setattr(gradients_module, "finalize", Interrupt(gradients_module.finalize, 3))
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(blobs())
+    assert type(info.value) is KeyboardInterrupt
+
+
+def test_checkpoints_are_written_every_n_epochs(tmp_path):
+    path = tmp_path / "ck.json"
+    seen = []
+    fit(blobs(), max_epochs=7, checkpoint_path=path, checkpoint_every=3,
+        callback=lambda state: seen.append(read_checkpoint(path).epoch))
+    assert seen == [0, 0, 3, 3, 3, 6, 6]
+    final = read_checkpoint(path)
+    assert final.complete and final.epoch == 7
+
+
+def test_checkpoint_holds_the_full_training_state(tmp_path):
+    path = tmp_path / "ck.json"
+    model = fit(blobs(), checkpoint_path=path)
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "mogsgd-checkpoint" and doc["format_version"] == 1
+    ckpt = read_checkpoint(path)
+    state = ckpt.train_state
+    assert state.epoch == 10 and state.opt_state.count == model._state.opt_state.count
+    assert state.rng_state == model._state.rng_state
+    assert state.best_params.means.tobytes() == model._state.best_params.means.tobytes()
+    assert ckpt.data["n_samples"] == 200 and len(ckpt.data["sha256"]) == 64
+    np.testing.assert_array_equal(ckpt.scale, model._scaler.scale)
+    assert ckpt.settings["n_components"] == 2 and ckpt.settings["callback"] is None
+
+
+def test_resume_refuses_other_data(tmp_path):
+    path = tmp_path / "ck.json"
+    X = blobs()
+    fit(X, max_epochs=2, checkpoint_path=path)
+    Y = X.copy()
+    Y[7, 1] += 1e-9
+    with pytest.raises(ValidationError, match=r"written while fitting other data \(200 x 2 "
+                                              r"float64.*Resume with the same data"):
+        fit(Y, resume=path)
+    with pytest.raises(ValidationError, match="other data"):
+        fit(X[:150], resume=path)
+
+
+def test_resume_refuses_other_settings_and_names_them(tmp_path):
+    path = tmp_path / "ck.json"
+    X = blobs()
+    fit(X, max_epochs=2, checkpoint_path=path)
+    with pytest.raises(ValidationError, match=r"other settings: batch_size=32 \(now 16\), "
+                                              r"random_state=0 \(now 1\).*from_checkpoint"):
+        fit(X, resume=path, batch_size=16, random_state=1)
+    rebuilt = SGDGaussianMixture.from_checkpoint(path)
+    assert rebuilt.get_params()["batch_size"] == 32 and rebuilt.max_epochs == 2
+    rebuilt.set_params(max_epochs=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert_same_fit(fit(X), rebuilt.fit(X, resume=path))
+
+
+def test_resume_refuses_models_corrupt_files_and_em(tmp_path):
+    model_path = fit(blobs(), max_epochs=2).save(tmp_path / "m.json")
+    with pytest.raises(ModelFileError, match="is a mogsgd model file, not a checkpoint file"):
+        fit(blobs(), resume=model_path)
+    ck = tmp_path / "ck.json"
+    fit(blobs(), max_epochs=2, checkpoint_path=ck)
+    ck.write_bytes(ck.read_bytes()[:-100])
+    with pytest.raises(ModelFileError, match="truncated or corrupt mogsgd checkpoint"):
+        fit(blobs(), resume=ck)
+    with pytest.raises(FileNotFoundError, match="checkpoint file .* does not exist"):
+        fit(blobs(), resume=tmp_path / "missing.json")
+    with pytest.raises(ValidationError, match="resume works with solver='sgd' only"):
+        fit(blobs(), resume=ck, solver="em")
+
+
+def test_a_file_that_is_not_a_checkpoint_is_never_overwritten(tmp_path, monkeypatch):
+    path = tmp_path / "data.csv"
+    path.write_text("x,y\n1,2\n")
+    monkeypatch.setattr(estimator_module, "check_data", None)  # must fail before reading X
+    with pytest.raises(ValidationError, match="exists and is not a mogsgd checkpoint; refusing"):
+        fit(blobs(), checkpoint_path=path)
+    assert path.read_text() == "x,y\n1,2\n"
+    with pytest.raises(ValidationError, match="directory .* does not exist"):
+        fit(blobs(), checkpoint_path=tmp_path / "nope" / "ck.json")
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "ck.json"
+    fit(blobs(), max_epochs=4, checkpoint_path=path)
+    before = path.read_bytes()
+    calls = {"n": 0}
+    write = model_io._write_text
+
+    def fail_on_third(fh, text):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            fh.write(text[:100])
+            raise OSError("disk full")
+        write(fh, text)
+
+    monkeypatch.setattr(model_io, "_write_text", fail_on_third)
+    with pytest.raises(OSError, match="disk full"):
+        fit(blobs(seed=1), checkpoint_path=path)
+    assert read_checkpoint(path).epoch == 1  # the last good write, complete and verified
+    assert path.read_bytes() != before
+    assert sorted(os.listdir(tmp_path)) == ["ck.json"]

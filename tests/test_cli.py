@@ -1,0 +1,151 @@
+"""The command line end to end in a temporary folder: every command, --help, --json, errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mogsgd.cli import build_parser, main
+
+COMMANDS = ["generate", "fit", "evaluate", "predict", "sample", "plot", "demo"]
+
+
+def run(*argv):
+    """Run the CLI in-process; returns (exit code, stdout, stderr) via capsys in callers."""
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "data.npz"
+    assert run("generate", "-n", 600, "-d", 2, "-k", 3, "--separation", 3, "--seed", 1,
+               "--out", path, "-q") == 0
+    return path
+
+
+@pytest.fixture
+def model(tmp_path, data):
+    path = tmp_path / "model.json"
+    assert run("fit", data, "-k", 3, "--epochs", 30, "--out", path, "-q") == 0
+    return path
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and f"mogsgd {command}" in out
+
+
+def test_top_level_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(c in out for c in COMMANDS)
+
+
+def test_generate_writes_every_format(tmp_path, capsys):
+    for suffix in ("npz", "npy", "csv", "parquet"):
+        path = tmp_path / f"d.{suffix}"
+        assert run("generate", "-n", 50, "--out", path, "--json") == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["n_samples"] == 50 and path.exists()
+
+
+def test_generate_refuses_to_overwrite(tmp_path, capsys, data):
+    assert run("generate", "--out", data) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err and "Traceback" not in err
+    assert run("generate", "--out", data, "--force", "-q") == 0
+
+
+def test_fit_json_summary_and_model(tmp_path, data, capsys):
+    out = tmp_path / "m.json"
+    assert run("fit", data, "-k", 3, "--epochs", 20, "--out", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] <= 20 and np.isfinite(summary["nll"])
+    assert np.isclose(sum(summary["weights"]), 1.0)
+    assert out.exists()
+
+
+def test_fit_em_and_figures(tmp_path, data, capsys):
+    out, figs = tmp_path / "em.json", tmp_path / "figs"
+    assert run("fit", data, "--method", "em", "--out", out, "--figures", figs, "-q") == 0
+    assert (figs / "density.png").exists() and (figs / "learning_curves.png").exists()
+
+
+def test_fit_shows_a_progress_bar(tmp_path, data, capsys):
+    assert run("fit", data, "--epochs", 5, "--no-early-stopping", "--out",
+               tmp_path / "p.json") == 0
+    err = capsys.readouterr().err
+    assert "epoch" in err and "train_nll" in err
+
+
+def test_evaluate_reports_labels_and_parameter_errors(model, data, capsys):
+    assert run("evaluate", model, data, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] > 0.95 and result["adjusted_rand_index"] > 0.9
+    assert set(result["parameter_errors"]) == {"weights", "means", "sigmas"}
+    assert np.isfinite(result["bic"]) and np.isfinite(result["aic"])
+
+
+def test_predict_and_sample(tmp_path, model, data, capsys):
+    labels = tmp_path / "labels.csv"
+    assert run("predict", model, data, "--out", labels, "-q") == 0
+    values = np.loadtxt(labels, delimiter=",", skiprows=1)
+    assert values.shape == (600,) and set(np.unique(values)) <= {0, 1, 2}
+    assert run("predict", model, data, "--proba") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "p0,p1,p2" and len(lines) == 601
+    samples = tmp_path / "s.npz"
+    assert run("sample", model, "-n", 40, "--out", samples, "-q") == 0
+    assert np.load(samples)["X"].shape == (40, 2)
+
+
+def test_plot_data_and_model(tmp_path, model, data):
+    folder = tmp_path / "plots"
+    assert run("plot", data, "--model", model, "--out", folder, "-q") == 0
+    assert {"data.png", "density.png", "predictions.png"} <= {p.name for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["fit", "missing.npz"], "missing.npz"),
+    (["fit", "{data}", "-k", "0"], "positive integer"),
+    (["fit", "{data}", "--lr", "-1"], "positive number"),
+    (["fit", "{data}", "--optimizer", "rmsprop"], "invalid choice"),
+    (["evaluate", "{data}", "{data}"], "model"),
+    (["fit", "{nan}"], "NaN"),
+])
+def test_errors_are_one_line_without_traceback(tmp_path, data, capsys, argv, needle):
+    nan = tmp_path / "nan.csv"
+    nan.write_text("x0,x1\n1,2\nnan,3\n4,5\n")
+    argv = [a.format(data=data, nan=nan) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse errors exit with 2
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+
+
+def test_model_with_wrong_feature_count_is_refused(tmp_path, model, capsys):
+    other = tmp_path / "d3.npz"
+    assert run("generate", "-n", 30, "-d", 3, "--out", other, "-q") == 0
+    assert run("evaluate", model, other) == 2
+    err = capsys.readouterr().err
+    assert "3" in err and "2" in err and "features" in err
+
+
+def test_console_script_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "mogsgd", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.startswith("mogsgd ")
+
+
+def test_parser_builds():
+    assert build_parser().prog == "mogsgd"
