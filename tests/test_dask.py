@@ -65,17 +65,23 @@ def test_combined_gradient_equals_the_single_machine_gradient(client):
             a = int(rng.integers(0, n_i))
             bounds.append((a, int(rng.integers(a, n_i + 1))))
         rows = np.concatenate([X[s + a:s + b] for s, (a, b) in zip(starts, bounds, strict=False)])
-        combined = mdist.batch_grad_sums(client, blocks, bounds, params, workers)
         single = nll_grad_sums(rows, params)
-        assert combined.weight_sum == len(rows)
-        assert rel_err(combined.nll_sum, single.nll_sum) < 1e-12
-        for field in ("means", "log_sigma", "logits"):
-            assert rel_err(getattr(combined, field), getattr(single, field)) < 1e-12
-        value, grad = finalize(combined)
         ref_value, ref_grad = nll_grad(rows, params)
-        assert rel_err(value, ref_value) < 1e-12
-        for a, b in zip(grad, ref_grad, strict=True):
-            assert rel_err(a, b) < 1e-12
+        for fast in (True, False):   # client.run on the blocks in memory, or tasks
+            combined = mdist.batch_grad_sums(client, blocks, bounds, params, workers,
+                                             fast=fast)
+            assert combined.weight_sum == len(rows)
+            assert rel_err(combined.nll_sum, single.nll_sum) < 1e-12
+            for field in ("means", "log_sigma", "logits"):
+                assert rel_err(getattr(combined, field), getattr(single, field)) < 1e-12
+            value, grad = finalize(combined)
+            assert rel_err(value, ref_value) < 1e-12
+            for a, b in zip(grad, ref_grad, strict=True):
+                assert rel_err(a, b) < 1e-12
+    # blocks not where the driver thinks they are: the fast path falls back to tasks
+    wrong = workers[::-1] if workers[0] != workers[-1] else workers
+    moved = mdist.batch_grad_sums(client, blocks, bounds, params, wrong)
+    assert rel_err(moved.means, single.means) < 1e-12
 
 
 def test_em_statistics_and_loglik_map_reduce_exactly(client):

@@ -33,10 +33,15 @@ Per worker and step: the parameters out, ``K (2D + 1)`` floats (means and log-si
 ``K x D`` each, ``K`` logits), plus two integers per block; the gradient sums back,
 ``K (2D + 1) + 2`` floats.  That is ``8 K (2D + 1)`` bytes each way -- 168 bytes for
 ``K = 3, D = 3``, 6.6 kB for ``K = 20, D = 20`` -- independent of the batch size and of
-``n``, plus Dask's fixed per-task message overhead (a few hundred bytes) and one scheduler
-round trip (about a millisecond on a LocalCluster).  A step is therefore latency-bound
-unless each worker's slice takes longer than the round trip to process: use large batches
-(thousands of rows per worker).  An EM iteration moves ``K (3D + 1) + 2`` floats per worker.
+``n``, plus a few hundred bytes of message framing.  The rows never move.
+
+A step is one round trip driver -> scheduler -> workers -> driver.  It is sent with
+``client.run`` (the workers read their blocks from memory), which skips the task
+bookkeeping and costs about a sixth of a task round trip; if a block is not on the
+worker expected, the step falls back to one task per worker.  Either way a step is
+latency-bound unless each worker's slice takes longer than the round trip: use large
+batches (thousands of rows per worker; see ``benchmarks/SCALE.md``).  An EM iteration
+moves ``K (3D + 1) + 2`` floats per worker back.
 
 Scoring
 -------
@@ -194,11 +199,25 @@ class _Batch(NamedTuple):
         return (len(self),)
 
 
+def _run_grad_sums(plan, params, dask_worker=None):
+    """The fast path's worker side: this worker's share of ``plan`` ({address: (keys,
+    bounds)}), read from its memory directly (``client.run`` bypasses the task graph)."""
+    keys, bounds = plan[dask_worker.address]
+    return nll_grad_sums(_slices([dask_worker.data[k] for k in keys], bounds), params)
+
+
 def batch_grad_sums(client, parts: list, bounds: list[tuple[int, int]], params: MixtureParams,
-                    workers: list[str] | None = None) -> GradSums:
+                    workers: list[str] | None = None, *, fast: bool = True) -> GradSums:
     """Gradient sums of the rows ``parts[i][a_i:b_i]``, computed where the blocks live and
-    added on the driver.  ``parts`` are futures of NumPy blocks; ``workers[i]`` the address
-    holding block ``i`` (``None``: ask the scheduler).  One task per worker."""
+    added on the driver.  ``parts`` are futures of NumPy blocks held in worker memory;
+    ``workers[i]`` the address holding block ``i`` (``None``: ask the scheduler).
+
+    ``fast=True`` sends one ``client.run`` message to the workers concerned, which read
+    their blocks from memory: one round trip with no task bookkeeping (about a sixth of
+    the latency of tasks on a LocalCluster).  If a block is not where expected (moved,
+    spilled elsewhere, lost) it falls back to one task per worker, which Dask schedules
+    wherever the data are.
+    """
     if workers is None:
         who = client.who_has(parts)
         workers = [sorted(who[p.key])[0] if who.get(p.key) else None for p in parts]
@@ -206,6 +225,14 @@ def batch_grad_sums(client, parts: list, bounds: list[tuple[int, int]], params: 
     for i, (a, b) in enumerate(bounds):
         if b > a:
             groups[workers[i]].append(i)
+    if fast and None not in groups:
+        plan = {w: ([parts[i].key for i in idx], [bounds[i] for i in idx])
+                for w, idx in groups.items()}
+        try:
+            return combine_sums(client.run(_run_grad_sums, plan, params,
+                                           workers=list(plan)).values())
+        except (KeyError, ValueError, OSError):
+            pass
     futures = [client.submit(_worker_grad_sums, [parts[i] for i in idx],
                              [bounds[i] for i in idx], params, pure=False,
                              workers=None if w is None else [w], allow_other_workers=True)
@@ -226,6 +253,7 @@ class DaskData:
                  n_features: int) -> None:
         self.client, self.parts, self.sizes, self.workers = client, parts, sizes, workers
         self.shape = (int(sum(sizes)), n_features)
+        self.fast = True
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -235,15 +263,20 @@ class DaskData:
                                   workers=[self.workers[i]], allow_other_workers=True)
 
     def epoch_batches(self, batch_size: int, rng: np.random.Generator):
+        from distributed import wait
+
         seeds = rng.integers(0, 2**63 - 1, size=len(self.parts))
         self.parts = [self._submit(_shuffle_rows, i, int(s)) for i, s in enumerate(seeds)]
+        wait(self.parts)
+        self.workers = _holders(self.client, self.parts)
         steps = -(-self.shape[0] // batch_size)
         for s in range(steps):
             yield _Batch([(n * s // steps, n * (s + 1) // steps) for n in self.sizes]), None
 
     def grad_sums_fn(self, batch: _Batch, params: MixtureParams, sample_weight=None) -> GradSums:
         """The batch's gradient sums, computed on the workers and added here."""
-        return batch_grad_sums(self.client, self.parts, batch.bounds, params, self.workers)
+        return batch_grad_sums(self.client, self.parts, batch.bounds, params, self.workers,
+                               fast=self.fast)
 
     def _per_worker(self, fn, params):
         groups: dict[str, list[int]] = defaultdict(list)
@@ -273,8 +306,13 @@ def persist_blocks(client, X) -> tuple[list, list[int], list[str]]:
     X = _as_dask_2d(X)
     futures = client.compute(list(X.to_delayed().ravel()))
     wait(futures)
+    return futures, [int(c) for c in X.chunks[0]], _holders(client, futures)
+
+
+def _holders(client, futures) -> list[str]:
+    """The address of a worker holding each future's data."""
     who = client.who_has(futures)
-    return futures, [int(c) for c in X.chunks[0]], [sorted(who[f.key])[0] for f in futures]
+    return [sorted(who[f.key])[0] for f in futures]
 
 
 def fit(est, X, client=None, resume=None):

@@ -714,10 +714,12 @@ def shuffled_batches(chunks: Iterable[np.ndarray], batch_size: int, buffer_rows:
             buf[pos] = chunk[:c]
             chunk = chunk[c:]
             yield from batcher.push(out)
-    if buf is not None:
-        rest = buf[:filled]
-        rng.shuffle(rest, axis=0)
-        yield from batcher.push(rest)
+    if buf is not None:  # drain in a random order, a piece at a time (no second buffer)
+        order = np.arange(filled, dtype=np.int32 if filled < 2**31 else np.int64)
+        rng.shuffle(order)
+        piece = max(batch_size, 1 << 16)
+        for start in range(0, filled, piece):
+            yield from batcher.push(buf[order[start:start + piece]])
     yield from batcher.flush()
 
 
