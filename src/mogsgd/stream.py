@@ -6,6 +6,22 @@ module reads them chunk by chunk and adds no math of its own: gradients come fro
 from :mod:`mogsgd.density`, and the loop is :func:`mogsgd.train.train`, fed by a batch
 provider (:class:`StreamData`) instead of an array.
 
+Usage
+-----
+::
+
+    from mogsgd import SGDGaussianMixture, stream
+
+    est = SGDGaussianMixture(5, batch_size=4096, max_epochs=2).fit("big.npy")  # or a Path
+    src = stream.open_source("parquet_dir/", buffer_rows=2_000_000)  # or .zarr, .npy
+    est.fit(src)
+    est.score(src), est.bic(src)                 # one pass each
+    for labels in est.predict(src): ...          # one array per chunk, in file order
+    stream.predict(est, src, out="labels.npy")   # or written to a .npy file
+    est.fit(lambda: read_my_chunks())            # any function returning an iterator
+    for chunk in live_feed:                      # a live stream, one chunk at a time
+        est.partial_fit(chunk)
+
 Sources
 -------
 A :class:`ChunkSource` yields the rows of a data set as validated 2-D float chunks:
@@ -14,7 +30,7 @@ A :class:`ChunkSource` yields the rows of a data set as validated 2-D float chun
 source                         one chunk is                                  chunk order
 =============================  ===========================================  =============
 ``NpySource(path)``            ``chunk_rows`` rows of a memory-mapped        shuffled per
-                               ``.npy``, unmapped again after each chunk     epoch
+                               ``.npy`` (pages released after each chunk)    epoch
 ``ZarrSource(path or array)``  a whole number of the array's row chunks      shuffled
 ``ParquetSource(dir or file)`` one row group (numeric columns; a column      shuffled
                                named ``"label"`` is skipped)
@@ -56,9 +72,11 @@ cover its slowest drift.  The defaults give 64 MiB buffers and 1 MiB chunks (``B
 Memory
 ------
 Peak memory is the buffer plus a few chunks plus fixed samples, independent of ``n``:
-``(buffer_rows + ~4 chunk_rows) * D * 8`` bytes, a held-out validation sample of at most
-:data:`MAX_VALIDATION_ROWS` rows (32 MiB at most) and an initialisation sample of
-:data:`INIT_ROWS` rows.  Scoring splits chunks so no ``(rows, K)`` temporary exceeds 4 MiB.
+``(buffer_rows + ~4 chunk_rows) * D * 8`` bytes (plus 4 bytes per buffered row while the
+buffer drains), a held-out validation sample of at most :data:`MAX_VALIDATION_ROWS` rows
+(32 MiB at most) and an initialisation sample of :data:`INIT_ROWS` rows.  Scoring splits
+chunks so no ``(rows, K)`` temporary exceeds 4 MiB.  Measured: fitting 50 million rows of
+3 features (1.2 GB on disk) peaks at under 300 MB of RSS (``benchmarks/SCALE.md``).
 
 Fitting a stream (:func:`fit`)
 ------------------------------
