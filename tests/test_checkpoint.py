@@ -43,19 +43,33 @@ def assert_same_fit(a, b):
     assert (sa.epoch, sa.best_score, sa.bad_epochs) == (sb.epoch, sb.best_score, sb.bad_epochs)
     assert sa.rng_state == sb.rng_state
     assert sa.opt_state.count == sb.opt_state.count
-    for x, y in zip(sa.opt_state[1:], sb.opt_state[1:], strict=True):  # velocity / mu, nu
-        assert x.ravel().tobytes() == y.ravel().tobytes()
+    assert_same_leaves(sa.opt_state, sb.opt_state)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "momentum", "sgd"])
-def test_stop_at_3_resume_to_10_equals_a_straight_run(optimizer, tmp_path):
+def assert_same_leaves(a, b):
+    """Bitwise equality of nested optimiser states (NamedTuples of params, arrays, floats)."""
+    if isinstance(a, tuple):
+        assert type(a) is type(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same_leaves(x, y)
+    elif hasattr(a, "ravel"):
+        assert a.ravel().tobytes() == b.ravel().tobytes()
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("solver, optimizer", [
+    ("sgd", "adam"), ("sgd", "momentum"), ("sgd", "nesterov"), ("sgd", "sgd"),
+    ("online_em", "adam"),
+])
+def test_stop_at_3_resume_to_10_equals_a_straight_run(solver, optimizer, tmp_path):
     X = blobs()
     path = tmp_path / "ck.json"
-    straight = fit(X, optimizer=optimizer)
-    stopped = fit(X, optimizer=optimizer, checkpoint_path=path,
-                  callback=lambda state: state.epoch < 3)
+    kw = dict(solver=solver, optimizer=optimizer)
+    straight = fit(X, **kw)
+    stopped = fit(X, checkpoint_path=path, callback=lambda state: state.epoch < 3, **kw)
     assert stopped.n_iter_ == 3 and read_checkpoint(path).epoch == 3
-    resumed = fit(X, resume=path, optimizer=optimizer)
+    resumed = fit(X, resume=path, **kw)
     assert_same_fit(straight, resumed)
 
 
@@ -93,10 +107,11 @@ class Interrupt:
 
 
 # 160 training rows / batch 32 = 5 gradient calls per epoch
+# (weighted_log_prob is looked up at each call of the batch gradient)
 @pytest.mark.parametrize("where, patch, at, epoch, restart", [
-    ("mid-epoch of restart 1", "finalize", 5 * 4 + 3, 4, 0),
-    ("first epoch of restart 2", "finalize", 5 * 10 + 2, 0, 1),
-    ("mid-epoch of restart 2", "finalize", 5 * 17 + 1, 7, 1),
+    ("mid-epoch of restart 1", "weighted_log_prob", 5 * 4 + 3, 4, 0),
+    ("first epoch of restart 2", "weighted_log_prob", 5 * 10 + 2, 0, 1),
+    ("mid-epoch of restart 2", "weighted_log_prob", 5 * 17 + 1, 7, 1),
     ("initialising restart 2", "init_params", 2, 0, 1),
 ])
 def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(
@@ -104,7 +119,7 @@ def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(
     X = blobs()
     straight = fit(X, n_init=2)
     path = tmp_path / "ck.json"
-    module = gradients_module if patch == "finalize" else estimator_module
+    module = gradients_module if patch == "weighted_log_prob" else estimator_module
     monkeypatch.setattr(module, patch, Interrupt(getattr(module, patch), at))
     with pytest.raises(TrainingInterrupted) as info:
         fit(X, n_init=2, checkpoint_path=path)
@@ -118,6 +133,25 @@ def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(
     assert_same_fit(straight, fit(X, n_init=2, resume=path))
 
 
+def test_repeated_interrupts_and_resumes_into_the_same_file_end_exactly(tmp_path,
+                                                                       monkeypatch):
+    """Ctrl-C at epoch 3, resume and Ctrl-C again at once (before a step), resume and
+    Ctrl-C mid restart 2, resume to the end: the same fit as one uninterrupted run."""
+    X = blobs()
+    straight = fit(X, n_init=2)
+    path = tmp_path / "ck.json"
+    for at in (5 * 3 + 2, 1, 5 * 7 + 5 * 2 + 1):
+        monkeypatch.setattr(gradients_module, "weighted_log_prob",
+                            Interrupt(gradients_module.weighted_log_prob, at))
+        with pytest.raises(TrainingInterrupted):
+            fit(X, n_init=2, checkpoint_path=path, resume=path if path.exists() else None)
+        monkeypatch.undo()
+    ckpt = read_checkpoint(path)
+    assert (ckpt.restart, ckpt.epoch) == (1, 2)  # epochs 4..10 of restart 1, 2 of restart 2
+    assert_same_fit(straight, fit(X, n_init=2, checkpoint_path=path, resume=path))
+    assert read_checkpoint(path).complete
+
+
 def test_interrupt_while_an_epoch_is_being_recorded_saves_the_previous_epoch(
         tmp_path, monkeypatch):
     """record_params runs after the history of the epoch is appended and before the epoch
@@ -125,14 +159,15 @@ def test_interrupt_while_an_epoch_is_being_recorded_saves_the_previous_epoch(
     X = blobs()
     straight = fit(X, record_params=True)
     path = tmp_path / "ck.json"
-    interrupt = Interrupt(estimator_module.Standardizer.to_data, 5)
+    interrupt = Interrupt(estimator_module.Standardizer.to_data, 6)  # call 1: the start
     monkeypatch.setattr(estimator_module.Standardizer, "to_data",
                         lambda self, params: interrupt(self, params))
     with pytest.raises(TrainingInterrupted, match="after epoch 4"):
         fit(X, record_params=True, checkpoint_path=path, checkpoint_every=3)
     monkeypatch.undo()
     history = read_checkpoint(path).train_state.history
-    assert {len(v) for v in history.values()} == {4}
+    assert {k: len(v) for k, v in history.items()} == {
+        "epoch": 4, "train_nll": 4, "val_nll": 4, "lr": 4, "time": 4, "params": 5}
     resumed = fit(X, record_params=True, resume=path)
     assert_same_fit(straight, resumed)
     assert [p.means.tobytes() for p in straight.history_["params"]] == \
@@ -154,7 +189,8 @@ def test_interrupt_in_the_callback_keeps_that_epoch(tmp_path):
 
 
 def test_keyboard_interrupt_without_checkpoint_is_re_raised_as_is(monkeypatch):
-    monkeypatch.setattr(gradients_module, "finalize", Interrupt(gradients_module.finalize, 3))
+    monkeypatch.setattr(gradients_module, "weighted_log_prob",
+                        Interrupt(gradients_module.weighted_log_prob, 3))
     with pytest.raises(KeyboardInterrupt) as info:
         fit(blobs())
     assert type(info.value) is KeyboardInterrupt
@@ -179,10 +215,35 @@ def test_checkpoint_holds_the_full_training_state(tmp_path):
     state = ckpt.train_state
     assert state.epoch == 10 and state.opt_state.count == model._state.opt_state.count
     assert state.rng_state == model._state.rng_state
+    assert state.history == model._state.history
     assert state.best_params.means.tobytes() == model._state.best_params.means.tobytes()
     assert ckpt.data["n_samples"] == 200 and len(ckpt.data["sha256"]) == 64
     np.testing.assert_array_equal(ckpt.scale, model._scaler.scale)
     assert ckpt.settings["n_components"] == 2 and ckpt.settings["callback"] is None
+
+
+@pytest.mark.parametrize("every, stop_first_at", [(1, None), (3, None), (2, 2)])
+def test_incrementally_encoded_history_reads_back_exactly(every, stop_first_at, tmp_path):
+    """The writer re-uses the encoding of epochs it wrote before; what it writes must be
+    what a fresh encoding gives, whatever checkpoint_every, and across restarts (with
+    (2, 2) restart 1 stops at epoch 2 and restart 2 writes at epoch 2 again)."""
+    path = tmp_path / "ck.json"
+    last = {}  # the history of the last epoch of the last restart
+    calls = []
+
+    def keep(state):
+        calls.append(state.epoch)
+        last.update({k: list(v) for k, v in state.history.items()})
+        return len(calls) != stop_first_at
+
+    fit(blobs(), n_init=2, record_params=True, checkpoint_path=path,
+        checkpoint_every=every, max_epochs=7, callback=keep)
+    history = read_checkpoint(path).train_state.history
+    assert history.keys() == last.keys()
+    for key in ("epoch", "train_nll", "val_nll", "lr", "time"):
+        assert history[key] == last[key], key
+    assert [p.means.tobytes() for p in history["params"]] == \
+        [p.means.tobytes() for p in last["params"]]
 
 
 def test_resume_refuses_other_data(tmp_path):
@@ -224,7 +285,7 @@ def test_resume_refuses_models_corrupt_files_and_em(tmp_path):
         fit(blobs(), resume=ck)
     with pytest.raises(FileNotFoundError, match="checkpoint file .* does not exist"):
         fit(blobs(), resume=tmp_path / "missing.json")
-    with pytest.raises(ValidationError, match="resume works with solver='sgd' only"):
+    with pytest.raises(ValidationError, match="resume works with solver='sgd' or 'online_em'"):
         fit(blobs(), resume=ck, solver="em")
 
 

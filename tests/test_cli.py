@@ -149,3 +149,50 @@ def test_console_script_entry_point_runs():
 
 def test_parser_builds():
     assert build_parser().prog == "mogsgd"
+
+
+def test_select_prints_the_table_and_plots(tmp_path, capsys):
+    data = tmp_path / "sel.npz"
+    assert run("generate", "-n", 900, "--separation", 3, "--seed", 3, "--out", data, "-q") == 0
+    assert run("select", data, "--k", "1..4", "--n-init", 1, "--plot", tmp_path / "sel",
+               "--json", "-q") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["k"] for r in out["rows"]] == [1, 2, 3, 4] and out["best"]["bic"] == 3
+    assert (tmp_path / "sel.png").exists()
+
+
+def test_fit_online_em(tmp_path, data, capsys):
+    assert run("fit", data, "--method", "online_em", "--out", tmp_path / "o.json",
+               "--json") == 0
+    assert json.loads(capsys.readouterr().out)["method"] == "online_em"
+    assert not (tmp_path / "o.json.checkpoint").exists()  # removed after success
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_exactly(tmp_path, data, capsys,
+                                                                monkeypatch):
+    from mogsgd import cli
+    from mogsgd.model_io import load_model
+
+    common = ["fit", data, "--epochs", 8, "--no-early-stopping", "--seed", 3]
+    assert run(*common, "--out", tmp_path / "straight.json", "-q") == 0
+
+    original = cli._Progress.__call__
+
+    def interrupt_at_epoch_3(self, state):
+        original(self, state)
+        if state.epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._Progress, "__call__", interrupt_at_epoch_3)
+    out = tmp_path / "m.json"
+    assert run(*common, "--out", out) == 130
+    err = capsys.readouterr().err
+    ckpt = tmp_path / "m.json.checkpoint"
+    assert "interrupted after epoch 3" in err and f"--resume {ckpt}" in err
+    assert ckpt.exists() and not out.exists() and "Traceback" not in err
+    monkeypatch.undo()
+    assert run("fit", data, "--resume", ckpt, "--out", out, "-q") == 0
+    assert not ckpt.exists()
+    a, b = load_model(tmp_path / "straight.json"), load_model(out)
+    assert np.array_equal(a.params_.ravel(), b.params_.ravel())
+    assert a.n_iter_ == b.n_iter_ == 8

@@ -78,6 +78,7 @@ CASES = {
     "sgd float32": dict(dtype=np.float32),
     "sgd no validation, n_init 2": dict(early_stopping=False, n_init=2),
     "em": dict(solver="em"),
+    "online em": dict(solver="online_em"),
     "user init": dict(weights_init=[0.5, 0.5], means_init=[[0.0, 0.0], [4.0, 4.0]],
                       variances_init=[[1.0, 1.0], [1.0, 1.0]]),
 }
@@ -295,6 +296,17 @@ def test_float_arrays_round_trip_bit_exactly(a):
     b = decode(json.loads(json.dumps(encode(a))))
     assert b.dtype == a.dtype and b.shape == a.shape
     assert b.tobytes() == a.tobytes()
+
+
+def test_nan_sign_and_payload_survive():
+    a = np.array([np.nan, -np.nan, 1.0])
+    a.view(np.uint64)[2] = 0x7FF0_0000_0000_0ABC  # a NaN with a payload
+    b = decode(json.loads(json.dumps(encode(a))))
+    assert b.tobytes() == a.tobytes()
+    c = np.array([-np.nan], np.float32)
+    assert decode(encode(c)).tobytes() == c.tobytes()
+    x = decode(encode(float(-np.nan)))
+    assert np.isnan(x) and np.copysign(1.0, x) == -1.0
 
 
 @settings(max_examples=40, deadline=None)

@@ -12,7 +12,7 @@ from mogsgd import SGDGaussianMixture
 from mogsgd.errors import ConvergenceWarning, ValidationError
 from mogsgd.estimator import Standardizer
 
-SOLVERS = ["sgd", "em"]
+SOLVERS = ["sgd", "em", "online_em"]
 
 
 def fit_quietly(X, **kwargs):
@@ -232,22 +232,46 @@ def test_one_outlier_does_not_spoil_the_other_points(solver):
     assert labels[0] not in set(labels[1:])
 
 
-def test_standardiser_is_robust_and_safe_at_any_scale():
+@pytest.mark.parametrize("scale, dtype", [(1e200, None), (1e-200, None), (1e25, np.float32),
+                                          (1e-25, np.float32)])
+def test_variances_beyond_the_float_range_warn_but_the_model_works(scale, dtype):
+    X = blobs() * scale
+    with pytest.warns(UserWarning, match=r"covariances_\[\d, \d\] = exp\(2 \* .*beyond the "
+                                         r"range of float.*params_.log_sigma"):
+        model = fit_quietly(X, n_components=2, dtype=dtype)
+    assert np.all(np.isfinite(model.score_samples(X)))
+    assert np.all(np.isfinite(model.params_.log_sigma))
+    ref = fit_quietly(blobs(), n_components=2, dtype=dtype)
+    np.testing.assert_allclose(model.score_samples(X), ref.score_samples(blobs())
+                               - 2 * np.log(np.float64(scale)), rtol=1e-4)
+
+
+def test_standardiser_is_mean_and_std_unless_outliers_dominate():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(1001, 3))
+    X = rng.normal(size=(1001, 3)) * [1.0, 1e-3, 1e3]
     s = Standardizer.fit(X)
-    np.testing.assert_allclose(s.scale, 1.0, atol=0.1)
-    X[0] = 1e8
-    assert np.all(Standardizer.fit(X).scale < 1.2)  # one outlier does not inflate it
-    for factor in (1e300, 1e-300, 2.0**-1070):
+    np.testing.assert_array_equal(s.center, X.mean(axis=0))
+    np.testing.assert_array_equal(s.scale, X.std(axis=0))
+    X[0, 0] = 1e8
+    t = Standardizer.fit(X)
+    assert 0.8 < t.scale[0] < 1.2 and abs(t.center[0]) < 0.2  # median and IQR / 1.349
+    np.testing.assert_array_equal(t.scale[1:], X[:, 1:].std(axis=0))
+
+
+def test_standardiser_is_safe_at_any_scale():
+    X = np.random.default_rng(1).normal(size=(500, 2))
+    for factor in (1e300, 1e-300, 2.0**-1070, 2.0**1000):
         t = Standardizer.fit(X * factor)
         assert np.all(np.isfinite(t.scale)) and np.all(t.scale > 0)
         assert np.all(np.isfinite(t.transform(X * factor)))
         assert np.isfinite(t.log_det)
+    for factor in (1e300, 1e-300, 2.0**100):  # (power-of-two steps are exact)
+        np.testing.assert_allclose(Standardizer.fit(X * factor).scale / factor, X.std(axis=0),
+                                   rtol=1e-12)
     const = Standardizer.fit(np.full((10, 2), 7.0))
     np.testing.assert_array_equal(const.scale, 1.0)
     np.testing.assert_array_equal(const.center, 7.0)
-    mostly_equal = np.r_[np.zeros(90), np.arange(1.0, 11.0)][:, None]
+    mostly_equal = np.r_[np.zeros(90), np.arange(1.0, 11.0)][:, None]  # IQR = 0
     assert Standardizer.fit(mostly_equal).scale[0] == pytest.approx(mostly_equal.std())
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mogsgd.datasets import make_mixture
 from mogsgd.density import log_prob, log_resp, logsumexp, nll, responsibilities
 from mogsgd.gradients import nll_grad
+from mogsgd.io import load_dataset, save_dataset
 from mogsgd.params import MixtureParams
 
 try:
@@ -20,6 +22,9 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "MixtureParams",
+    "make_mixture",
+    "load_dataset",
+    "save_dataset",
     "log_prob",
     "log_resp",
     "logsumexp",

@@ -27,6 +27,7 @@ line can say how to resume.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -38,8 +39,10 @@ import numpy as np
 from mogsgd.errors import ModelFileError, ValidationError
 from mogsgd.model_io import (
     CHECKPOINT_FORMAT,
+    Encoded,
     decode,
     encode,
+    encode_floats,
     encode_settings,
     read_document,
     write_document,
@@ -197,7 +200,7 @@ class CheckpointWriter:
     """Follows a fit and writes its state to ``path``; used by ``SGDGaussianMixture.fit``.
 
     The estimator reports progress with :meth:`begin_restart`, :meth:`started`
-    and :meth:`epoch` (the per-epoch callback); :meth:`save` writes the latest
+    and :meth:`epoch_done` (the per-epoch callback); :meth:`save` writes the latest
     complete position, which is also what a ``KeyboardInterrupt`` saves.
     Every in-memory update replaces one reference at its end, so an interrupt
     at any instant leaves a consistent position behind.
@@ -221,6 +224,9 @@ class CheckpointWriter:
         self._position: dict[str, Any] | None = None
         self._best: dict | None = None
         self._written: tuple | None = None  # (position, complete) last written
+        # encoded float histories of the current restart; they only grow, so each
+        # write encodes the new epochs only
+        self._history_cache: dict[str, list] = {}
 
     @property
     def started_any(self) -> bool:
@@ -236,22 +242,25 @@ class CheckpointWriter:
     def restart(self) -> int:
         return 0 if self._position is None else self._position["restart"]
 
-    def begin_restart(self, restart: int, rng: np.random.Generator, best: dict | None) -> None:
-        """Restart ``restart`` is about to initialise from ``rng``; ``best`` is the best
-        finished run so far (a dict with ``params, state, history, score, converged, n_iter``)."""
+    def begin_restart(self, restart: int, rng: np.random.Generator, best: dict | None, *,
+                      start_params: MixtureParams | None = None,
+                      train_state: TrainState | None = None) -> None:
+        """Restart ``restart`` begins (and the position is written): about to initialise
+        from ``rng``, or, when resuming, from ``start_params`` or ``train_state``.
+        ``best`` is the best finished run so far (a dict with ``params, state, history,
+        score, converged, n_iter``)."""
         self._best = best
+        self._history_cache = {}
         self._set({"restart": restart, "rng_state": copy.deepcopy(rng.bit_generator.state),
-                   "start_params": None, "train_state": None})
+                   "start_params": start_params,
+                   "train_state": None if train_state is None else _snapshot(train_state)})
         self.save()
 
     def started(self, params: MixtureParams, rng: np.random.Generator) -> None:
-        """The current restart starts training from ``params`` with ``rng`` as it is now."""
+        """The current restart was initialised: it trains from ``params`` with ``rng`` as
+        it is now."""
         self._set({**self._position, "start_params": params,
                    "rng_state": copy.deepcopy(rng.bit_generator.state)})
-
-    def resumed(self, state: TrainState) -> None:
-        """The current restart continues from ``state`` (resume or warm start)."""
-        self._set({**self._position, "train_state": _snapshot(state)})
 
     def epoch_done(self, state: TrainState) -> None:
         """Per-epoch callback: remember the state; write every ``every`` epochs."""
@@ -267,12 +276,39 @@ class CheckpointWriter:
                 and self._written[1] == complete:
             return self.path
         body = dict(self._static)
-        body["position"] = encode(self._position, "position")
+        position = self._position
+        if position["train_state"] is not None:
+            state = position["train_state"]
+            position = {**position, "train_state": dataclasses.replace(
+                state, history=self._encoded_history(state.history))}
+        body["position"] = encode(position, "position")
         body["best"] = encode(self._best, "best")
         body["complete"] = complete
         write_document(self.path, CHECKPOINT_FORMAT, body, force=True)
         self._written = (self._position, complete)
         return self.path
+
+    def _encoded_history(self, history: dict) -> dict:
+        """``encode(history)``, re-using the encodings of the epochs already written."""
+        out = {}
+        for key, values in history.items():
+            kind, items = self._history_cache.get(key, (None, []))
+            if len(items) > len(values):
+                kind, items = None, []
+            new = values[len(items):]
+            floats = all(type(v) is float or v is None for v in new)
+            if kind is None:
+                kind = ("floats" if floats else "items") if values else None
+            elif kind == "floats" and not floats:  # as encode() would: item by item
+                kind, items, new = "items", [], values
+            if kind == "floats":
+                items.extend(encode_floats(new))
+                out[key] = Encoded({"__floats__": list(items)})
+            else:
+                items.extend(encode(v, f"history.{key}") for v in new)
+                out[key] = Encoded(list(items))
+            self._history_cache[key] = (kind, items)
+        return out
 
     def _set(self, position: dict) -> None:
         # one assignment, so an interrupt sees the old position or the new one

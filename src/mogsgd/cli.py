@@ -118,15 +118,22 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _estimator_from_args(args, n_features: int):
+def _estimator_from_args(args, checkpoint: Path | None):
     from mogsgd.estimator import SGDGaussianMixture
 
+    if args.resume:
+        est = SGDGaussianMixture.from_checkpoint(args.resume)
+        changes = {"checkpoint_path": args.resume}
+        if args.epochs is not None:
+            changes["max_epochs"] = args.epochs
+        return est.set_params(**changes)
     return SGDGaussianMixture(
         n_components=args.n_components, optimizer=args.optimizer,
         learning_rate=args.lr, schedule=args.schedule, batch_size=args.batch_size,
         max_epochs=args.epochs, early_stopping=not args.no_early_stopping,
         patience=args.patience, n_init=args.n_init, init=args.init, solver=args.method,
         random_state=args.seed, record_params=args.figures is not None,
+        checkpoint_path=checkpoint, checkpoint_every=args.checkpoint_every,
     )
 
 
@@ -158,26 +165,46 @@ class _Progress:
 
 
 def cmd_fit(args) -> int:
+    from mogsgd.checkpoint import TrainingInterrupted
     from mogsgd.model_io import save_model
 
     data = _load_data(args.data, args.label_column)
     out = Path(args.out) if args.out else Path(args.data).with_suffix(".model.json")
     if out.exists() and not args.force:
         raise CLIError(f"{out} exists; pass --force to overwrite it or choose --out")
-    est = _estimator_from_args(args, data.X.shape[1])
-    show = not (args.quiet or args.json) and args.method != "em"
-    progress = _Progress(show, args.epochs, f"fit ({args.method}/{args.optimizer})")
+    # SGD and online EM always keep a checkpoint so that Ctrl-C can be resumed; an
+    # automatic one is removed after a successful fit
+    checkpoint = None
+    if args.method != "em":
+        checkpoint = Path(args.checkpoint) if args.checkpoint else \
+            out.with_name(out.name + ".checkpoint")
+        if not args.checkpoint and not args.resume and checkpoint.exists():
+            raise CLIError(f"{checkpoint} exists from an earlier interrupted fit; continue it "
+                           f"with --resume {checkpoint} or delete it")
+    est = _estimator_from_args(args, checkpoint)
+    method = est.solver
+    show = not (args.quiet or args.json) and method != "em"
+    progress = _Progress(show, est.max_epochs, f"fit ({method}"
+                         + (f"/{est.optimizer})" if method == "sgd" else ")"))
     est.set_params(callback=progress if show else None)
     t0 = time.perf_counter()
     try:
-        est.fit(data.X)
+        est.fit(data.X, resume=args.resume)
+    except TrainingInterrupted as exc:
+        progress.close()
+        print(f"{PROG} fit: interrupted after epoch {exc.epoch}; the training state is saved "
+              f"in {exc.checkpoint_path}\n  continue with: mogsgd fit {args.data} --resume "
+              f"{exc.checkpoint_path} --out {out}", file=sys.stderr)
+        return 130
     finally:
         progress.close()
     seconds = time.perf_counter() - t0
     est.set_params(callback=None)
     save_model(est, out, force=args.force)
+    if checkpoint is not None and not args.checkpoint and checkpoint.exists():
+        checkpoint.unlink()
     summary = {
-        "model": str(out), "method": args.method, "optimizer": args.optimizer,
+        "model": str(out), "method": method, "optimizer": est.optimizer,
         "n_samples": len(data.X), "n_components": est.n_components,
         "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
         "nll": -est.score(data.X), "bic": est.bic(data.X), "aic": est.aic(data.X),
@@ -189,7 +216,7 @@ def cmd_fit(args) -> int:
         _emit_json(summary)
     else:
         _info(args, f"fitted {est.n_components} components in {seconds:.2f} s "
-                    f"({est.n_iter_} {'iterations' if args.method == 'em' else 'epochs'}); "
+                    f"({est.n_iter_} {'iterations' if method == 'em' else 'epochs'}); "
                     f"NLL {summary['nll']:.4f} per point, BIC {summary['bic']:.1f}")
         _info(args, f"model written to {out}")
     return 0
@@ -329,6 +356,35 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_select(args) -> int:
+    from mogsgd.selection import select_n_components
+
+    data = _load_data(args.data, args.label_column)
+    result = select_n_components(
+        data.X, args.k, n_init=args.n_init, random_state=args.seed, solver=args.method,
+        heldout_fraction=args.heldout_fraction,
+        progress=None if (args.quiet or args.json) else
+        (lambda k: _info(args, f"[select] fitting K={k}")))
+    best = {c: result.best(c) for c in ("bic", "aic", "heldout_ll")}
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from mogsgd import plotting
+
+        written = plotting.save_figure(plotting.plot_selection(result).figure, args.plot,
+                                       force=args.force)
+        plt.close("all")
+        _info(args, "wrote " + ", ".join(str(p) for p in written))
+    if args.json:
+        _emit_json({"rows": result.rows, "best": best})
+    else:
+        print(result.to_markdown())
+    return 0
+
+
 def cmd_demo(args) -> int:
     from mogsgd.report import run_demo
 
@@ -354,6 +410,7 @@ EXAMPLES = {
     "sample": "mogsgd sample model.json -n 500 --out samples.npz",
     "plot": "mogsgd plot data.npz --model model.json --out figures/",
     "demo": "mogsgd demo --out mogsgd-demo",
+    "select": "mogsgd select data.npz --k 1..10 --plot selection",
 }
 
 
@@ -405,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "fit", "fit a mixture to a data file and write the model (JSON)", cmd_fit)
     p.add_argument("data", help="data file (.npz, .npy, .csv, .parquet)")
     p.add_argument("--n-components", "-k", type=_positive_int, default=3)
-    p.add_argument("--method", choices=["sgd", "em"], default="sgd")
+    p.add_argument("--method", choices=["sgd", "em", "online_em"], default="sgd",
+                   help="mini-batch SGD on the NLL, batch EM, or online EM")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"],
                    default="adam")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
@@ -424,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", help="also write figures of the fit into this folder")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.add_argument("--json", action="store_true", help="print a JSON summary, no progress bar")
+    p.add_argument("--checkpoint", help="keep the training state in this file (default: MODEL"
+                   ".checkpoint, removed after a successful fit); Ctrl-C saves it")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",
+                   help="epochs between checkpoint writes (default 10)")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue an interrupted fit from its checkpoint (same data)")
     _add_data_options(p)
 
     p = _sub(sub, "evaluate", "NLL, BIC, AIC and, with labels, accuracy and ARI", cmd_evaluate)
@@ -455,6 +519,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     _add_data_options(p)
 
+    p = _sub(sub, "select", "choose the number of components: BIC, AIC and held-out "
+             "log-likelihood for each K", cmd_select)
+    p.add_argument("data")
+    p.add_argument("--k", type=_k_range, default=list(range(1, 11)),
+                   help="component counts: a range 1..10 or a list 2,3,5 (default 1..10)")
+    p.add_argument("--method", choices=["sgd", "em", "online_em"], default="sgd")
+    p.add_argument("--n-init", type=_positive_int, default=3, help="restarts per K")
+    p.add_argument("--heldout-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", help="write the criteria curves to this path stem (.png, .svg)")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--json", action="store_true")
+    _add_data_options(p)
+
     p = _sub(sub, "demo", "the main job: generate, fit every way, write figures and a report",
              cmd_demo)
     p.add_argument("--out", "-o", default="mogsgd-demo", help="output folder")
@@ -478,8 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 1
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (CLIError, ValueError, TypeError, OSError) as exc:
         if args.debug:
             raise

@@ -374,8 +374,7 @@ def fit(est, X, client=None, resume=None):
     if Z_val is not None:
         total += float(log_prob(Z_val, best["params"]).sum())
         count += len(Z_val)
-    best["lower_bound"] = total / count - scaler.log_det
-    est._set_fitted(best, None)
+    est._set_fitted(best, None, lower_bound=total / count - scaler.log_det)
     return est
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["ValidationError", "ModelFileError", "DataFileError", "ConvergenceWarning",
-           "FallbackWarning"]
+           "FallbackWarning", "DroppedDataWarning"]
 
 
 class ValidationError(ValueError):
@@ -24,3 +24,7 @@ class ConvergenceWarning(UserWarning):
 
 class FallbackWarning(RuntimeWarning):
     """The compiled fast path is unavailable and the NumPy reference is used instead."""
+
+
+class DroppedDataWarning(UserWarning):
+    """Labels or parameters were not written because the chosen format cannot hold them."""

@@ -11,9 +11,10 @@ Robustness decisions (tested in ``tests/test_robustness.py``):
 
 * every hyper-parameter and the data are checked before any work, with
   messages that name the value and the fix (:mod:`mogsgd.validation`);
-* the standardiser is robust (median and inter-quartile range, so one huge
-  outlier does not squash the other points onto the variance floor) and safe
-  at any scale (it works on the data divided by a power of two);
+* the standardiser is safe at any scale (it works on the data divided by a
+  power of two) and falls back to the median and inter-quartile range for a
+  feature dominated by a few far outliers, so one point at 1e8 does not squash
+  the others onto the variance floor;
 * ``dtype=None`` computes in float64 whatever the input; ``dtype=np.float32``
   computes in float32 and returns float32 parameters and scores;
 * a component that gets no points of its own (more components than distinct
@@ -38,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mogsgd import stream
 from mogsgd._random import check_random_state
+from mogsgd.backends import uses_torch
 from mogsgd.density import log_prob, log_resp, nll
 from mogsgd.em import fit_em
 from mogsgd.errors import ConvergenceWarning, ValidationError
@@ -59,20 +61,29 @@ from mogsgd.validation import (
 __all__ = ["SGDGaussianMixture", "Standardizer"]
 
 SOLVERS = ("sgd", "em", "online_em")
+#: Solvers run by the mini-batch loop of :func:`mogsgd.train.train` (checkpointable).
+STOCHASTIC_SOLVERS = ("sgd", "online_em")
 
 
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
 IQR_NORMAL = 1.3489795003921634
 
+#: A feature whose standard deviation exceeds this many robust spreads (IQR / IQR_NORMAL)
+#: is dominated by a few far outliers and is standardised robustly instead.
+OUTLIER_RATIO = 10.0
+
 
 class Standardizer:
     """Per-feature affine map ``x' = (x - c) / s`` and its action on parameters (eq. 33).
 
-    ``c`` is the median and ``s`` the inter-quartile range divided by
-    :data:`IQR_NORMAL` (the standard deviation for normal data), so a single
-    outlier cannot inflate the scale; where the IQR is 0 (more than half the
-    values equal) ``s`` is the standard deviation, and for a constant feature 1.
-    The centre and scale are float64 whatever the data.
+    ``c`` and ``s`` are the feature's mean and standard deviation, computed on
+    the data divided by a power of two near its largest magnitude (exact, and
+    safe from overflow at 1e+300 and underflow at 1e-300).  A constant feature
+    gets ``s = 1``.  Where a few far outliers dominate the standard deviation
+    (it exceeds :data:`OUTLIER_RATIO` times the robust spread IQR / 1.349, as
+    with one point at 1e8 among unit-scale points) ``c`` and ``s`` are the median
+    and the robust spread instead, so the other points are not squashed together
+    below the variance floor.  Centre and scale are float64 whatever the data.
     """
 
     def __init__(self, center: np.ndarray, scale: np.ndarray) -> None:
@@ -85,20 +96,21 @@ class Standardizer:
         if not enabled or X.shape[0] == 0:
             return cls(np.zeros(d), np.ones(d))
         X = np.asarray(X, dtype=np.float64)
-        # Work on X / 2^e with 2^e near max |x|: exact, and no square or interpolation
-        # can overflow (|x| ~ 1e300) or underflow (|x| ~ 1e-300).
         with np.errstate(all="ignore"):
             amax = np.nanmax(np.abs(X), axis=0)
         usable = np.isfinite(amax) & (amax > 0)
         power = np.ldexp(1.0, np.frexp(np.where(usable, amax, 1.0))[1] - 1)
-        Y = X / power
-        percentile, std = ((np.nanpercentile, np.nanstd) if np.isnan(Y).any()
-                           else (np.percentile, np.std))
+        Y = X / power  # exact: power is a power of two
+        missing = np.isnan(Y).any()
+        mean, std, percentile = ((np.nanmean, np.nanstd, np.nanpercentile) if missing
+                                 else (np.mean, np.std, np.percentile))
+        center, spread = mean(Y, axis=0), std(Y, axis=0)
         q1, median, q3 = percentile(Y, [25.0, 50.0, 75.0], axis=0)
-        spread = (q3 - q1) / IQR_NORMAL
-        spread = np.where(spread > 0, spread, std(Y, axis=0))
-        center = np.where(np.isfinite(median), median * power, 0.0)
-        scale = spread * power
+        robust = (q3 - q1) / IQR_NORMAL
+        outliers = (robust > 0) & (spread > OUTLIER_RATIO * robust)
+        center = np.where(outliers, median, center) * power
+        scale = np.where(outliers, robust, spread) * power
+        center = np.where(np.isfinite(center), center, 0.0)
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         return cls(center, scale)
 
@@ -178,14 +190,22 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         float64; ``np.float32`` converts the data to float32, trains in float32 and
         returns float32 parameters and scores (half the memory, ~7 significant digits).
     checkpoint_path : str, Path or None, default=None
-        With ``solver="sgd"``, write the full training state to this file every
-        ``checkpoint_every`` epochs, at each restart and at the end; a
+        With ``solver="sgd"`` or ``"online_em"``, write the full training state to
+        this file every ``checkpoint_every`` epochs, at each restart and at the end; a
         ``KeyboardInterrupt`` saves it too and is re-raised as
         :class:`mogsgd.checkpoint.TrainingInterrupted`.  Continue with
         ``fit(X, resume=checkpoint_path)``.  An existing file that is not a mogsgd
         checkpoint is never overwritten.
     checkpoint_every : int, default=1
-        Epochs between checkpoints.
+        Epochs between checkpoints.  Each write costs a few milliseconds (it is
+        flushed to disk); raise it when epochs are much shorter than that.  A
+        ``KeyboardInterrupt`` always saves the last complete epoch.
+    device : None, "cpu-numpy", "cpu", "cuda", "cuda:N" or torch.device, default=None
+        Where to compute (:mod:`mogsgd.backends`).  ``None`` follows the input: NumPy
+        for arrays, the torch backend on the tensor's device for a ``torch.Tensor``
+        (or a CUDA array that speaks DLPack, e.g. CuPy); ``"cpu-numpy"`` always NumPy;
+        a torch device moves the data there (needs ``mogsgd[torch]``; ``solver="sgd"``).
+        Fitted attributes are NumPy either way; inference returns the input's kind.
 
     Attributes
     ----------
@@ -229,6 +249,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         dtype=None,
         checkpoint_path=None,
         checkpoint_every: int = 1,
+        device=None,
     ) -> None:
         self.n_components = n_components
         self.optimizer = optimizer
@@ -258,6 +279,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.dtype = dtype
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
+        self.device = device
 
     # ------------------------------------------------------------ validation
     def _train_config(self) -> TrainConfig:
@@ -291,10 +313,11 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         path = check_path("checkpoint_path", self.checkpoint_path)
         check_positive_int("checkpoint_every", self.checkpoint_every)
         if path is not None:
-            if self.solver != "sgd":
+            if self.solver not in STOCHASTIC_SOLVERS:
                 raise ValidationError(
-                    f"checkpoint_path works with solver='sgd' only, got solver={self.solver!r}; "
-                    "remove checkpoint_path (EM runs are short) or use solver='sgd'")
+                    f"checkpoint_path works with solver='sgd' or 'online_em', got "
+                    f"solver={self.solver!r}; remove checkpoint_path (batch EM runs are short) "
+                    "or use a stochastic solver")
             _check_checkpoint_target(path)
         return self._train_config()
 
@@ -358,14 +381,16 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         """
         if stream.is_stream_source(X):
             return stream.fit(self, X, resume=resume)
+        if uses_torch(self.device, X):
+            return _torch_estimator().fit(self, X, resume=resume)
         config = self._check_hyperparameters()
         X = self._check_fit_data(X)
         ckpt = None
         if resume is not None:
             from mogsgd.checkpoint import read_checkpoint
 
-            if self.solver != "sgd":
-                raise ValidationError(f"resume works with solver='sgd' only, got "
+            if self.solver not in STOCHASTIC_SOLVERS:
+                raise ValidationError(f"resume works with solver='sgd' or 'online_em', got "
                                       f"solver={self.solver!r}")
             ckpt = read_checkpoint(check_path("resume", resume, allow_none=False))
             ckpt.check_compatible(self.get_params(deep=False), X)
@@ -432,20 +457,17 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
             elif pending is not None:
                 rng.bit_generator.state = copy.deepcopy(pending.rng_state)
                 state, start = pending.train_state, pending.start_params
-            if writer is not None:
-                writer.begin_restart(restart, rng, best)
+            if writer is not None:  # where this restart starts: before or after its init
+                writer.begin_restart(restart, rng, best, start_params=start, train_state=state)
             if state is None and start is None:
                 start = user if user is not None else init_params(
                     Z_train, self.n_components, self.init, rng, self.min_variance)
+                if writer is not None:
+                    writer.started(start, rng)
             pending = None
             if self.solver == "em":
                 run = self._run_em(Z_train, Z_val, start)
             else:
-                if writer is not None:
-                    if state is None:
-                        writer.started(start, rng)
-                    else:
-                        writer.resumed(state)
                 run = self._run_sgd(Z_train, Z_val, config, rng, params=start, state=state,
                                     writer=writer)
             if best is None or run["score"] < best["score"]:
@@ -504,23 +526,32 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         return {"params": result.params, "state": None, "history": history, "score": score,
                 "converged": result.converged, "n_iter": result.n_iter}
 
-    def _set_fitted(self, run: dict, X: np.ndarray) -> None:
+    def _set_fitted(self, run: dict, X: np.ndarray, lower_bound: float | None = None) -> None:
         self._params_std = run["params"]
         self._state = run["state"]
         self.params_ = self._scaler.to_data(run["params"])
         self.history_ = run["history"]
         self.converged_ = bool(run["converged"])
         self.n_iter_ = int(run["n_iter"])
-        self.lower_bound_ = float(run["lower_bound"] if "lower_bound" in run
-                                  else -nll(X, self.params_))
+        self.lower_bound_ = float(-nll(X, self.params_)) if lower_bound is None else lower_bound
         self._set_derived()
+        bad = ~(np.isfinite(self.covariances_) & (self.covariances_ > 0))
+        if bad.any():
+            k, d = np.argwhere(bad)[0]
+            warnings.warn(
+                f"covariances_[{k}, {d}] = exp(2 * {float(self.params_.log_sigma[k, d]):.6g}) is "
+                f"beyond the range of {self.params_.dtype} at this data scale; the model "
+                "itself is fine (params_.log_sigma holds it, scores are finite); rescale the "
+                "data or use dtype=None (float64) to read variances directly",
+                UserWarning, stacklevel=3)
 
     def _set_derived(self) -> None:
         """The scikit-learn views of ``params_`` (natural parameters in data units)."""
         self.weights_ = self.params_.weights
         self.means_ = np.array(self.params_.means)
-        self.covariances_ = self.params_.variances
-        with np.errstate(divide="ignore", over="ignore"):
+        with np.errstate(divide="ignore", over="ignore", under="ignore"):
+            # beyond the float range at extreme data scales: fit() warns about it
+            self.covariances_ = self.params_.variances
             self.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
 
     def _get_fit_state(self) -> dict:
@@ -583,6 +614,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         """
         if stream.is_stream_source(X):
             return stream.partial_fit(self, X)
+        if uses_torch(self.device, X):
+            return _torch_estimator().partial_fit(self, X)
         config = self._check_hyperparameters()
         first = not hasattr(self, "params_") or getattr(self, "_state", None) is None
         if first:
@@ -618,24 +651,30 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         """``log p(x_i)`` under the fitted model, shape (n_samples,)."""
         if stream.is_stream_source(X):
             return stream.score_samples(self, X)
+        if uses_torch(self.device, X):
+            return _torch_estimator().infer(self, X, "score_samples")
         return log_prob(self._validate(X, reset=False), self.params_)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample."""
         if stream.is_stream_source(X):
             return stream.score(self, X)
-        return float(np.mean(self.score_samples(X)))
+        return float(self.score_samples(X).mean())
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities ``gamma_ik``, shape (n_samples, n_components)."""
         if stream.is_stream_source(X):
             return stream.predict_proba(self, X)
+        if uses_torch(self.device, X):
+            return _torch_estimator().infer(self, X, "predict_proba")
         return np.exp(log_resp(self._validate(X, reset=False), self.params_))
 
     def predict(self, X) -> np.ndarray:
         """Most responsible component per row, shape (n_samples,)."""
         if stream.is_stream_source(X):
             return stream.predict(self, X)
+        if uses_torch(self.device, X):
+            return _torch_estimator().infer(self, X, "predict")
         return np.argmax(log_resp(self._validate(X, reset=False), self.params_), axis=1)
 
     def sample(self, n_samples: int = 1, random_state=None) -> tuple[np.ndarray, np.ndarray]:
@@ -669,6 +708,13 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+
+def _torch_estimator():
+    """The torch backend's estimator functions, imported only when used."""
+    from mogsgd.backends import torch_estimator
+
+    return torch_estimator
 
 
 def _check_random_state_type(random_state) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from mogsgd._files import atomic_write
-from mogsgd.errors import DataFileError, ValidationError
+from mogsgd.errors import DataFileError, DroppedDataWarning, ValidationError
 from mogsgd.params import FIELDS, MixtureParams
 
 __all__ = [
@@ -63,10 +63,6 @@ _MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _PARQUET_HINT = "reading and writing Parquet needs pyarrow: pip install mogsgd[parquet]"
 
 LabelColumn = str | int | None
-
-
-class DroppedDataWarning(UserWarning):
-    """Labels or parameters were not written because the chosen format cannot hold them."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,7 +11,8 @@ A file is one JSON object::
      "checksum": "sha256:..."}
 
 Lossless: every float (scalars and arrays, float64 or float32) is stored as
-``float.hex`` text, which round-trips bit for bit, NaN and infinities included;
+``float.hex`` text, which round-trips bit for bit (infinities and -0.0 too; a
+NaN is stored as ``"nan:<bits>"`` to keep its sign and payload);
 arrays keep their dtype and shape; Python ints (the 128-bit PCG64 state
 included) are JSON integers.  Only the types in :data:`_TYPES` are written, and
 only those are read back — nothing in a file is ever executed.
@@ -32,21 +33,22 @@ envelope through :func:`write_document` / :func:`read_document`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
 import numbers
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mogsgd._files import atomic_write
+from mogsgd.em import EMStats
 from mogsgd.errors import ModelFileError, ValidationError
+from mogsgd.online_em import OnlineEMState
 from mogsgd.optim import AdamState, MomentumState, SGDState
 from mogsgd.params import MixtureParams
 from mogsgd.train import TrainState
@@ -99,20 +101,65 @@ _TYPES: dict[str, tuple[type, Any, Any]] = {
     "SGDState": (SGDState, *_namedtuple_codec(SGDState)),
     "MomentumState": (MomentumState, *_namedtuple_codec(MomentumState)),
     "AdamState": (AdamState, *_namedtuple_codec(AdamState)),
+    "OnlineEMState": (OnlineEMState, *_namedtuple_codec(OnlineEMState)),
+    "EMStats": (EMStats, *_namedtuple_codec(EMStats)),
     "TrainState": (TrainState,
                    lambda s: {f.name: getattr(s, f.name) for f in dataclasses.fields(s)},
                    lambda f: TrainState(**f)),
 }
 
 
+_UINT = {4: np.uint32, 8: np.uint64}
+
+
+def _hex_floats(a: np.ndarray) -> list[str]:
+    """``float.hex`` of every element; a NaN as ``"nan:<bits>"`` to keep its sign and payload."""
+    flat = a.ravel()
+    data = [x.hex() for x in flat.tolist()]
+    if "nan" in data:
+        for i in np.flatnonzero(np.isnan(flat)):
+            data[i] = f"nan:{int(flat[i:i + 1].view(_UINT[a.dtype.itemsize])[0]):x}"
+    return data
+
+
+def _hex_float(x: float) -> str:
+    text = x.hex()
+    return text if text != "nan" else _hex_floats(np.array([x]))[0]
+
+
+def _unhex_floats(data: list, dtype: np.dtype, where: str) -> np.ndarray:
+    if not isinstance(data, list):
+        raise ModelFileError(f"{where}: array data must be a list")
+    out = np.array([_decode_float(x, where) if not str(x).startswith("nan:") else np.nan
+                    for x in data], dtype=dtype)
+    for i, x in enumerate(data):
+        if str(x).startswith("nan:"):
+            out[i:i + 1].view(_UINT[dtype.itemsize])[0] = int(x[4:], 16)
+    return out
+
+
 def _encode_array(a: np.ndarray, where: str) -> dict:
-    if a.dtype.kind == "f" and a.dtype.itemsize <= 8:
-        data = [float(x).hex() for x in a.ravel().tolist()]
+    if a.dtype.kind == "f" and a.dtype.itemsize in _UINT:
+        data = _hex_floats(a)
     elif a.dtype.kind in "biu":
         data = a.ravel().tolist()
     else:
         raise _Unencodable(where, a)
     return {"__ndarray__": a.dtype.str, "shape": list(a.shape), "data": data}
+
+
+class Encoded:
+    """A value already in the form :func:`encode` gives (lets writers cache encodings)."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json_value: Any) -> None:
+        self.json = json_value
+
+
+def encode_floats(values: list) -> list:
+    """The items of a ``"__floats__"`` record: hex text per float, ``None`` kept."""
+    return [None if v is None else _hex_float(v) for v in values]
 
 
 def encode(obj: Any, where: str = "$") -> Any:
@@ -124,15 +171,16 @@ def encode(obj: Any, where: str = "$") -> Any:
     """
     if obj is None or isinstance(obj, bool | str):
         return obj
+    if isinstance(obj, Encoded):
+        return obj.json
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, numbers.Integral):
         return int(obj)
-    if isinstance(obj, float | np.floating):
-        out = {"__float__": float(obj).hex()}
-        if isinstance(obj, np.floating):
-            out["dtype"] = obj.dtype.str
-        return out
+    if type(obj) is float:
+        return {"__float__": _hex_float(obj)}
+    if isinstance(obj, np.floating):
+        return {"__float__": _hex_floats(np.array([obj]))[0], "dtype": obj.dtype.str}
     if isinstance(obj, np.ndarray):
         return _encode_array(obj, where)
     if isinstance(obj, np.dtype) or (isinstance(obj, type) and issubclass(obj, np.generic)):
@@ -145,6 +193,9 @@ def encode(obj: Any, where: str = "$") -> Any:
             return {"__type__": tag,
                     "fields": {k: encode(v, f"{where}.{k}") for k, v in fields.items()}}
     if isinstance(obj, list):
+        if obj and all(type(v) is float or v is None for v in obj):
+            # per-epoch histories: one record for the list, not one per number
+            return {"__floats__": encode_floats(obj)}
         return [encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
     if isinstance(obj, tuple):
         return {"__tuple__": [encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]}
@@ -181,12 +232,19 @@ def decode(obj: Any, where: str = "$") -> Any:
     tag = tags[0]
     try:
         if tag == "__float__":
-            value = _decode_float(obj["__float__"], where)
-            return np.dtype(obj["dtype"]).type(value) if "dtype" in obj else value
+            dtype = np.dtype(obj.get("dtype", "<f8"))
+            value = _unhex_floats([obj["__float__"]], dtype, where)[0]
+            return value if "dtype" in obj else float(value)
+        if tag == "__floats__":
+            items = obj["__floats__"]
+            if not isinstance(items, list):
+                raise ModelFileError(f"{where}: __floats__ must hold a list")
+            return [None if x is None else float(_unhex_floats([x], np.dtype("<f8"), where)[0])
+                    for x in items]
         if tag == "__ndarray__":
             dtype = np.dtype(obj["__ndarray__"])
-            if dtype.kind == "f":
-                data = [_decode_float(x, where) for x in obj["data"]]
+            if dtype.kind == "f" and dtype.itemsize in _UINT:
+                data = _unhex_floats(obj["data"], dtype, where)
             elif dtype.kind in "biu":
                 data = obj["data"]
             else:
@@ -227,73 +285,21 @@ def _write_text(fh, text: str) -> None:
     fh.write(text)
 
 
-def _check_target(path: Path, force: bool, what: str) -> None:
-    if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory; give a file name for the {what}")
-    if path.exists() and not force:
-        raise FileExistsError(
-            f"{str(path)!r} already exists; refusing to overwrite it (pass force=True to "
-            "replace it, or choose another file name)"
-        )
-    parent = path.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(
-            f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist"
-        )
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = False,
-                      what: str = "file") -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the new one.
 
-    The text goes to a temporary file in the same directory, is flushed and
-    fsync-ed, then moved onto ``path`` with ``os.replace`` (``force=True``) or a
-    hard link that fails if ``path`` exists (``force=False``: nothing is ever
-    replaced, even a file that appeared meanwhile).  On any error, including
-    ``KeyboardInterrupt``, the temporary file is removed and ``path`` is untouched.
+    :func:`mogsgd._files.atomic_write` provides the temporary file next to
+    ``path`` and the final move (``os.replace`` with ``force=True``; without it
+    a no-clobber link, so an existing file is never replaced); the text is
+    flushed and fsync-ed before the move.  On any error, ``KeyboardInterrupt``
+    included, the temporary file is removed and ``path`` is untouched.
     """
-    target = Path(path)
-    _check_target(target, force, what)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                    suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+    with atomic_write(path, force=force) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
             _write_text(fh, text)
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp makes the file private; give it the mode a plain open() would
-        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else _default_mode())
-        if force:
-            os.replace(tmp, target)
-        else:
-            _link_no_clobber(tmp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return target
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _link_no_clobber(tmp: Path, target: Path) -> None:
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        raise FileExistsError(
-            f"{str(target)!r} appeared while it was being written; refusing to overwrite it "
-            "(pass force=True to replace it)"
-        ) from None
-    except OSError:  # file systems without hard links
-        if target.exists():
-            raise FileExistsError(
-                f"{str(target)!r} already exists; refusing to overwrite it (pass force=True)"
-            ) from None
-        os.replace(tmp, target)
+    return Path(path)
 
 
 # -------------------------------------------------------------- the envelope
@@ -321,8 +327,10 @@ def write_document(path: str | os.PathLike, kind: str, body: dict, *, summary: d
         "body": body,
     }
     doc["checksum"] = _checksum(doc)
-    text = json.dumps(doc, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
-    return atomic_write_text(path, text, force=force, what=_WHAT[kind])
+    # models are indented for reading; checkpoints, rewritten every few epochs, are compact
+    indent = 1 if kind == MODEL_FORMAT else None
+    text = json.dumps(doc, indent=indent, ensure_ascii=True, allow_nan=False) + "\n"
+    return atomic_write_text(path, text, force=force)
 
 
 def read_document(path: str | os.PathLike, kind: str) -> dict:

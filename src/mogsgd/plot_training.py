@@ -53,6 +53,7 @@ __all__ = [
     "plot_optimizer_comparison",
     "plot_parameter_paths",
     "animate_fit",
+    "plot_selection",
 ]
 
 
@@ -502,3 +503,42 @@ def animate_fit(
     return path
 
 
+
+
+def plot_selection(result, *, ax: Axes | None = None) -> Axes:
+    """BIC, AIC (left axis) and held-out log-likelihood per point (right axis) against K.
+
+    ``result`` is a :class:`mogsgd.selection.SelectionResult`; the best K by each
+    criterion is marked.  Returns the Axes.
+    """
+    rows = list(getattr(result, "rows", []))
+    if not rows:
+        raise ValidationError("the selection result has no rows to plot")
+    ax = _new_axes(ax)
+    ks = np.array([r["k"] for r in rows])
+    for key, label, color, marker in (("bic", "BIC", SERIES_COLORS[0], "o"),
+                                      ("aic", "AIC", SERIES_COLORS[1], "s")):
+        values = np.array([r[key] for r in rows])
+        ax.plot(ks, values, marker=marker, color=color, label=label)
+        best = result.best(key)
+        ax.scatter([best], [values[ks == best][0]], s=160, facecolors="none",
+                   edgecolors=color, linewidths=2, zorder=5)
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel("information criterion (lower is better)")
+    ax.set_xticks(ks)
+    twin = ax.twinx()
+    held = np.array([r["heldout_ll"] for r in rows])
+    color = SERIES_COLORS[2]
+    twin.plot(ks, held, marker="^", color=color, linestyle="--",
+              label="held-out log-likelihood / point")
+    best = result.best("heldout_ll")
+    twin.scatter([best], [held[ks == best][0]], s=160, facecolors="none", edgecolors=color,
+                 linewidths=2, zorder=5)
+    twin.set_ylabel("held-out log-likelihood per point (higher is better)", color=color)
+    handles = ax.get_lines() + twin.get_lines()
+    ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=8,
+              title="circled: best K", title_fontsize=8)
+    ax.set_title(f"Choosing K: BIC picks {result.best('bic')}, held-out likelihood "
+                 f"picks {best}")
+    _style(ax)
+    return ax

@@ -70,6 +70,7 @@ from mogsgd.plot_training import (
     plot_learning_curves,
     plot_optimizer_comparison,
     plot_parameter_paths,
+    plot_selection,
 )
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "plot_optimizer_comparison",
     "plot_parameter_paths",
     "animate_fit",
+    "plot_selection",
     "save_figure",
 ]
 

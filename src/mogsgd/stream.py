@@ -896,8 +896,7 @@ def fit(est, X, resume=None):
                     continuing, lambda start: _run_em(est, data, Z_val, start))
     est._rng = rng
     ll_sum, count = log_likelihood_sum(source, scaler.to_data(best["params"]), dtype=dtype)
-    best["lower_bound"] = ll_sum / count
-    est._set_fitted(best, None)
+    est._set_fitted(best, None, lower_bound=ll_sum / count)
     return est
 
 
