@@ -82,6 +82,18 @@ def test_open_source_recognises_npy_parquet_and_zarr(tmp_path):
     assert stream.open_source(tmp_path / "x.npy", chunk_rows=300).n_chunks == 4
 
 
+def test_should_stream_directories_stores_and_big_files(tmp_path):
+    X, y = data(1000)
+    np.save(tmp_path / "x.npy", X)
+    write_parquet_dir(tmp_path / "pq", X, y)
+    write_zarr(tmp_path / "x.zarr", X)
+    (tmp_path / "x.csv").write_text("1,2\n")
+    assert stream.should_stream(tmp_path / "pq") and stream.should_stream(tmp_path / "x.zarr")
+    assert not stream.should_stream(tmp_path / "x.npy")
+    assert stream.should_stream(tmp_path / "x.npy", above_bytes=1000)
+    assert not stream.should_stream(tmp_path / "x.csv", above_bytes=0)
+
+
 def test_open_source_names_unreadable_inputs(tmp_path):
     (tmp_path / "x.csv").write_text("1,2\n")
     np.save(tmp_path / "flat.npy", np.arange(5.0))

@@ -131,6 +131,7 @@ __all__ = [
     "ParquetSource",
     "IterableSource",
     "open_source",
+    "should_stream",
     "as_source",
     "is_stream_source",
     "shuffled_batches",
@@ -554,6 +555,22 @@ def open_source(path, *, chunk_rows: int | None = None, buffer_rows: int | None 
                              buffer_rows=buffer_rows)
     raise DataFileError(f"{path}: cannot stream this kind of file; use a .npy file, a .zarr "
                         "store, or a .parquet file or directory of them")
+
+
+#: Files larger than this are streamed by :func:`should_stream` (a command line's default).
+STREAM_ABOVE_BYTES = 1 << 30
+
+
+def should_stream(path, above_bytes: int = STREAM_ABOVE_BYTES) -> bool:
+    """Whether a command line should stream ``path`` rather than load it: a directory (a
+    Parquet data set or a Zarr store) or a ``.zarr`` always; a ``.npy`` or Parquet file
+    larger than ``above_bytes`` (1 GiB by default); anything else never."""
+    path = Path(path)
+    if path.suffix.lower() == ".zarr" or path.is_dir():
+        return True
+    if path.suffix.lower() in STREAM_SUFFIXES and path.is_file():
+        return path.stat().st_size > above_bytes
+    return False
 
 
 def _is_dask_array(X) -> bool:
