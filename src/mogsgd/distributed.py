@@ -124,15 +124,13 @@ def _checked(x, n_features: int, dtype=None) -> np.ndarray:
 
 def _shuffle_block(x, n_features, dtype, seed):
     """Validate and shuffle one block (on its worker)."""
-    x = check_data(x, n_features=n_features, min_samples=0, owner="this Dask array",
-                   dtype=dtype)
+    x = _checked(x, n_features, dtype)
     return x[np.random.default_rng(seed).permutation(len(x))]
 
 
-def _standardized_rows(x, start, center, scale):
-    """Rows ``start:`` of a block, standardised (the estimator's ``Standardizer.transform``)."""
-    x = x[start:]
-    return ((x - center) / scale).astype(x.dtype, copy=False)
+def _standardized_rows(x, start, scaler):
+    """Rows ``start:`` of a block, standardised by the estimator's ``Standardizer``."""
+    return scaler.transform(x[start:])
 
 
 def _rows(x, start, stop):
@@ -361,8 +359,8 @@ def fit(est, X, client=None, resume=None):
     est._source = None
     scaler = est._scaler
     Z_val = scaler.transform(sample[:n_val]) if n_val else None
-    parts = [client.submit(_standardized_rows, f, v, scaler.center, scaler.scale, pure=False,
-                           workers=[w], allow_other_workers=True)
+    parts = [client.submit(_standardized_rows, f, v, scaler, pure=False, workers=[w],
+                           allow_other_workers=True)
              for f, v, w in zip(shuffled, val, workers, strict=True)]
     del shuffled
     data = DaskData(client, parts, [s - v for s, v in zip(sizes, val, strict=True)], workers, d)
