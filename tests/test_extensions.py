@@ -17,7 +17,7 @@ def matched(true_means, fitted_means):
 
 @pytest.fixture(scope="module")
 def weighted_data():
-    X, _, true = make_mixture(3000, 2, 3, separation=2.0, random_state=11)
+    X, _, true = make_mixture(3000, 2, 3, separation=3.0, random_state=11)
     w = np.random.default_rng(0).integers(0, 4, size=len(X))
     return X, w, true
 
