@@ -196,3 +196,32 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_exactly(tmp_path, data, c
     a, b = load_model(tmp_path / "straight.json"), load_model(out)
     assert np.array_equal(a.params_.ravel(), b.params_.ravel())
     assert a.n_iter_ == b.n_iter_ == 8
+
+
+def test_fit_with_weights_column_and_missing_values(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + 6]
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X = X[~np.isnan(X).all(axis=1)]
+    w = rng.integers(1, 3, size=len(X))
+    path = tmp_path / "w.csv"
+    lines = ["x0,x1,w"] + [",".join("" if np.isnan(v) else repr(float(v)) for v in row) + f",{wi}"
+                           for row, wi in zip(X, w, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    assert run("fit", path, "-k", 2, "--out", tmp_path / "m.json") == 2
+    assert "missing='marginalize'" in capsys.readouterr().err
+    assert run("fit", path, "-k", 2, "--missing", "marginalize", "--weight-column", "w",
+               "--out", tmp_path / "m.json", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["means"][0]) == 2 and np.isfinite(summary["nll"])
+    assert run("fit", path, "--weight-column", "nope", "--missing", "marginalize",
+               "--out", tmp_path / "n.json") == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+
+
+def test_fit_warm_start_continues_a_saved_model(tmp_path, data, model, capsys):
+    out = tmp_path / "more.json"
+    assert run("fit", data, "--warm-start", model, "--epochs", 5, "--out", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    # the saved model's epochs plus five more
+    assert summary["epochs"] > 5

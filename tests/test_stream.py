@@ -369,16 +369,34 @@ def test_fit_on_a_one_shot_iterator_makes_one_pass():
     assert again.n_iter_ == 1
 
 
-def test_warm_start_continues_on_a_stream(tmp_path):
+def test_warm_start_continues_on_a_stream_as_in_memory(tmp_path):
     X, _ = data(3000, 29)
     np.save(tmp_path / "x.npy", X)
-    est = SGDGaussianMixture(3, random_state=0, max_epochs=2, early_stopping=False,
-                             warm_start=True)
+    kw = {"random_state": 0, "max_epochs": 2, "early_stopping": False, "warm_start": True}
+    est, mem = SGDGaussianMixture(3, **kw), SGDGaussianMixture(3, **kw)
     est.fit(tmp_path / "x.npy")
+    mem.fit(X)
     first = est.means_.copy()
-    est.set_params(max_epochs=4).fit(tmp_path / "x.npy")   # the budget counts all epochs
-    assert est.n_iter_ == 4 and est.history_["epoch"] == [1, 2, 3, 4]
+    est.fit(tmp_path / "x.npy")          # max_epochs more epochs, from the saved state
+    mem.fit(X)
+    assert est.n_iter_ == mem.n_iter_ == 4 and est.history_["epoch"] == [1, 2, 3, 4]
     assert not np.array_equal(first, est.means_)
+
+
+def test_missing_values_stream_with_marginalize(tmp_path, fitted):
+    X, _ = data(2000, 32)
+    X[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.0
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(ValidationError, match="NaN"):
+        SGDGaussianMixture(3).fit(tmp_path / "x.npy")
+    est = SGDGaussianMixture(3, missing="marginalize", max_epochs=3, random_state=0,
+                             early_stopping=False)
+    est.fit(tmp_path / "x.npy")
+    assert np.isfinite(est.lower_bound_)
+    assert est.score(tmp_path / "x.npy") == pytest.approx(est.score(X), rel=1e-10)
+    with pytest.raises(ValidationError, match="sample_weight"):
+        est.fit(tmp_path / "x.npy", sample_weight=np.ones(2000))
 
 
 def test_dask_array_without_a_client_is_streamed():

@@ -121,6 +121,15 @@ def cmd_generate(args) -> int:
 def _estimator_from_args(args, checkpoint: Path | None):
     from mogsgd.estimator import SGDGaussianMixture
 
+    if args.warm_start:
+        from mogsgd.model_io import load_model
+
+        est = load_model(args.warm_start)
+        changes = {"warm_start": True, "checkpoint_path": checkpoint,
+                   "record_params": args.figures is not None}
+        if args.epochs is not None:
+            changes["max_epochs"] = args.epochs
+        return est.set_params(**changes)
     if args.resume:
         est = SGDGaussianMixture.from_checkpoint(args.resume)
         changes = {"checkpoint_path": args.resume}
@@ -134,7 +143,20 @@ def _estimator_from_args(args, checkpoint: Path | None):
         patience=args.patience, n_init=args.n_init, init=args.init, solver=args.method,
         random_state=args.seed, record_params=args.figures is not None,
         checkpoint_path=checkpoint, checkpoint_every=args.checkpoint_every,
+        missing=args.missing,
     )
+
+
+def _split_weights(data, column: str | None):
+    """``(X, w)``: the named column of the data file taken out as sample weights."""
+    if column is None:
+        return data.X, None
+    names = list(data.feature_names or [])
+    if column not in names:
+        listed = ", ".join(names) or "unnamed (use a CSV or Parquet file with a header)"
+        raise CLIError(f"no column {column!r} for --weight-column; the columns are {listed}")
+    j = names.index(column)
+    return np.delete(data.X, j, axis=1), data.X[:, j]
 
 
 class _Progress:
@@ -175,12 +197,15 @@ def cmd_fit(args) -> int:
     # SGD and online EM always keep a checkpoint so that Ctrl-C can be resumed; an
     # automatic one is removed after a successful fit
     checkpoint = None
-    if args.method != "em":
+    if args.weight_column and (args.checkpoint or args.resume):
+        raise CLIError("--checkpoint/--resume do not support --weight-column yet")
+    if args.method != "em" and not args.weight_column:
         checkpoint = Path(args.checkpoint) if args.checkpoint else \
             out.with_name(out.name + ".checkpoint")
         if not args.checkpoint and not args.resume and checkpoint.exists():
             raise CLIError(f"{checkpoint} exists from an earlier interrupted fit; continue it "
                            f"with --resume {checkpoint} or delete it")
+    X, weights = _split_weights(data, args.weight_column)
     est = _estimator_from_args(args, checkpoint)
     method = est.solver
     show = not (args.quiet or args.json) and method != "em"
@@ -189,7 +214,7 @@ def cmd_fit(args) -> int:
     est.set_params(callback=progress if show else None)
     t0 = time.perf_counter()
     try:
-        est.fit(data.X, resume=args.resume)
+        est.fit(X, sample_weight=weights, resume=args.resume)
     except TrainingInterrupted as exc:
         progress.close()
         print(f"{PROG} fit: interrupted after epoch {exc.epoch}; the training state is saved "
@@ -205,13 +230,14 @@ def cmd_fit(args) -> int:
         checkpoint.unlink()
     summary = {
         "model": str(out), "method": method, "optimizer": est.optimizer,
-        "n_samples": len(data.X), "n_components": est.n_components,
+        "n_samples": len(X), "n_components": est.n_components,
         "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
-        "nll": -est.score(data.X), "bic": est.bic(data.X), "aic": est.aic(data.X),
+        "nll": -est.score(X, sample_weight=weights), "bic": est.bic(X, sample_weight=weights),
+        "aic": est.aic(X, sample_weight=weights),
         "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
     }
     if args.figures:
-        summary["figures"] = _fit_figures(est, data, Path(args.figures), args.force)
+        summary["figures"] = _fit_figures(est, data, X, Path(args.figures), args.force)
     if args.json:
         _emit_json(summary)
     else:
@@ -222,7 +248,7 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def _fit_figures(est, data, folder: Path, force: bool) -> list[str]:
+def _fit_figures(est, data, X, folder: Path, force: bool) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,7 +263,7 @@ def _fit_figures(est, data, folder: Path, force: bool) -> list[str]:
         written.extend(str(p) for p in plotting.save_figure(fig, folder / name, force=force))
         plt.close(fig)
 
-    X, params = data.X, est.params_
+    params = est.params_
     if X.shape[1] >= 2:
         save(plotting.plot_density(X, params).figure, "density")
         save(plotting.plot_predictions(X, params).figure, "predictions")
@@ -488,6 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs between checkpoint writes (default 10)")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue an interrupted fit from its checkpoint (same data)")
+    p.add_argument("--warm-start", metavar="MODEL",
+                   help="continue training a saved model (its parameters and optimiser "
+                        "state) for --epochs more epochs")
+    p.add_argument("--missing", choices=["error", "marginalize"], default="error",
+                   help="NaN entries: refuse them, or integrate them out exactly")
+    p.add_argument("--weight-column", metavar="NAME",
+                   help="a column of the data file holding sample weights")
     _add_data_options(p)
 
     p = _sub(sub, "evaluate", "NLL, BIC, AIC and, with labels, accuracy and ARI", cmd_evaluate)

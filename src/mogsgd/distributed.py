@@ -117,14 +117,14 @@ def _as_dask_2d(X, n_features: int | None = None):
 
 
 # ------------------------------------------------------------- worker tasks
-def _checked(x, n_features: int, dtype=None) -> np.ndarray:
+def _checked(x, n_features: int, dtype=None, allow_nan: bool = False) -> np.ndarray:
     return check_data(x, n_features=n_features, min_samples=0, owner="this Dask array",
-                      dtype=dtype)
+                      dtype=dtype, allow_nan=allow_nan)
 
 
-def _shuffle_block(x, n_features, dtype, seed):
+def _shuffle_block(x, n_features, dtype, allow_nan, seed):
     """Validate and shuffle one block (on its worker)."""
-    x = _checked(x, n_features, dtype)
+    x = _checked(x, n_features, dtype, allow_nan)
     return x[np.random.default_rng(seed).permutation(len(x))]
 
 
@@ -159,16 +159,16 @@ def _worker_loglik(parts, params):
     return sum(float(log_prob(p, params).sum()) for p in parts), sum(len(p) for p in parts)
 
 
-def _block_log_prob(x, n_features, params):
-    return log_prob(_checked(x, n_features, params.dtype), params)
+def _block_log_prob(x, n_features, params, allow_nan=False):
+    return log_prob(_checked(x, n_features, params.dtype, allow_nan), params)
 
 
-def _block_predict(x, n_features, params):
-    return np.argmax(log_resp(_checked(x, n_features, params.dtype), params), axis=1)
+def _block_predict(x, n_features, params, allow_nan=False):
+    return np.argmax(log_resp(_checked(x, n_features, params.dtype, allow_nan), params), axis=1)
 
 
-def _block_proba(x, n_features, params):
-    return np.exp(log_resp(_checked(x, n_features, params.dtype), params))
+def _block_proba(x, n_features, params, allow_nan=False):
+    return np.exp(log_resp(_checked(x, n_features, params.dtype, allow_nan), params))
 
 
 # ------------------------------------------------------------ the driver side
@@ -313,11 +313,11 @@ def _holders(client, futures) -> list[str]:
     return [sorted(who[f.key])[0] for f in futures]
 
 
-def fit(est, X, client=None, resume=None):
+def fit(est, X, client=None, resume=None, sample_weight=None):
     """``est.fit(X)`` on a Dask array with a distributed client (see the module docstring)."""
     from mogsgd import stream
 
-    stream.check_streamable(est, resume)
+    stream.check_streamable(est, resume, sample_weight)
     client = get_client(client)
     if client is None:
         return stream.fit(est, stream.ArraySource(_as_dask_2d(X)))
@@ -336,8 +336,9 @@ def fit(est, X, client=None, resume=None):
                               f"{est.n_features_in_} features as input")
     raw, sizes, workers = persist_blocks(client, X)
     seeds = rng.integers(0, 2**63 - 1, size=len(raw))
-    shuffled = [client.submit(_shuffle_block, f, d, dtype, int(s), pure=False, workers=[w],
-                              allow_other_workers=True)
+    allow_nan = stream._allow_nan(est)
+    shuffled = [client.submit(_shuffle_block, f, d, dtype, allow_nan, int(s), pure=False,
+                              workers=[w], allow_other_workers=True)
                 for f, s, w in zip(raw, seeds, workers, strict=True)]
     del raw
     # a random sample: the first rows of every shuffled block, in proportion to its size
@@ -387,6 +388,10 @@ def _run_em(est, data: DaskData, Z_val, start: MixtureParams) -> dict:
 
 
 # ------------------------------------------------------------------ scoring
+def _allow_nan(est) -> bool:
+    return getattr(est, "_allow_nan", lambda: False)()
+
+
 def _fitted(est) -> MixtureParams:
     from sklearn.utils.validation import check_is_fitted
 
@@ -398,7 +403,8 @@ def score_samples(est, X):
     """``log p(x_i)`` as a lazy Dask array of shape (n,), computed block by block."""
     params = _fitted(est)
     X = _as_dask_2d(X, est.n_features_in_)
-    return X.map_blocks(_block_log_prob, est.n_features_in_, params, drop_axis=1,
+    return X.map_blocks(_block_log_prob, est.n_features_in_, params, _allow_nan(est),
+                        drop_axis=1,
                         dtype=params.dtype, meta=np.empty(0, dtype=params.dtype))
 
 
@@ -406,7 +412,8 @@ def predict(est, X):
     """Labels as a lazy Dask array of shape (n,) (int64), computed block by block."""
     params = _fitted(est)
     X = _as_dask_2d(X, est.n_features_in_)
-    return X.map_blocks(_block_predict, est.n_features_in_, params, drop_axis=1,
+    return X.map_blocks(_block_predict, est.n_features_in_, params, _allow_nan(est),
+                        drop_axis=1,
                         dtype=np.int64, meta=np.empty(0, dtype=np.int64))
 
 
@@ -414,7 +421,7 @@ def predict_proba(est, X):
     """Responsibilities as a lazy Dask array of shape (n, K), computed block by block."""
     params = _fitted(est)
     X = _as_dask_2d(X, est.n_features_in_)
-    return X.map_blocks(_block_proba, est.n_features_in_, params,
+    return X.map_blocks(_block_proba, est.n_features_in_, params, _allow_nan(est),
                         chunks=(X.chunks[0], (params.n_components,)), dtype=params.dtype,
                         meta=np.empty((0, 0), dtype=params.dtype))
 

@@ -851,21 +851,41 @@ def _n_validation(est, n: int, n_features: int) -> int:
     return min(est._n_validation(n), cap)
 
 
-def check_streamable(est, resume=None) -> None:
-    """Checkpoints (``checkpoint_path``, ``resume=``) are for in-memory fits only."""
+def check_streamable(est, resume=None, sample_weight=None) -> None:
+    """Checkpoints (``checkpoint_path``, ``resume=``) and ``sample_weight`` are for
+    in-memory fits only."""
     if resume is not None or getattr(est, "checkpoint_path", None) is not None:
         raise ValidationError("checkpoint_path and resume= work with in-memory data only; "
                               "remove them to fit a stream or Dask array (or load the data)")
+    _no_weights(sample_weight)
+
+
+def _no_weights(sample_weight) -> None:
+    if sample_weight is not None:
+        raise ValidationError("sample_weight is not supported for streams and Dask arrays; "
+                              "repeat rows instead, or load the data and pass an array")
+
+
+def _allow_nan(est) -> bool:
+    """``missing="marginalize"`` lets NaN through (the density code integrates it out)."""
+    return getattr(est, "_allow_nan", lambda: False)()
 
 
 def fit_runs(est, data, Z_val: np.ndarray | None, Z_init: np.ndarray, config, rng,
              continuing: bool, run_em: Callable[[MixtureParams], dict]) -> dict:
     """The estimator's restarts on out-of-core training rows ``data`` (a batch provider):
-    continue the previous SGD state (``warm_start``), or run ``n_init`` fits from
-    ``init_params(Z_init)`` (or the user's initial parameters) and keep the best."""
-    if continuing and est.solver == "sgd" and getattr(est, "_state", None) is not None:
-        return est._run_sgd(data, Z_val, config, rng, state=est._state)
-    user = est._user_init(est._scaler)
+    continue the previous stochastic state for ``max_epochs`` more epochs or EM from the
+    previous parameters (``warm_start``), or run ``n_init`` fits from ``init_params(Z_init)``
+    (or the user's initial parameters) and keep the best."""
+    est._weights = None
+    if continuing and est.solver in ("sgd", "online_em") and \
+            getattr(est, "_state", None) is not None:
+        return est._run_sgd(data, Z_val, config, rng, state=est._state, extend=True)
+    if continuing and est.solver == "em":
+        user = est._params_std
+    else:
+        user = est._user_init(est._scaler)
+    Z_init = np.where(np.isnan(Z_init), 0.0, Z_init)   # seeding only: the standardised mean
     best = None
     for _ in range(1 if user is not None else est.n_init):
         start = user if user is not None else init_params(
@@ -879,9 +899,9 @@ def fit_runs(est, data, Z_val: np.ndarray | None, Z_init: np.ndarray, config, rn
     return best
 
 
-def fit(est, X, resume=None):
+def fit(est, X, sample_weight=None, resume=None):
     """``est.fit(X)`` for a stream or a Dask array (see the module docstring)."""
-    check_streamable(est, resume)
+    check_streamable(est, resume, sample_weight)
     if _is_dask_array(X) or _is_dask_dataframe(X):
         from mogsgd import distributed
 
@@ -899,7 +919,7 @@ def fit(est, X, resume=None):
         raise ValidationError(f"X has {source.n_features} features, but {type(est).__name__} "
                               f"is expecting {est.n_features_in_} features as input")
     cap = min(MAX_VALIDATION_ROWS, _rows_for(MAX_VALIDATION_BYTES, source.n_features))
-    found = scan(source, rng, cap + INIT_ROWS, dtype=dtype)
+    found = scan(source, rng, cap + INIT_ROWS, dtype=dtype, allow_nan=_allow_nan(est))
     sample = est._check_fit_data(found.sample)   # too few rows, too few distinct rows
     if not continuing:
         est.n_features_in_ = source.n_features
@@ -908,11 +928,13 @@ def fit(est, X, resume=None):
     scaler = est._scaler
     n_val = _n_validation(est, found.n_samples, source.n_features)
     Z_val = scaler.transform(sample[:n_val]) if n_val else None
-    data = StreamData(source, scaler, found.index[:n_val], dtype=dtype)
+    data = StreamData(source, scaler, found.index[:n_val], dtype=dtype,
+                      allow_nan=_allow_nan(est))
     best = fit_runs(est, data, Z_val, scaler.transform(sample[n_val:]), config, rng,
                     continuing, lambda start: _run_em(est, data, Z_val, start))
     est._rng = rng
-    ll_sum, count = log_likelihood_sum(source, scaler.to_data(best["params"]), dtype=dtype)
+    ll_sum, count = log_likelihood_sum(source, scaler.to_data(best["params"]), dtype=dtype,
+                                       allow_nan=_allow_nan(est))
     est._set_fitted(best, None, lower_bound=ll_sum / count)
     return est
 
@@ -950,10 +972,10 @@ def _fit_one_pass(est, source: ChunkSource):
     return partial_fit(est, source)
 
 
-def _blocks(source: ChunkSource) -> Iterator[np.ndarray]:
+def _blocks(source: ChunkSource, allow_nan: bool = False) -> Iterator[np.ndarray]:
     """Consecutive blocks of ``buffer_rows`` rows in the source's own order."""
     parts, rows = [], 0
-    for _, chunk in source.chunks():
+    for _, chunk in source.chunks(allow_nan=allow_nan):
         while len(chunk):
             take = min(len(chunk), source.buffer_rows - rows)
             parts.append(chunk[:take])
@@ -966,10 +988,11 @@ def _blocks(source: ChunkSource) -> Iterator[np.ndarray]:
         yield np.concatenate(parts)
 
 
-def partial_fit(est, X):
+def partial_fit(est, X, sample_weight=None):
     """``est.partial_fit`` over a stream: one call per block of ``buffer_rows`` rows, in the
     source's order (each block is shuffled in memory by ``partial_fit``)."""
-    for block in _blocks(as_source(X)):
+    _no_weights(sample_weight)
+    for block in _blocks(as_source(X), _allow_nan(est)):
         est.partial_fit(block)
     return est
 
@@ -997,10 +1020,11 @@ def _scoring_source(est, X) -> ChunkSource:
     return source
 
 
-def log_likelihood_sum(X, params: MixtureParams, *, dtype=None) -> tuple[float, int]:
+def log_likelihood_sum(X, params: MixtureParams, *, dtype=None,
+                       allow_nan: bool = False) -> tuple[float, int]:
     """``(sum_i log p(x_i), n)`` over a stream in one pass (:func:`mogsgd.density.log_prob`)."""
     total, count = 0.0, 0
-    for _, chunk in as_source(X).chunks(dtype=dtype):
+    for _, chunk in as_source(X).chunks(dtype=dtype, allow_nan=allow_nan):
         for piece in _pieces(chunk, params.n_components):
             total += float(log_prob(piece, params).sum())
             count += len(piece)
@@ -1008,9 +1032,9 @@ def log_likelihood_sum(X, params: MixtureParams, *, dtype=None) -> tuple[float, 
 
 
 def _map_chunks(source: ChunkSource, fn: Callable[[np.ndarray], np.ndarray],
-                params: MixtureParams) -> Iterator[np.ndarray]:
+                params: MixtureParams, allow_nan: bool) -> Iterator[np.ndarray]:
     n_components = params.n_components
-    for _, chunk in source.chunks(dtype=params.dtype):
+    for _, chunk in source.chunks(dtype=params.dtype, allow_nan=allow_nan):
         parts = [fn(piece) for piece in _pieces(chunk, n_components)]
         yield parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -1024,7 +1048,7 @@ def _dask(est, X, name: str):
 def _output(est, X, fn, out, dtype, width: int | None):
     params = _fitted(est)
     source = _scoring_source(est, X)
-    chunks = _map_chunks(source, lambda piece: fn(piece, params), params)
+    chunks = _map_chunks(source, lambda piece: fn(piece, params), params, _allow_nan(est))
     if out is None:
         return chunks
     return _write_npy(out, chunks, dtype or params.dtype, width)
@@ -1058,27 +1082,31 @@ def predict_proba(est, X, out=None):
 
 def _loglik(est, X) -> tuple[float, int]:
     params = _fitted(est)
-    return log_likelihood_sum(_scoring_source(est, X), params, dtype=params.dtype)
+    return log_likelihood_sum(_scoring_source(est, X), params, dtype=params.dtype,
+                              allow_nan=_allow_nan(est))
 
 
-def score(est, X) -> float:
+def score(est, X, sample_weight=None) -> float:
     """Mean log-likelihood per row of a stream, in one pass."""
+    _no_weights(sample_weight)
     if _is_dask_array(X) or _is_dask_dataframe(X):
         return _dask(est, X, "score")
     total, count = _loglik(est, X)
     return total / count
 
 
-def bic(est, X) -> float:
+def bic(est, X, sample_weight=None) -> float:
     """``-2 L + p log n`` over a stream, in one pass (eq. 38)."""
+    _no_weights(sample_weight)
     if _is_dask_array(X) or _is_dask_dataframe(X):
         return _dask(est, X, "bic")
     total, count = _loglik(est, X)
     return float(-2.0 * total + est._n_parameters() * np.log(count))
 
 
-def aic(est, X) -> float:
+def aic(est, X, sample_weight=None) -> float:
     """``-2 L + 2 p`` over a stream, in one pass (eq. 38)."""
+    _no_weights(sample_weight)
     if _is_dask_array(X) or _is_dask_dataframe(X):
         return _dask(est, X, "aic")
     total, _ = _loglik(est, X)

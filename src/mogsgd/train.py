@@ -225,6 +225,7 @@ def train(
     config: TrainConfig = TrainConfig(),
     rng: np.random.Generator | None = None,
     X_val: np.ndarray | None = None,
+    val_weight: np.ndarray | None = None,
     state: TrainState | None = None,
     sample_weight: np.ndarray | None = None,
     callback: Callable[[TrainState], Any] | None = None,
@@ -291,7 +292,7 @@ def train(
         lr_now = stepper.lr(opt_state)
         _check_finite(train_nll, state.epoch, lr_now)
         report = stepper.output(params, opt_state)
-        val_nll = None if X_val is None else nll(X_val, report) + nll_offset
+        val_nll = None if X_val is None else nll(X_val, report, val_weight) + nll_offset
         state.elapsed += time.perf_counter() - clock
         clock = time.perf_counter()
         h = state.history
