@@ -225,3 +225,31 @@ def test_fit_warm_start_continues_a_saved_model(tmp_path, data, model, capsys):
     summary = json.loads(capsys.readouterr().out)
     # the saved model's epochs plus five more
     assert summary["epochs"] > 5
+
+
+def test_streamed_fit_evaluate_and_predict_match_in_memory(tmp_path, capsys):
+    data = tmp_path / "big.npy"
+    assert run("generate", "-n", 5000, "-d", 3, "--separation", 2, "--out", data, "-q") == 0
+    model = tmp_path / "m.json"
+    assert run("fit", data, "--stream", "always", "--epochs", 3, "--out", model, "--json",
+               "-q") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["streamed"] and summary["n_samples"] == 5000
+    assert run("evaluate", model, data, "--stream", "always", "--json") == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert run("evaluate", model, data, "--stream", "never", "--json") == 0
+    loaded = json.loads(capsys.readouterr().out)
+    for key in ("nll", "bic", "aic"):
+        assert streamed[key] == pytest.approx(loaded[key], rel=1e-10)
+    assert summary["nll"] == pytest.approx(loaded["nll"], rel=1e-10)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert run("predict", model, data, "--stream", "always", "--out", a, "-q") == 0
+    assert run("predict", model, data, "--stream", "never", "--out", b, "-q") == 0
+    assert a.read_text() == b.read_text()
+
+
+def test_stream_always_refuses_a_csv(tmp_path, capsys, data):
+    csv = tmp_path / "d.csv"
+    assert run("generate", "-n", 50, "--out", csv, "-q") == 0
+    assert run("fit", csv, "--stream", "always", "--out", tmp_path / "x.json") == 2
+    assert "--stream always needs" in capsys.readouterr().err

@@ -186,14 +186,71 @@ class _Progress:
             self.bar.close()
 
 
+def _streamed(args) -> bool:
+    """Whether to stream ``args.data`` instead of loading it (``--stream``)."""
+    from mogsgd import stream
+
+    if args.stream == "never":
+        return False
+    if args.stream == "always":
+        if Path(args.data).suffix.lower() not in (".npy", ".parquet", ".pq", ".zarr") \
+                and not Path(args.data).is_dir():
+            raise CLIError("--stream always needs a .npy, Parquet or Zarr file (or a folder "
+                           f"of Parquet files); got {args.data}")
+        return True
+    return stream.should_stream(args.data)
+
+
+def _fit_streamed(args, out: Path) -> int:
+    """Fit data too large to load: chunks from disk, a shuffle buffer, one pass to score."""
+    from mogsgd import stream
+    from mogsgd.model_io import save_model
+
+    if args.resume or args.checkpoint or args.weight_column or args.warm_start:
+        raise CLIError("streamed fits do not support --resume, --checkpoint, --weight-column "
+                       "or --warm-start; use --stream never to load the data instead")
+    source = stream.open_source(args.data)
+    est = _estimator_from_args(args, None)
+    show = not (args.quiet or args.json) and est.solver != "em"
+    progress = _Progress(show, est.max_epochs, f"fit ({est.solver}, streamed)")
+    est.set_params(callback=progress if show else None)
+    t0 = time.perf_counter()
+    try:
+        est.fit(source)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - t0
+    est.set_params(callback=None)
+    save_model(est, out, force=args.force)
+    n = source.n_samples
+    total = est.lower_bound_ * n  # lower_bound_ is the mean log-likelihood of every row
+    summary = {"model": str(out), "method": est.solver, "optimizer": est.optimizer,
+               "streamed": True, "n_samples": n, "n_components": est.n_components,
+               "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
+               "nll": -est.lower_bound_,
+               "bic": -2.0 * total + est._n_parameters() * np.log(n),
+               "aic": -2.0 * total + 2.0 * est._n_parameters(),
+               "weights": est.weights_, "means": est.means_, "variances": est.covariances_}
+    if args.json:
+        _emit_json(summary)
+    else:
+        _info(args, f"fitted {est.n_components} components to {n} streamed rows in "
+                    f"{seconds:.2f} s ({est.n_iter_} epochs); NLL {summary['nll']:.4f} per "
+                    f"point")
+        _info(args, f"model written to {out}")
+    return 0
+
+
 def cmd_fit(args) -> int:
     from mogsgd.checkpoint import TrainingInterrupted
     from mogsgd.model_io import save_model
 
-    data = _load_data(args.data, args.label_column)
     out = Path(args.out) if args.out else Path(args.data).with_suffix(".model.json")
     if out.exists() and not args.force:
         raise CLIError(f"{out} exists; pass --force to overwrite it or choose --out")
+    if _streamed(args):
+        return _fit_streamed(args, out)
+    data = _load_data(args.data, args.label_column)
     # SGD and online EM always keep a checkpoint so that Ctrl-C can be resumed; an
     # automatic one is removed after a successful fit
     checkpoint = None
@@ -283,6 +340,16 @@ def cmd_evaluate(args) -> int:
     from mogsgd.metrics import adjusted_rand_index, matched_accuracy, parameter_errors
 
     model = _load_model(args.model)
+    if _streamed(args):
+        from mogsgd import stream
+
+        source = stream.open_source(args.data)
+        _check_features(model, np.empty((0, source.n_features)), args.data)
+        mean_ll = stream.score(model, source)
+        n, p = source.n_samples, model._n_parameters()
+        result = {"n_samples": n, "nll": -mean_ll, "bic": -2 * mean_ll * n + p * np.log(n),
+                  "aic": -2 * mean_ll * n + 2 * p, "streamed": True}
+        return _print_result(args, result)
     data = _load_data(args.data, args.label_column)
     _check_features(model, data.X, args.data)
     result = {"n_samples": len(data.X), "nll": -model.score(data.X),
@@ -296,6 +363,10 @@ def cmd_evaluate(args) -> int:
         from mogsgd.density import nll
 
         result["true_params_nll"] = nll(data.X, data.params)
+    return _print_result(args, result)
+
+
+def _print_result(args, result: dict) -> int:
     if args.json:
         _emit_json(result)
     else:
@@ -311,24 +382,34 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     model = _load_model(args.model)
-    data = _load_data(args.data, args.label_column)
-    _check_features(model, data.X, args.data)
-    if args.proba:
-        values = model.predict_proba(data.X)
-        header = [f"p{k}" for k in range(model.n_components)]
+    header = [f"p{k}" for k in range(model.n_components)] if args.proba else ["label"]
+    if _streamed(args):  # chunk by chunk: labels of data larger than memory
+        from mogsgd import stream
+
+        source = stream.open_source(args.data)
+        _check_features(model, np.empty((0, source.n_features)), args.data)
+        chunks = (stream.predict_proba(model, source) if args.proba
+                  else (c[:, None] for c in stream.predict(model, source)))
     else:
-        values = model.predict(data.X)[:, None]
-        header = ["label"]
+        data = _load_data(args.data, args.label_column)
+        _check_features(model, data.X, args.data)
+        chunks = iter([model.predict_proba(data.X) if args.proba
+                       else model.predict(data.X)[:, None]])
+    fmt = "%d" if not args.proba else ("%.17g" if args.out else "%.6g")
+    count = 0
     if args.out:
         from mogsgd._files import atomic_write
 
-        with atomic_write(args.out, force=args.force) as tmp:
-            np.savetxt(tmp, values, delimiter=",", header=",".join(header), comments="",
-                       fmt="%d" if not args.proba else "%.17g")
-        _info(args, f"wrote {len(values)} predictions to {args.out}")
+        with atomic_write(args.out, force=args.force) as tmp, open(tmp, "w") as fh:
+            fh.write(",".join(header) + "\n")
+            for values in chunks:
+                np.savetxt(fh, values, delimiter=",", fmt=fmt)
+                count += len(values)
+        _info(args, f"wrote {count} predictions to {args.out}")
     else:
         print(",".join(header))
-        np.savetxt(sys.stdout, values, delimiter=",", fmt="%d" if not args.proba else "%.6g")
+        for values in chunks:
+            np.savetxt(sys.stdout, values, delimiter=",", fmt=fmt)
     return 0
 
 
@@ -456,6 +537,12 @@ def _add_data_options(p) -> None:
                    help="label column of a CSV/Parquet file ('auto': a column named 'label')")
 
 
+def _add_stream_option(p) -> None:
+    p.add_argument("--stream", choices=["auto", "always", "never"], default="auto",
+                   help="read the data chunk by chunk instead of loading it ('auto': folders, "
+                        "Zarr stores and .npy/Parquet files over 1 GiB)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -522,12 +609,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-column", metavar="NAME",
                    help="a column of the data file holding sample weights")
     _add_data_options(p)
+    _add_stream_option(p)
 
     p = _sub(sub, "evaluate", "NLL, BIC, AIC and, with labels, accuracy and ARI", cmd_evaluate)
     p.add_argument("model")
     p.add_argument("data")
     p.add_argument("--json", action="store_true")
     _add_data_options(p)
+    _add_stream_option(p)
 
     p = _sub(sub, "predict", "component labels (or responsibilities) for each row",
              cmd_predict)
@@ -537,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", help="CSV file (default: standard output)")
     p.add_argument("--force", action="store_true")
     _add_data_options(p)
+    _add_stream_option(p)
 
     p = _sub(sub, "sample", "draw points from a fitted model", cmd_sample)
     p.add_argument("model")
