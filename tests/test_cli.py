@@ -196,3 +196,60 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_exactly(tmp_path, data, c
     a, b = load_model(tmp_path / "straight.json"), load_model(out)
     assert np.array_equal(a.params_.ravel(), b.params_.ravel())
     assert a.n_iter_ == b.n_iter_ == 8
+
+
+def test_fit_with_weights_column_and_missing_values(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(150, 2)), rng.normal(size=(150, 2)) + 6]
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X = X[~np.isnan(X).all(axis=1)]
+    w = rng.integers(1, 3, size=len(X))
+    path = tmp_path / "w.csv"
+    lines = ["x0,x1,w"] + [",".join("" if np.isnan(v) else repr(float(v)) for v in row) + f",{wi}"
+                           for row, wi in zip(X, w, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    assert run("fit", path, "-k", 2, "--out", tmp_path / "m.json") == 2
+    assert "missing='marginalize'" in capsys.readouterr().err
+    assert run("fit", path, "-k", 2, "--missing", "marginalize", "--weight-column", "w",
+               "--out", tmp_path / "m.json", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["means"][0]) == 2 and np.isfinite(summary["nll"])
+    assert run("fit", path, "--weight-column", "nope", "--missing", "marginalize",
+               "--out", tmp_path / "n.json") == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+
+
+def test_fit_warm_start_continues_a_saved_model(tmp_path, data, model, capsys):
+    out = tmp_path / "more.json"
+    assert run("fit", data, "--warm-start", model, "--epochs", 5, "--out", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    # the saved model's epochs plus five more
+    assert summary["epochs"] > 5
+
+
+def test_streamed_fit_evaluate_and_predict_match_in_memory(tmp_path, capsys):
+    data = tmp_path / "big.npy"
+    assert run("generate", "-n", 5000, "-d", 3, "--separation", 2, "--out", data, "-q") == 0
+    model = tmp_path / "m.json"
+    assert run("fit", data, "--stream", "always", "--epochs", 3, "--out", model, "--json",
+               "-q") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["streamed"] and summary["n_samples"] == 5000
+    assert run("evaluate", model, data, "--stream", "always", "--json") == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert run("evaluate", model, data, "--stream", "never", "--json") == 0
+    loaded = json.loads(capsys.readouterr().out)
+    for key in ("nll", "bic", "aic"):
+        assert streamed[key] == pytest.approx(loaded[key], rel=1e-10)
+    assert summary["nll"] == pytest.approx(loaded["nll"], rel=1e-10)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert run("predict", model, data, "--stream", "always", "--out", a, "-q") == 0
+    assert run("predict", model, data, "--stream", "never", "--out", b, "-q") == 0
+    assert a.read_text() == b.read_text()
+
+
+def test_stream_always_refuses_a_csv(tmp_path, capsys, data):
+    csv = tmp_path / "d.csv"
+    assert run("generate", "-n", 50, "--out", csv, "-q") == 0
+    assert run("fit", csv, "--stream", "always", "--out", tmp_path / "x.json") == 2
+    assert "--stream always needs" in capsys.readouterr().err

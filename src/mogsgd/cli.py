@@ -121,6 +121,15 @@ def cmd_generate(args) -> int:
 def _estimator_from_args(args, checkpoint: Path | None):
     from mogsgd.estimator import SGDGaussianMixture
 
+    if args.warm_start:
+        from mogsgd.model_io import load_model
+
+        est = load_model(args.warm_start)
+        changes = {"warm_start": True, "checkpoint_path": checkpoint,
+                   "record_params": args.figures is not None}
+        if args.epochs is not None:
+            changes["max_epochs"] = args.epochs
+        return est.set_params(**changes)
     if args.resume:
         est = SGDGaussianMixture.from_checkpoint(args.resume)
         changes = {"checkpoint_path": args.resume}
@@ -134,7 +143,20 @@ def _estimator_from_args(args, checkpoint: Path | None):
         patience=args.patience, n_init=args.n_init, init=args.init, solver=args.method,
         random_state=args.seed, record_params=args.figures is not None,
         checkpoint_path=checkpoint, checkpoint_every=args.checkpoint_every,
+        missing=args.missing,
     )
+
+
+def _split_weights(data, column: str | None):
+    """``(X, w)``: the named column of the data file taken out as sample weights."""
+    if column is None:
+        return data.X, None
+    names = list(data.feature_names or [])
+    if column not in names:
+        listed = ", ".join(names) or "unnamed (use a CSV or Parquet file with a header)"
+        raise CLIError(f"no column {column!r} for --weight-column; the columns are {listed}")
+    j = names.index(column)
+    return np.delete(data.X, j, axis=1), data.X[:, j]
 
 
 class _Progress:
@@ -164,23 +186,83 @@ class _Progress:
             self.bar.close()
 
 
+def _streamed(args) -> bool:
+    """Whether to stream ``args.data`` instead of loading it (``--stream``)."""
+    from mogsgd import stream
+
+    if args.stream == "never":
+        return False
+    if args.stream == "always":
+        if Path(args.data).suffix.lower() not in (".npy", ".parquet", ".pq", ".zarr") \
+                and not Path(args.data).is_dir():
+            raise CLIError("--stream always needs a .npy, Parquet or Zarr file (or a folder "
+                           f"of Parquet files); got {args.data}")
+        return True
+    return stream.should_stream(args.data)
+
+
+def _fit_streamed(args, out: Path) -> int:
+    """Fit data too large to load: chunks from disk, a shuffle buffer, one pass to score."""
+    from mogsgd import stream
+    from mogsgd.model_io import save_model
+
+    if args.resume or args.checkpoint or args.weight_column or args.warm_start:
+        raise CLIError("streamed fits do not support --resume, --checkpoint, --weight-column "
+                       "or --warm-start; use --stream never to load the data instead")
+    source = stream.open_source(args.data)
+    est = _estimator_from_args(args, None)
+    show = not (args.quiet or args.json) and est.solver != "em"
+    progress = _Progress(show, est.max_epochs, f"fit ({est.solver}, streamed)")
+    est.set_params(callback=progress if show else None)
+    t0 = time.perf_counter()
+    try:
+        est.fit(source)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - t0
+    est.set_params(callback=None)
+    save_model(est, out, force=args.force)
+    n = source.n_samples
+    total = est.lower_bound_ * n  # lower_bound_ is the mean log-likelihood of every row
+    summary = {"model": str(out), "method": est.solver, "optimizer": est.optimizer,
+               "streamed": True, "n_samples": n, "n_components": est.n_components,
+               "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
+               "nll": -est.lower_bound_,
+               "bic": -2.0 * total + est._n_parameters() * np.log(n),
+               "aic": -2.0 * total + 2.0 * est._n_parameters(),
+               "weights": est.weights_, "means": est.means_, "variances": est.covariances_}
+    if args.json:
+        _emit_json(summary)
+    else:
+        _info(args, f"fitted {est.n_components} components to {n} streamed rows in "
+                    f"{seconds:.2f} s ({est.n_iter_} epochs); NLL {summary['nll']:.4f} per "
+                    f"point")
+        _info(args, f"model written to {out}")
+    return 0
+
+
 def cmd_fit(args) -> int:
     from mogsgd.checkpoint import TrainingInterrupted
     from mogsgd.model_io import save_model
 
-    data = _load_data(args.data, args.label_column)
     out = Path(args.out) if args.out else Path(args.data).with_suffix(".model.json")
     if out.exists() and not args.force:
         raise CLIError(f"{out} exists; pass --force to overwrite it or choose --out")
+    if _streamed(args):
+        return _fit_streamed(args, out)
+    data = _load_data(args.data, args.label_column)
     # SGD and online EM always keep a checkpoint so that Ctrl-C can be resumed; an
     # automatic one is removed after a successful fit
     checkpoint = None
-    if args.method != "em":
+    if args.weight_column and (args.checkpoint or args.resume):
+        raise CLIError("--checkpoint/--resume do not support --weight-column yet")
+    if args.method != "em" and not args.weight_column:
         checkpoint = Path(args.checkpoint) if args.checkpoint else \
             out.with_name(out.name + ".checkpoint")
         if not args.checkpoint and not args.resume and checkpoint.exists():
             raise CLIError(f"{checkpoint} exists from an earlier interrupted fit; continue it "
                            f"with --resume {checkpoint} or delete it")
+    X, weights = _split_weights(data, args.weight_column)
     est = _estimator_from_args(args, checkpoint)
     method = est.solver
     show = not (args.quiet or args.json) and method != "em"
@@ -189,7 +271,7 @@ def cmd_fit(args) -> int:
     est.set_params(callback=progress if show else None)
     t0 = time.perf_counter()
     try:
-        est.fit(data.X, resume=args.resume)
+        est.fit(X, sample_weight=weights, resume=args.resume)
     except TrainingInterrupted as exc:
         progress.close()
         print(f"{PROG} fit: interrupted after epoch {exc.epoch}; the training state is saved "
@@ -205,13 +287,14 @@ def cmd_fit(args) -> int:
         checkpoint.unlink()
     summary = {
         "model": str(out), "method": method, "optimizer": est.optimizer,
-        "n_samples": len(data.X), "n_components": est.n_components,
+        "n_samples": len(X), "n_components": est.n_components,
         "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
-        "nll": -est.score(data.X), "bic": est.bic(data.X), "aic": est.aic(data.X),
+        "nll": -est.score(X, sample_weight=weights), "bic": est.bic(X, sample_weight=weights),
+        "aic": est.aic(X, sample_weight=weights),
         "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
     }
     if args.figures:
-        summary["figures"] = _fit_figures(est, data, Path(args.figures), args.force)
+        summary["figures"] = _fit_figures(est, data, X, Path(args.figures), args.force)
     if args.json:
         _emit_json(summary)
     else:
@@ -222,7 +305,7 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def _fit_figures(est, data, folder: Path, force: bool) -> list[str]:
+def _fit_figures(est, data, X, folder: Path, force: bool) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,7 +320,7 @@ def _fit_figures(est, data, folder: Path, force: bool) -> list[str]:
         written.extend(str(p) for p in plotting.save_figure(fig, folder / name, force=force))
         plt.close(fig)
 
-    X, params = data.X, est.params_
+    params = est.params_
     if X.shape[1] >= 2:
         save(plotting.plot_density(X, params).figure, "density")
         save(plotting.plot_predictions(X, params).figure, "predictions")
@@ -257,6 +340,16 @@ def cmd_evaluate(args) -> int:
     from mogsgd.metrics import adjusted_rand_index, matched_accuracy, parameter_errors
 
     model = _load_model(args.model)
+    if _streamed(args):
+        from mogsgd import stream
+
+        source = stream.open_source(args.data)
+        _check_features(model, np.empty((0, source.n_features)), args.data)
+        mean_ll = stream.score(model, source)
+        n, p = source.n_samples, model._n_parameters()
+        result = {"n_samples": n, "nll": -mean_ll, "bic": -2 * mean_ll * n + p * np.log(n),
+                  "aic": -2 * mean_ll * n + 2 * p, "streamed": True}
+        return _print_result(args, result)
     data = _load_data(args.data, args.label_column)
     _check_features(model, data.X, args.data)
     result = {"n_samples": len(data.X), "nll": -model.score(data.X),
@@ -270,6 +363,10 @@ def cmd_evaluate(args) -> int:
         from mogsgd.density import nll
 
         result["true_params_nll"] = nll(data.X, data.params)
+    return _print_result(args, result)
+
+
+def _print_result(args, result: dict) -> int:
     if args.json:
         _emit_json(result)
     else:
@@ -285,24 +382,34 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     model = _load_model(args.model)
-    data = _load_data(args.data, args.label_column)
-    _check_features(model, data.X, args.data)
-    if args.proba:
-        values = model.predict_proba(data.X)
-        header = [f"p{k}" for k in range(model.n_components)]
+    header = [f"p{k}" for k in range(model.n_components)] if args.proba else ["label"]
+    if _streamed(args):  # chunk by chunk: labels of data larger than memory
+        from mogsgd import stream
+
+        source = stream.open_source(args.data)
+        _check_features(model, np.empty((0, source.n_features)), args.data)
+        chunks = (stream.predict_proba(model, source) if args.proba
+                  else (c[:, None] for c in stream.predict(model, source)))
     else:
-        values = model.predict(data.X)[:, None]
-        header = ["label"]
+        data = _load_data(args.data, args.label_column)
+        _check_features(model, data.X, args.data)
+        chunks = iter([model.predict_proba(data.X) if args.proba
+                       else model.predict(data.X)[:, None]])
+    fmt = "%d" if not args.proba else ("%.17g" if args.out else "%.6g")
+    count = 0
     if args.out:
         from mogsgd._files import atomic_write
 
-        with atomic_write(args.out, force=args.force) as tmp:
-            np.savetxt(tmp, values, delimiter=",", header=",".join(header), comments="",
-                       fmt="%d" if not args.proba else "%.17g")
-        _info(args, f"wrote {len(values)} predictions to {args.out}")
+        with atomic_write(args.out, force=args.force) as tmp, open(tmp, "w") as fh:
+            fh.write(",".join(header) + "\n")
+            for values in chunks:
+                np.savetxt(fh, values, delimiter=",", fmt=fmt)
+                count += len(values)
+        _info(args, f"wrote {count} predictions to {args.out}")
     else:
         print(",".join(header))
-        np.savetxt(sys.stdout, values, delimiter=",", fmt="%d" if not args.proba else "%.6g")
+        for values in chunks:
+            np.savetxt(sys.stdout, values, delimiter=",", fmt=fmt)
     return 0
 
 
@@ -430,6 +537,12 @@ def _add_data_options(p) -> None:
                    help="label column of a CSV/Parquet file ('auto': a column named 'label')")
 
 
+def _add_stream_option(p) -> None:
+    p.add_argument("--stream", choices=["auto", "always", "never"], default="auto",
+                   help="read the data chunk by chunk instead of loading it ('auto': folders, "
+                        "Zarr stores and .npy/Parquet files over 1 GiB)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -488,13 +601,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs between checkpoint writes (default 10)")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue an interrupted fit from its checkpoint (same data)")
+    p.add_argument("--warm-start", metavar="MODEL",
+                   help="continue training a saved model (its parameters and optimiser "
+                        "state) for --epochs more epochs")
+    p.add_argument("--missing", choices=["error", "marginalize"], default="error",
+                   help="NaN entries: refuse them, or integrate them out exactly")
+    p.add_argument("--weight-column", metavar="NAME",
+                   help="a column of the data file holding sample weights")
     _add_data_options(p)
+    _add_stream_option(p)
 
     p = _sub(sub, "evaluate", "NLL, BIC, AIC and, with labels, accuracy and ARI", cmd_evaluate)
     p.add_argument("model")
     p.add_argument("data")
     p.add_argument("--json", action="store_true")
     _add_data_options(p)
+    _add_stream_option(p)
 
     p = _sub(sub, "predict", "component labels (or responsibilities) for each row",
              cmd_predict)
@@ -504,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", help="CSV file (default: standard output)")
     p.add_argument("--force", action="store_true")
     _add_data_options(p)
+    _add_stream_option(p)
 
     p = _sub(sub, "sample", "draw points from a fitted model", cmd_sample)
     p.add_argument("model")

@@ -37,13 +37,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
-from mogsgd import fast
+from mogsgd import fast, stream
 from mogsgd._random import check_random_state
 from mogsgd.backends import uses_torch
 from mogsgd.density import log_prob, log_resp, nll
 from mogsgd.em import fit_em
 from mogsgd.errors import ConvergenceWarning, ValidationError
-from mogsgd.init import INIT_METHODS, init_params
+from mogsgd.init import INIT_METHODS, distinct_rows, init_params
 from mogsgd.params import MixtureParams
 from mogsgd.train import TrainConfig, TrainState, train
 from mogsgd.validation import (
@@ -56,6 +56,7 @@ from mogsgd.validation import (
     check_path,
     check_positive_float,
     check_positive_int,
+    check_sample_weight,
 )
 
 __all__ = ["SGDGaussianMixture", "Standardizer"]
@@ -91,7 +92,10 @@ class Standardizer:
         self.scale = np.asarray(scale, dtype=np.float64)
 
     @classmethod
-    def fit(cls, X: np.ndarray, enabled: bool = True) -> Standardizer:
+    def fit(cls, X: np.ndarray, enabled: bool = True,
+            sample_weight: np.ndarray | None = None) -> Standardizer:
+        """Centre and scale of ``X`` (n, D); with ``sample_weight``, the weighted mean and
+        standard deviation (frequency weights: the same as for duplicated rows)."""
         d = X.shape[1]
         if not enabled or X.shape[0] == 0:
             return cls(np.zeros(d), np.ones(d))
@@ -104,7 +108,10 @@ class Standardizer:
         missing = np.isnan(Y).any()
         mean, std, percentile = ((np.nanmean, np.nanstd, np.nanpercentile) if missing
                                  else (np.mean, np.std, np.percentile))
-        center, spread = mean(Y, axis=0), std(Y, axis=0)
+        if sample_weight is None:
+            center, spread = mean(Y, axis=0), std(Y, axis=0)
+        else:
+            center, spread = _weighted_moments(Y, np.asarray(sample_weight, dtype=np.float64))
         q1, median, q3 = percentile(Y, [25.0, 50.0, 75.0], axis=0)
         robust = (q3 - q1) / IQR_NORMAL
         outliers = (robust > 0) & (spread > OUTLIER_RATIO * robust)
@@ -132,6 +139,24 @@ class Standardizer:
         return MixtureParams(means=((p.means - self.center) / self.scale).astype(p.dtype),
                              log_sigma=(p.log_sigma - np.log(self.scale)).astype(p.dtype),
                              logits=p.logits)
+
+
+def _weighted_moments(Y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted per-feature mean and standard deviation, ignoring NaN (two passes)."""
+    observed = ~np.isnan(Y)
+    Wd = w @ observed
+    Y0 = np.where(observed, Y, 0.0)
+    mean = (w @ Y0) / Wd
+    dev = np.where(observed, Y - mean, 0.0)
+    return mean, np.sqrt((w @ (dev * dev)) / Wd)
+
+
+def _impute_for_init(Z: np.ndarray) -> np.ndarray:
+    """Missing entries set to the standardised mean (0), for the k-means++ seeding only."""
+    return np.where(np.isnan(Z), 0.0, Z) if np.isnan(Z).any() else Z
+
+
+MISSING = ("error", "marginalize")
 
 
 class SGDGaussianMixture(DensityMixin, BaseEstimator):
@@ -200,6 +225,12 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         Epochs between checkpoints.  Each write costs a few milliseconds (it is
         flushed to disk); raise it when epochs are much shorter than that.  A
         ``KeyboardInterrupt`` always saves the last complete epoch.
+    missing : {"error", "marginalize"}, default="error"
+        What NaN entries mean.  ``"error"`` refuses them; ``"marginalize"`` treats
+        them as missing coordinates and integrates them out exactly (with diagonal
+        covariances the term of a missing feature drops from the log-density,
+        eq. 34) in training, EM, scoring and prediction; a row with every
+        feature missing is refused.
     device : None, "cpu-numpy", "cpu", "cuda", "cuda:N" or torch.device, default=None
         Where to compute (:mod:`mogsgd.backends`).  ``None`` follows the input: NumPy
         for arrays, the torch backend on the tensor's device for a ``torch.Tensor``
@@ -207,10 +238,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         a torch device moves the data there (needs ``mogsgd[torch]``; ``solver="sgd"``).
         Fitted attributes are NumPy either way; inference returns the input's kind.
     backend : {"auto", "numpy", "numba"}, default="auto"
-        ``"numba"``: the compiled kernels of :mod:`mogsgd.fast` (fused gradients, whole
-        epochs compiled); ``"numpy"``: the NumPy reference; ``"auto"``: numba where it
-        works, else NumPy with one :class:`mogsgd.errors.FallbackWarning`.  Results agree
-        to rounding.
+        CPU kernels on the NumPy path: ``"numba"`` the compiled kernels of
+        :mod:`mogsgd.fast` (fused gradients, whole epochs compiled); ``"numpy"`` the
+        NumPy reference; ``"auto"`` numba where it works, else NumPy with one
+        :class:`mogsgd.errors.FallbackWarning`.  Results agree to rounding.
 
     Attributes
     ----------
@@ -255,6 +286,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         checkpoint_path=None,
         checkpoint_every: int = 1,
         device=None,
+        missing: str = "error",
         backend: str = "auto",
     ) -> None:
         self.n_components = n_components
@@ -286,6 +318,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
         self.device = device
+        self.missing = missing
         self.backend = backend
 
     # ------------------------------------------------------------ validation
@@ -304,6 +337,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         check_positive_int("max_iter", self.max_iter)
         check_choice("init", self.init, INIT_METHODS)
         check_choice("solver", self.solver, SOLVERS)
+        check_choice("missing", self.missing, MISSING)
         if isinstance(self.validation_fraction, str) and self.validation_fraction != "auto":
             raise ValidationError(f"validation_fraction must be 'auto' or a number in [0, 1), "
                                   f"got {self.validation_fraction!r}")
@@ -333,20 +367,25 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         """float32 only when asked for with ``dtype``; float64 otherwise."""
         return check_dtype("dtype", self.dtype) or np.dtype(np.float64)
 
+    def _allow_nan(self) -> bool:
+        return getattr(self, "missing", "error") == "marginalize"
+
     def _validate(self, X, *, reset: bool, min_samples: int = 1) -> np.ndarray:
         if reset:
-            return check_data(X, min_samples=min_samples, dtype=self._compute_dtype())
+            return check_data(X, min_samples=min_samples, dtype=self._compute_dtype(),
+                              allow_nan=self._allow_nan())
         check_is_fitted(self, "params_")
         owner = getattr(self, "_source", None) or type(self).__name__
         return check_data(X, n_features=self.n_features_in_, owner=owner,
-                          min_samples=min_samples, dtype=self.params_.dtype)
+                          min_samples=min_samples, dtype=self.params_.dtype,
+                          allow_nan=self._allow_nan())
 
     def _check_fit_data(self, X) -> np.ndarray:
         k = self.n_components
         reason = (f"n_components={k} needs at least {k} rows; lower n_components or add data"
                   if k >= 2 else "a variance needs at least 2 rows")
         X = check_data(X, min_samples=max(2, k), min_samples_reason=reason,
-                       dtype=self._compute_dtype())
+                       dtype=self._compute_dtype(), allow_nan=self._allow_nan())
         distinct = _count_distinct_rows(X, k)
         if distinct < k:
             warnings.warn(
@@ -372,8 +411,13 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         return scaler.from_data(p.astype(self._compute_dtype()))
 
     # -------------------------------------------------------------- fitting
-    def fit(self, X, y=None, *, resume=None) -> SGDGaussianMixture:
+    def fit(self, X, y=None, sample_weight=None, *, resume=None) -> SGDGaussianMixture:
         """Fit the mixture to ``X`` (n_samples, n_features); ``y`` is ignored.
+
+        ``sample_weight`` (n_samples,): non-negative frequency weights; the weighted
+        NLL (eq. 31) is minimised and a weight of 2 acts like a duplicated row (exactly
+        for EM, in expectation for the stochastic solvers: batches are drawn by index
+        and weighted, eq. 32).
 
         ``resume``: a checkpoint file written by a fit of the same data with the
         same settings (``checkpoint_path``); training continues where it stopped
@@ -383,11 +427,26 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
         Raises :class:`mogsgd.checkpoint.TrainingInterrupted` (a ``KeyboardInterrupt``)
         after saving the state when interrupted with ``checkpoint_path`` set.
+
+        ``X`` may be out of core: a path, a stream source, an iterator of chunks, a Zarr or
+        Dask array (:mod:`mogsgd.stream`, :mod:`mogsgd.distributed`).
         """
+        if stream.is_stream_source(X):
+            return stream.fit(self, X, sample_weight=sample_weight, resume=resume)
         if uses_torch(self.device, X):
             return _torch_estimator().fit(self, X, resume=resume)
         config = self._check_hyperparameters()
         X = self._check_fit_data(X)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        if w is not None and self.checkpoint_path is not None:
+            raise ValidationError("checkpoint_path does not support sample_weight yet; fit "
+                                  "without checkpointing or without weights")
+        X_data, w_data = X, w
+        if len(X) <= self.batch_size and not np.isnan(X).any():
+            # full-batch regime: train on the distinct rows in a canonical order with
+            # their total weights, so duplicated rows and integer weights (and zero
+            # weights and removed rows) give exactly the same fit
+            X, w = distinct_rows(X, w)
         ckpt = None
         if resume is not None:
             from mogsgd.checkpoint import read_checkpoint
@@ -408,7 +467,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
             rng.bit_generator.state = copy.deepcopy(ckpt.split_rng_state)
         elif not continuing:
             self.n_features_in_ = X.shape[1]
-            self._scaler = Standardizer.fit(X, self.standardize)
+            self._scaler = Standardizer.fit(X, self.standardize, w)
         self._source = None
         split_rng_state = copy.deepcopy(rng.bit_generator.state)
         Z = self._scaler.transform(X)
@@ -416,10 +475,17 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         order = rng.permutation(len(Z))
         Z_val = Z[order[:n_val]] if n_val else None
         Z_train = Z[order[n_val:]] if n_val else Z
+        self._weights = None
+        if w is not None:
+            self._weights = (w[order[n_val:]] if n_val else w, w[order[:n_val]] if n_val
+                             else None)
 
-        warm = (continuing and self.solver == "sgd"
+        warm = (continuing and self.solver in STOCHASTIC_SOLVERS
                 and getattr(self, "_state", None) is not None)
-        user = None if warm else self._user_init(self._scaler)
+        if continuing and self.solver == "em":
+            user = self._params_std
+        else:
+            user = None if warm else self._user_init(self._scaler)
         n_runs = 1 if warm or user is not None else self.n_init
         writer = None
         if self.checkpoint_path is not None:
@@ -438,7 +504,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 raise
             raise writer.interrupted() from exc
         self._rng = rng
-        self._set_fitted(best, X)
+        self._weights = None
+        self._set_fitted(best, X_data, sample_weight=w_data)
         return self
 
     def _fit_runs(self, Z_train, Z_val, config, rng, *, n_runs, user, warm_state, ckpt,
@@ -463,8 +530,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
             if writer is not None:  # where this restart starts: before or after its init
                 writer.begin_restart(restart, rng, best, start_params=start, train_state=state)
             if state is None and start is None:
+                w_train = None if self._weights is None else self._weights[0]
                 start = user if user is not None else init_params(
-                    Z_train, self.n_components, self.init, rng, self.min_variance)
+                    _impute_for_init(Z_train), self.n_components, self.init, rng,
+                    self.min_variance, sample_weight=w_train)
                 if writer is not None:
                     writer.started(start, rng)
             pending = None
@@ -472,7 +541,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 run = self._run_em(Z_train, Z_val, start)
             else:
                 run = self._run_sgd(Z_train, Z_val, config, rng, params=start, state=state,
-                                    writer=writer)
+                                    writer=writer, extend=warm_state is not None)
             if best is None or run["score"] < best["score"]:
                 best = run
         if writer is not None:
@@ -480,7 +549,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         return best
 
     def _n_validation(self, n: int) -> int:
-        if not self.early_stopping:
+        if not self.early_stopping or self.solver == "em":  # EM fits every row
             return 0
         if self.validation_fraction == "auto":
             n_val = int(round(0.1 * n))
@@ -489,7 +558,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         return n_val if n_val >= 1 and n - n_val >= self.n_components else 0
 
     def _run_sgd(self, Z_train, Z_val, config, rng, *, params=None, state=None,
-                 writer=None) -> dict:
+                 writer=None, extend: bool = False) -> dict:
+        """One stochastic run; ``extend`` (warm start) trains ``max_epochs`` more epochs
+        instead of up to the budget (resuming a checkpoint counts from its epoch 0)."""
         record = self._scaler.to_data if self.record_params else None
         callback = self.callback
         if writer is not None:
@@ -499,9 +570,12 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 writer.epoch_done(s)  # first, so a callback that raises still has it saved
                 return None if user_callback is None else user_callback(s)
 
-        state = train(Z_train, params, config=config, rng=rng, X_val=Z_val, state=state,
-                      callback=callback, record_params=record,
-                      nll_offset=self._scaler.log_det, backend=self.backend)
+        w_train, w_val = getattr(self, "_weights", None) or (None, None)
+        state = train(Z_train, params, config=config, rng=rng, X_val=Z_val, val_weight=w_val,
+                      sample_weight=w_train, state=state, callback=callback,
+                      record_params=record, nll_offset=self._scaler.log_det,
+                      max_epochs=config.epochs_for(len(Z_train)) if extend else None,
+                      backend=self.backend)
         converged = bool(state.stopped)
         if not converged and config.early_stopping:
             warnings.warn(
@@ -513,14 +587,15 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 "n_iter": state.epoch}
 
     def _run_em(self, Z_train, Z_val, start) -> dict:
+        w_train, w_val = getattr(self, "_weights", None) or (None, None)
         result = fit_em(Z_train, start, max_iter=self.max_iter, tol=self.tol,
-                        reg_covar=self.min_variance)
+                        reg_covar=self.min_variance, sample_weight=w_train)
         offset = self._scaler.log_det
         train_nll = [-ll + offset for ll in result.log_likelihoods]
         history = {"epoch": list(range(len(train_nll))), "train_nll": train_nll,
                    "val_nll": [None] * len(train_nll), "lr": [None] * len(train_nll),
                    "time": result.times}
-        score = nll(Z_val, result.params) if Z_val is not None else train_nll[-1]
+        score = nll(Z_val, result.params, w_val) if Z_val is not None else train_nll[-1]
         if Z_val is not None:
             history["val_nll"][-1] = score + offset
         if not result.converged:
@@ -529,16 +604,17 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         return {"params": result.params, "state": None, "history": history, "score": score,
                 "converged": result.converged, "n_iter": result.n_iter}
 
-    def _set_fitted(self, run: dict, X: np.ndarray, lower_bound: float | None = None) -> None:
+    def _set_fitted(self, run: dict, X: np.ndarray, lower_bound: float | None = None,
+                    sample_weight: np.ndarray | None = None) -> None:
         self._params_std = run["params"]
         self._state = run["state"]
         self.params_ = self._scaler.to_data(run["params"])
         self.history_ = run["history"]
         self.converged_ = bool(run["converged"])
         self.n_iter_ = int(run["n_iter"])
-        if lower_bound is None:
-            lower_bound = float(-fast.nll_fn_for(self.backend)(X, self.params_))
-        self.lower_bound_ = lower_bound
+        nll_fn = fast.nll_fn_for(self.backend) if isinstance(X, np.ndarray) else nll
+        self.lower_bound_ = (float(-nll_fn(X, self.params_, sample_weight)) if lower_bound is None
+                             else lower_bound)
         self._set_derived()
         bad = ~(np.isfinite(self.covariances_) & (self.covariances_ > 0))
         if bad.any():
@@ -611,39 +687,45 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
         return cls(**read_checkpoint(path).settings)
 
-    def partial_fit(self, X, y=None) -> SGDGaussianMixture:
+    def partial_fit(self, X, y=None, sample_weight=None) -> SGDGaussianMixture:
         """One epoch of mini-batch SGD over ``X``, continuing the current state.
+
+        ``sample_weight`` (n_samples,) weights the rows of this chunk (eq. 31-32).
 
         The first call fixes the standardisation and initialises from ``X``
         (which then needs at least ``n_components`` rows).
         """
+        if stream.is_stream_source(X):
+            return stream.partial_fit(self, X, sample_weight=sample_weight)
         if uses_torch(self.device, X):
             return _torch_estimator().partial_fit(self, X)
         config = self._check_hyperparameters()
         first = not hasattr(self, "params_") or getattr(self, "_state", None) is None
         if first:
             X = self._check_fit_data(X)
+            w = check_sample_weight(sample_weight, X.shape[0])
             self._source = None
             self.n_features_in_ = X.shape[1]
-            self._scaler = Standardizer.fit(X, self.standardize)
+            self._scaler = Standardizer.fit(X, self.standardize, w)
             self._rng = check_random_state(self.random_state)
             Z = self._scaler.transform(X)
             start = self._user_init(self._scaler)
             if start is None:
-                start = init_params(Z, self.n_components, self.init, self._rng,
-                                    self.min_variance)
+                start = init_params(_impute_for_init(Z), self.n_components, self.init,
+                                    self._rng, self.min_variance, sample_weight=w)
             state = None
         else:
             X = self._validate(X, reset=False)
+            w = check_sample_weight(sample_weight, X.shape[0])
             Z = self._scaler.transform(X)
             start, state = None, self._state
         no_stop = TrainConfig(**{**config.__dict__, "early_stopping": False})
         state = train(Z, start, config=no_stop, rng=self._rng, state=state, max_epochs=1,
-                      callback=self.callback, nll_offset=self._scaler.log_det,
+                      sample_weight=w, callback=self.callback, nll_offset=self._scaler.log_det,
                       record_params=self._scaler.to_data if self.record_params else None,
                       backend=self.backend)
         self._set_fitted({"params": state.params, "state": state, "history": state.history,
-                          "converged": False, "n_iter": state.epoch}, X)
+                          "converged": False, "n_iter": state.epoch}, X, sample_weight=w)
         return self
 
     def fit_predict(self, X, y=None) -> np.ndarray:
@@ -653,22 +735,34 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------ inference
     def score_samples(self, X) -> np.ndarray:
         """``log p(x_i)`` under the fitted model, shape (n_samples,)."""
+        if stream.is_stream_source(X):
+            return stream.score_samples(self, X)
         if uses_torch(self.device, X):
             return _torch_estimator().infer(self, X, "score_samples")
         return log_prob(self._validate(X, reset=False), self.params_)
 
-    def score(self, X, y=None) -> float:
-        """Mean log-likelihood per sample."""
-        return float(self.score_samples(X).mean())
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean log-likelihood per sample (weighted mean with ``sample_weight``, eq. 31)."""
+        if stream.is_stream_source(X):
+            return stream.score(self, X, sample_weight=sample_weight)
+        ll = self.score_samples(X)
+        if sample_weight is None:
+            return float(ll.mean())
+        w = check_sample_weight(sample_weight, len(ll))
+        return float(w @ np.asarray(ll) / w.sum())
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities ``gamma_ik``, shape (n_samples, n_components)."""
+        if stream.is_stream_source(X):
+            return stream.predict_proba(self, X)
         if uses_torch(self.device, X):
             return _torch_estimator().infer(self, X, "predict_proba")
         return np.exp(log_resp(self._validate(X, reset=False), self.params_))
 
     def predict(self, X) -> np.ndarray:
         """Most responsible component per row, shape (n_samples,)."""
+        if stream.is_stream_source(X):
+            return stream.predict(self, X)
         if uses_torch(self.device, X):
             return _torch_estimator().infer(self, X, "predict")
         return np.argmax(log_resp(self._validate(X, reset=False), self.params_), axis=1)
@@ -687,14 +781,29 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         """Free parameters of the diagonal model, ``K (2D + 1) - 1`` (eq. 38)."""
         return self.n_components * (2 * self.n_features_in_ + 1) - 1
 
-    def bic(self, X) -> float:
-        """Bayesian information criterion ``-2 L + p log n`` (eq. 38); lower is better."""
-        ll = self.score_samples(X)
-        return float(-2.0 * ll.sum() + self._n_parameters() * np.log(len(ll)))
+    def _weighted_loglik(self, X, sample_weight) -> tuple[float, float]:
+        """``(sum_i w_i log p(x_i), sum_i w_i)``; unit weights without ``sample_weight``."""
+        ll = np.asarray(self.score_samples(X), dtype=np.float64)
+        if sample_weight is None:
+            return float(ll.sum()), float(len(ll))
+        w = check_sample_weight(sample_weight, len(ll))
+        return float(w @ ll), float(w.sum())
 
-    def aic(self, X) -> float:
+    def bic(self, X, sample_weight=None) -> float:
+        """Bayesian information criterion ``-2 L + p log n`` (eq. 38); lower is better.
+
+        With ``sample_weight``, ``L`` is the weighted log-likelihood and ``n = sum w``."""
+        if stream.is_stream_source(X):
+            return stream.bic(self, X, sample_weight=sample_weight)
+        total, n = self._weighted_loglik(X, sample_weight)
+        return float(-2.0 * total + self._n_parameters() * np.log(n))
+
+    def aic(self, X, sample_weight=None) -> float:
         """Akaike information criterion ``-2 L + 2 p`` (eq. 38); lower is better."""
-        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._n_parameters())
+        if stream.is_stream_source(X):
+            return stream.aic(self, X, sample_weight=sample_weight)
+        total, _ = self._weighted_loglik(X, sample_weight)
+        return float(-2.0 * total + 2.0 * self._n_parameters())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,8 +1,12 @@
 """Initial parameters: k-means++ seeding (+ a few Lloyd steps) or random data points.
 
-Both methods turn a set of centres into a full :class:`MixtureParams` the same
-way (:func:`params_from_centres`): hard-assign every point to its nearest
-centre, then take per-cluster weights, means and floored variances.
+Every method works on the *distinct* rows of the data in a canonical order,
+each carrying its total weight (the number of copies, times its sample
+weight).  Initialisation is therefore invariant to the order of the rows, and a
+row of weight 2 is exactly a duplicated row.  Both methods turn a set of
+centres into a full :class:`MixtureParams` the same way
+(:func:`params_from_centres`): hard-assign every point to its nearest centre,
+then take weighted per-cluster weights, means and floored variances.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from mogsgd.density import nll
 from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice
 
-__all__ = ["INIT_METHODS", "sq_distances", "kmeans_plusplus", "lloyd", "params_from_centres",
-           "init_params"]
+__all__ = ["INIT_METHODS", "sq_distances", "distinct_rows", "kmeans_plusplus", "lloyd",
+           "params_from_centres", "init_params"]
 
 INIT_METHODS = ("kmeans++", "kmeans", "random_points")
+
+#: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
+IQR_NORMAL = 1.3489795003921634
 
 
 def sq_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -28,43 +35,79 @@ def sq_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return out
 
 
-def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007), greedy with ``2 + log K`` trials.
+def distinct_rows(
+    X: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``X`` (m, D) in a canonical order and their total weights (m,).
 
-    Each new centre is sampled with probability proportional to the squared
-    distance to the nearest chosen centre; of several candidates the one that
-    lowers the potential most is kept.  Returns centres of shape (K, D).
+    The order depends only on the weighted set of rows, not on how it is listed
+    (order, duplicates, zero weights), and is unchanged by shifting, scaling or
+    flipping the sign of a feature: rows are sorted by their squared standardised
+    distance from the weighted mean, ties kept in lexicographic order.  Rows of
+    zero total weight are dropped.
+    """
+    rows, inverse = np.unique(X, axis=0, return_inverse=True)
+    w = np.bincount(inverse.ravel(), weights=sample_weight, minlength=len(rows))
+    keep = w > 0
+    rows, w = rows[keep], w[keep]
+    mean = w @ rows / w.sum()
+    std = np.sqrt(w @ (rows - mean) ** 2 / w.sum())
+    key = (((rows - mean) / np.where(std > 0, std, 1.0)) ** 2).sum(axis=1)
+    order = np.argsort(key, kind="stable")
+    return rows[order], w[order]
+
+
+def _unit(w: np.ndarray | None, n: int) -> np.ndarray:
+    return np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
+
+
+def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator,
+                    sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """Weighted k-means++ seeding (Arthur & Vassilvitskii 2007), greedy with ``2 + log K``
+    trials.
+
+    Each new centre is sampled with probability proportional to the weight times the
+    squared distance to the nearest chosen centre; of several candidates the one that
+    lowers the weighted potential most is kept.  Returns centres of shape (K, D).
     """
     n = X.shape[0]
+    w = _unit(sample_weight, n)
     n_trials = 2 + int(np.log(n_components))
     centres = np.empty((n_components, X.shape[1]), dtype=X.dtype)
-    centres[0] = X[rng.integers(n)]
+
+    def draw(mass: np.ndarray, size: int) -> np.ndarray:
+        cum = np.cumsum(mass)
+        return np.minimum(np.searchsorted(cum, rng.random(size) * cum[-1], side="right"),
+                          n - 1)
+
+    centres[0] = X[draw(w, 1)[0]]
     closest = sq_distances(X, centres[:1])[:, 0]
     for k in range(1, n_components):
-        total = closest.sum()
-        if total <= 0:  # every point coincides with a centre: pick any points
-            centres[k] = X[rng.integers(n)]
+        mass = w * closest
+        if mass.sum() <= 0:  # every point coincides with a centre: pick any points
+            centres[k] = X[draw(w, 1)[0]]
             continue
-        cand = np.searchsorted(np.cumsum(closest), rng.random(n_trials) * total)
-        cand = np.minimum(cand, n - 1)
+        cand = draw(mass, n_trials)
         cand_d = np.minimum(closest[:, None], sq_distances(X, X[cand]))
-        best = int(np.argmin(cand_d.sum(axis=0)))
+        best = int(np.argmin(w @ cand_d))
         centres[k] = X[cand[best]]
         closest = cand_d[:, best]
     return centres
 
 
-def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10) -> np.ndarray:
-    """A few Lloyd iterations from ``centres``; an emptied cluster keeps its old centre."""
+def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10,
+          sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """A few weighted Lloyd iterations; an emptied cluster keeps its old centre."""
+    w = _unit(sample_weight, X.shape[0])
     centres = centres.copy()
     for _ in range(n_iter):
         labels = np.argmin(sq_distances(X, centres), axis=1)
-        counts = np.bincount(labels, minlength=len(centres))
-        sums = np.zeros_like(centres)
-        np.add.at(sums, labels, X)
-        nonempty = counts > 0
+        mass = np.bincount(labels, weights=w, minlength=len(centres))
+        sums = np.zeros((len(centres), X.shape[1]))
+        np.add.at(sums, labels, X * w[:, None])
+        nonempty = mass > 0
         new = centres.copy()
-        new[nonempty] = sums[nonempty] / counts[nonempty, None]
+        new[nonempty] = sums[nonempty] / mass[nonempty, None]
         if np.allclose(new, centres, rtol=0, atol=1e-10):
             return new
         centres = new
@@ -72,41 +115,48 @@ def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10) -> np.ndarray:
 
 
 def params_from_centres(
-    X: np.ndarray, centres: np.ndarray, min_variance: float
+    X: np.ndarray, centres: np.ndarray, min_variance: float,
+    sample_weight: np.ndarray | None = None,
 ) -> MixtureParams:
-    """Hard-assign points to the nearest centre and take moments per cluster.
+    """Hard-assign points to the nearest centre and take weighted moments per cluster.
 
-    Weights are cluster fractions (an empty cluster gets half a point), means
-    the centres, variances the per-cluster variances floored at
+    Weights are cluster weight fractions (an empty cluster gets half a point),
+    means the centres, variances the per-cluster variances floored at
     ``max(min_variance, 1e-3 * overall variance)`` so no component starts degenerate.
     The overall variance is robust (:func:`_robust_variance`): one far outlier
-    must not give every component a huge starting variance.
+    must not give every component a huge starting variance.  A cluster with
+    fewer than two distinct rows borrows ``overall / K``.
     """
     n, d = X.shape
+    w = _unit(sample_weight, n)
     k = centres.shape[0]
     labels = np.argmin(sq_distances(X, centres), axis=1)
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    overall = _robust_variance(X)
+    mass = np.bincount(labels, weights=w, minlength=k)
+    overall = _robust_variance(X, w)
     floor = np.maximum(min_variance, 1e-3 * overall)
     floor = np.where(floor > 0, floor, max(min_variance, 1e-12))
     variances = np.empty((k, d))
     for j in range(k):
-        members = X[labels == j]
-        if len(members) >= 2:
-            variances[j] = ((members - centres[j]) ** 2).mean(axis=0)
-        else:  # a singleton or empty cluster borrows the overall spread
+        members = labels == j
+        if members.sum() >= 2:
+            diff = X[members] - centres[j]
+            variances[j] = w[members] @ (diff * diff) / mass[j]
+        else:
             variances[j] = overall / k
     variances = np.maximum(variances, floor)
-    weights = np.maximum(counts, 0.5)
+    weights = np.maximum(mass, 0.5 * min(1.0, w.min()))  # an empty cluster: half a row
     weights /= weights.sum()
     return MixtureParams.from_moments(weights, centres, variances, dtype=X.dtype)
 
 
-def _robust_variance(X: np.ndarray) -> np.ndarray:
-    """Per-feature ``min(variance, (IQR / 1.349)^2)``; the variance where the IQR is 0."""
-    var = X.var(axis=0)
-    q1, q3 = np.percentile(X, [25.0, 75.0], axis=0)
-    iqr_var = ((q3 - q1) / 1.3489795003921634) ** 2
+def _robust_variance(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-feature ``min(variance, (IQR / 1.349)^2)``, weighted; the variance where the IQR
+    is 0.  Quantiles use the inverted CDF, so weights equal repeated rows exactly."""
+    mean = w @ X / w.sum()
+    var = w @ ((X - mean) ** 2) / w.sum()
+    q1, q3 = np.percentile(X, [25.0, 75.0], axis=0, weights=np.broadcast_to(
+        w[:, None], X.shape), method="inverted_cdf")
+    iqr_var = ((q3 - q1) / IQR_NORMAL) ** 2
     return np.where(iqr_var > 0, np.minimum(var, iqr_var), var)
 
 
@@ -118,28 +168,34 @@ def init_params(
     min_variance: float = 1e-6,
     n_candidates: int = 5,
     max_rows: int = 20_000,
+    sample_weight: np.ndarray | None = None,
 ) -> MixtureParams:
     """Initial parameters by ``"kmeans++"`` (seeding, then 10 Lloyd steps),
     ``"kmeans"`` (same, to convergence up to 100 steps) or ``"random_points"``
-    (K distinct random rows as means).
+    (K random distinct rows, drawn in proportion to their weight, as means).
 
-    ``n_candidates`` initialisations are drawn and the one with the lowest mixture
-    NLL on the data is returned (cheap: one E-step each, versus a full restart).
-    Seeding works on a random subset of at most ``max_rows`` rows.
+    Works on the distinct rows with their weights (:func:`distinct_rows`).
+    ``n_candidates`` initialisations are drawn and the one with the lowest weighted
+    mixture NLL on the data is returned (cheap: one E-step each, versus a full
+    restart).  Seeding works on a random subset of at most ``max_rows`` distinct rows.
     """
     check_choice("init", method, INIT_METHODS)
+    X, w = distinct_rows(X, sample_weight)
     if X.shape[0] > max_rows:
-        X = X[rng.choice(X.shape[0], size=max_rows, replace=False)]
+        keep = np.sort(rng.choice(X.shape[0], size=max_rows, replace=False))
+        X, w = X[keep], w[keep]
     best, best_nll = None, np.inf
     for _ in range(n_candidates):
         if method == "random_points":
-            idx = rng.choice(X.shape[0], size=n_components, replace=X.shape[0] < n_components)
+            replace = X.shape[0] < n_components
+            idx = rng.choice(X.shape[0], size=n_components, replace=replace,
+                             p=None if replace else w / w.sum())
             centres = X[idx].copy()
         else:
-            centres = kmeans_plusplus(X, n_components, rng)
-            centres = lloyd(X, centres, n_iter=10 if method == "kmeans++" else 100)
-        cand = params_from_centres(X, centres, min_variance)
-        value = nll(X, cand)
+            centres = kmeans_plusplus(X, n_components, rng, w)
+            centres = lloyd(X, centres, 10 if method == "kmeans++" else 100, w)
+        cand = params_from_centres(X, centres, min_variance, w)
+        value = nll(X, cand, w)
         if best is None or value < best_nll:
             best, best_nll = cand, value
     return best

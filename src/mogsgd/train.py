@@ -11,9 +11,10 @@ the analytic gradient (:func:`mogsgd.gradients.nll_grad`), applies the
 optimiser and projects ``log_sigma`` onto the variance floor (eq. 26).
 
 ``backend="numba"`` (the default ``"auto"`` where numba works) uses the fused
-kernels of :mod:`mogsgd.fast` and, for the gradient solvers, runs each epoch
-compiled: the permutation is still drawn here, the batches, gradients, updates
-and floor run in one kernel call, with the same results as this loop.
+kernels of :mod:`mogsgd.fast` and, for the gradient solvers on in-memory arrays,
+runs each epoch compiled: the permutation is still ``rng.permutation(n)``, the
+batches, gradients, updates and floor run in one kernel call, with the same
+results as this loop.
 """
 
 from __future__ import annotations
@@ -230,6 +231,7 @@ def train(
     config: TrainConfig = TrainConfig(),
     rng: np.random.Generator | None = None,
     X_val: np.ndarray | None = None,
+    val_weight: np.ndarray | None = None,
     state: TrainState | None = None,
     sample_weight: np.ndarray | None = None,
     callback: Callable[[TrainState], Any] | None = None,
@@ -255,13 +257,18 @@ def train(
     compiled kernels (:func:`mogsgd.fast.kernels_for`, :func:`mogsgd.fast.compiled_epoch`);
     a custom ``grad_sums_fn`` always runs in the Python loop.
 
+    ``X`` may also be a batch provider (:class:`mogsgd.stream.StreamData`, the Dask
+    data of :mod:`mogsgd.distributed`): an object with ``shape`` (n, D) and
+    ``epoch_batches(batch_size, rng)`` yielding one epoch's ``(X_batch, w_batch)``; if it
+    has ``grad_sums_fn``, that computes the batch gradient sums instead.
+
     On return ``state.params`` are the best parameters seen by early stopping
     (the last ones when early stopping is off).
     """
     n = X.shape[0]
     rng = rng if rng is not None else np.random.default_rng()
     grad_sums_fn, nll_fn = fast.kernels_for(backend, grad_sums_fn)
-    stepper = make_stepper(config, n, grad_sums_fn)
+    stepper = make_stepper(config, n, getattr(X, "grad_sums_fn", grad_sums_fn))
     if state is None:
         if params is None:
             raise ValueError("train needs either params or state")
@@ -285,27 +292,25 @@ def train(
     params = state.last_params if state.last_params is not None else state.params
     opt_state = state.opt_state
     run_epoch = fast.compiled_epoch(config, n, grad_sums_fn, X, w, params)
-    # rng.permutation(n) per epoch; with compiled epochs the next one is drawn meanwhile
+    # rng.permutation(n) per compiled epoch, the next one drawn meanwhile
     perms = fast.permutations(rng, n, compiled=run_epoch is not None)
     clock = time.perf_counter()
     while state.epoch < last_epoch and not state.stopped:
-        order = perms.next(more=state.epoch + 1 < last_epoch)
         if run_epoch is not None:  # the loop below, compiled
+            order = perms.next(more=state.epoch + 1 < last_epoch)
             params, opt_state, total, count = run_epoch(order, params, opt_state)
         else:
             total, count = 0.0, 0.0
-            for start in range(0, n, batch):
-                idx = order[start:start + batch]
-                wb = None if w is None else w[idx]
-                params, opt_state, value = stepper.step(params, opt_state, X[idx], wb)
-                total += value * len(idx)
-                count += len(idx)
+            for Xb, wb in _epoch_batches(X, w, batch, rng):
+                params, opt_state, value = stepper.step(params, opt_state, Xb, wb)
+                total += value * len(Xb)
+                count += len(Xb)
         state.epoch += 1
         train_nll = total / count + nll_offset
         lr_now = stepper.lr(opt_state)
         _check_finite(train_nll, state.epoch, lr_now)
         report = stepper.output(params, opt_state)
-        val_nll = None if X_val is None else nll_fn(X_val, report) + nll_offset
+        val_nll = None if X_val is None else nll_fn(X_val, report, val_weight) + nll_offset
         state.elapsed += time.perf_counter() - clock
         clock = time.perf_counter()
         h = state.history
@@ -327,12 +332,26 @@ def train(
             state.stopped = True
         state.last_params = params
         state.opt_state = opt_state
-        state.rng_state = perms.rng_state()
+        state.rng_state = (perms.rng_state() if run_epoch is not None
+                           else copy.deepcopy(rng.bit_generator.state))
         state.params = state.best_params if config.early_stopping else report
         if callback is not None and callback(state) is False:
             state.stopped = True
     perms.close()
     return state
+
+
+def _epoch_batches(X, w, batch: int, rng: np.random.Generator):
+    """One epoch's ``(X_batch, w_batch)``: a fresh permutation of an array's rows cut into
+    batches, or what a batch provider's ``X.epoch_batches(batch, rng)`` yields."""
+    provider = getattr(X, "epoch_batches", None)
+    if provider is not None:
+        yield from provider(batch, rng)
+        return
+    order = rng.permutation(X.shape[0])
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
+        yield X[idx], (None if w is None else w[idx])
 
 
 def _current_lr(optimizer: Optimizer, opt_state) -> float:

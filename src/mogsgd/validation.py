@@ -109,8 +109,9 @@ def check_data(
         if not allow_nan:
             i, j = np.argwhere(np.isnan(arr))[0]
             raise ValidationError(
-                f"{name} contains NaN (first at row {i}, column {j}); remove those rows or "
-                "impute the missing values (e.g. sklearn.impute.SimpleImputer)"
+                f"{name} contains NaN (first at row {i}, column {j}); fit with "
+                "missing='marginalize' to integrate missing values out exactly, or remove "
+                "those rows or impute them (e.g. sklearn.impute.SimpleImputer)"
             )
         empty = np.isnan(arr).all(axis=1)
         if empty.any():
@@ -134,7 +135,8 @@ def check_sample_weight(sample_weight, n_samples: int, dtype=np.float64) -> np.n
     if np.any(w < 0):
         raise ValidationError("sample_weight must be non-negative")
     if not w.sum() > 0:
-        raise ValidationError("sample_weight sums to 0; at least one weight must be positive")
+        raise ValidationError("sample_weight are all zero; at least one weight must be "
+                              "positive")
     return w
 
 

@@ -261,12 +261,13 @@ def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_wei
     """A :class:`~mogsgd.fast.epoch.CompiledEpoch` for :func:`mogsgd.train.train`, or ``None``
     where the Python loop must run: another solver than ``"sgd"``, a gradient function
     other than the fused one (:func:`kernels_for` gave the reference or a custom one),
-    float32 parameters, or ``X`` with NaN.
+    ``X`` not an in-memory array (a batch provider), float32 parameters, or ``X`` with NaN.
 
     ``config`` is the :class:`~mogsgd.train.TrainConfig`; ``sample_weight`` the weights
     as ``train`` normalised them (mean one).
     """
-    if config.solver != "sgd" or grad_sums_fn is not nll_grad_sums:
+    if (config.solver != "sgd" or grad_sums_fn is not nll_grad_sums
+            or not isinstance(X, np.ndarray)):  # batch providers (streams, Dask) stream
         return None
     from mogsgd.fast.epoch import CompiledEpoch, supports
 

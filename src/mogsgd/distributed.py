@@ -1,0 +1,452 @@
+"""Dask: synchronous data-parallel SGD, map-reduced EM, and block-wise scoring.
+
+Nothing here is new math: workers run :func:`mogsgd.gradients.nll_grad_sums`,
+:func:`mogsgd.em.em_stats` and :func:`mogsgd.density.log_prob` on their blocks, the driver
+adds the results (:func:`~mogsgd.gradients.combine_sums`, :func:`~mogsgd.em.combine_stats`,
+:func:`mogsgd.stream.combine_moments`) and :func:`mogsgd.train.train` runs the usual loop.
+Dask is optional (``pip install mogsgd[dask]``); it is imported only when a Dask array
+arrives, and without it everything else works.
+
+Training
+--------
+With a ``dask.distributed`` client active, ``SGDGaussianMixture.fit(X)`` on a Dask array:
+
+1. computes each row block of ``X`` once and keeps it in its worker's memory;
+2. map-reduces the per-feature moments (Chan's merge) to standardise;
+3. shuffles and standardises every block on its worker and gathers a random sample to the
+   driver: the held-out validation rows (the estimator's ``validation_fraction``, at most
+   :data:`mogsgd.stream.MAX_VALIDATION_ROWS`) and the initialisation rows;
+4. runs synchronous data-parallel mini-batch SGD.  An epoch reshuffles each block on its
+   worker and has ``S = ceil(n_train / batch_size)`` steps; at step ``s`` block ``i``
+   contributes its rows ``[s n_i / S, (s + 1) n_i / S)``, so a batch has about
+   ``batch_size`` rows, stratified across blocks, and every row is used once per epoch.
+   Each step the driver sends each worker the parameters and its slice bounds; the worker
+   returns the additive gradient sums of its slice; the driver adds them, divides by the
+   batch's row count and takes the optimiser step.  The sums are exact, so the step equals
+   the single-machine step on the same rows up to the order of float additions.
+
+EM (``solver="em"``) map-reduces the sufficient statistics once per iteration the same way.
+
+Communication per step
+----------------------
+Per worker and step: the parameters out, ``K (2D + 1)`` floats (means and log-sigmas
+``K x D`` each, ``K`` logits), plus two integers per block; the gradient sums back,
+``K (2D + 1) + 2`` floats.  That is ``8 K (2D + 1)`` bytes each way -- 168 bytes for
+``K = 3, D = 3``, 6.6 kB for ``K = 20, D = 20`` -- independent of the batch size and of
+``n``, plus a few hundred bytes of message framing.  The rows never move.
+
+A step is one round trip driver -> scheduler -> workers -> driver.  It is sent with
+``client.run`` (the workers read their blocks from memory), which skips the task
+bookkeeping and costs about a sixth of a task round trip; if a block is not on the
+worker expected, the step falls back to one task per worker.  Either way a step is
+latency-bound unless each worker's slice takes longer than the round trip: use large
+batches (thousands of rows per worker; see ``benchmarks/SCALE.md``).  An EM iteration
+moves ``K (3D + 1) + 2`` floats per worker back.
+
+Scoring
+-------
+``score_samples``, ``predict`` and ``predict_proba`` return lazy Dask arrays computed block
+by block on the workers (``map_blocks``); ``score``, ``bic`` and ``aic`` compute a sum.  The
+values equal the in-memory ones up to the order of additions.
+
+Pointing the same code at a cluster
+-----------------------------------
+::
+
+    from dask.distributed import Client
+    import dask.array as da
+
+    client = Client("tcp://scheduler-host:8786")    # becomes the default client
+    X = da.from_zarr("/shared/data.zarr")            # any Dask array the workers can read
+    est = SGDGaussianMixture(8, batch_size=8192, max_epochs=3).fit(X)
+    labels = est.predict(X)                          # lazy, computed on the workers
+
+The workers need the same mogsgd installed.  Chunk ``X`` by rows into a few blocks per
+worker.  Without a client a Dask array is streamed through this process, chunk by chunk,
+with the local scheduler (:mod:`mogsgd.stream`); ``partial_fit`` always streams.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import NamedTuple
+
+import numpy as np
+
+from mogsgd._random import check_random_state
+from mogsgd.density import log_prob, log_resp
+from mogsgd.em import combine_stats, em_stats
+from mogsgd.errors import ValidationError
+from mogsgd.gradients import GradSums, combine_sums, nll_grad_sums
+from mogsgd.params import MixtureParams
+from mogsgd.stream import em_run, fit_em_passes
+from mogsgd.validation import check_data
+
+__all__ = ["get_client", "fit", "persist_blocks", "DaskData", "batch_grad_sums",
+           "score_samples", "score", "predict", "predict_proba", "bic", "aic"]
+
+
+def get_client(client=None):
+    """``client``, else the default ``dask.distributed`` client, else ``None``."""
+    if client is not None:
+        return client
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _as_dask_2d(X, n_features: int | None = None):
+    if type(X).__module__.startswith("dask.dataframe"):
+        X = X.to_dask_array(lengths=True)
+    if X.ndim != 2:
+        raise ValidationError(f"X must be 2-D of shape (n_samples, n_features), got shape "
+                              f"{X.shape}")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        X = X.compute_chunk_sizes()
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValidationError(f"X has {X.shape[1]} features, but SGDGaussianMixture is "
+                              f"expecting {n_features} features as input")
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+# ------------------------------------------------------------- worker tasks
+def _checked(x, n_features: int, dtype=None, allow_nan: bool = False) -> np.ndarray:
+    return check_data(x, n_features=n_features, min_samples=0, owner="this Dask array",
+                      dtype=dtype, allow_nan=allow_nan)
+
+
+def _shuffle_block(x, n_features, dtype, allow_nan, seed):
+    """Validate and shuffle one block (on its worker)."""
+    x = _checked(x, n_features, dtype, allow_nan)
+    return x[np.random.default_rng(seed).permutation(len(x))]
+
+
+def _standardized_rows(x, start, scaler):
+    """Rows ``start:`` of a block, standardised by the estimator's ``Standardizer``."""
+    return scaler.transform(x[start:])
+
+
+def _rows(x, start, stop):
+    return x[start:stop]
+
+
+def _shuffle_rows(x, seed):
+    return x[np.random.default_rng(seed).permutation(len(x))]
+
+
+def _slices(parts, bounds) -> np.ndarray:
+    pieces = [p[a:b] for p, (a, b) in zip(parts, bounds, strict=True) if b > a]
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _worker_grad_sums(parts, bounds, params):
+    """One worker's share of a step: gradient sums over its slices of the batch."""
+    return nll_grad_sums(_slices(parts, bounds), params)
+
+
+def _worker_em_stats(parts, params):
+    return combine_stats(em_stats(p, params) for p in parts if len(p))
+
+
+def _worker_loglik(parts, params):
+    return sum(float(log_prob(p, params).sum()) for p in parts), sum(len(p) for p in parts)
+
+
+def _block_log_prob(x, n_features, params, allow_nan=False):
+    return log_prob(_checked(x, n_features, params.dtype, allow_nan), params)
+
+
+def _block_predict(x, n_features, params, allow_nan=False):
+    return np.argmax(log_resp(_checked(x, n_features, params.dtype, allow_nan), params), axis=1)
+
+
+def _block_proba(x, n_features, params, allow_nan=False):
+    return np.exp(log_resp(_checked(x, n_features, params.dtype, allow_nan), params))
+
+
+# ------------------------------------------------------------ the driver side
+def _allocate(total: int, sizes: list[int]) -> list[int]:
+    """Split ``total`` rows across blocks in proportion to ``sizes`` (largest remainder)."""
+    n = sum(sizes)
+    if n == 0 or total == 0:
+        return [0] * len(sizes)
+    exact = [total * s / n for s in sizes]
+    out = [int(e) for e in exact]
+    for i in sorted(range(len(sizes)), key=lambda i: out[i] - exact[i])[:total - sum(out)]:
+        out[i] += 1
+    return [min(o, s) for o, s in zip(out, sizes, strict=True)]
+
+
+class _Batch(NamedTuple):
+    """One step's rows: ``bounds[i] = (start, stop)`` within block ``i``; ``len`` = row count."""
+
+    bounds: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return sum(b - a for a, b in self.bounds)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+
+def _run_grad_sums(plan, params, dask_worker=None):
+    """The fast path's worker side: this worker's share of ``plan`` ({address: (keys,
+    bounds)}), read from its memory directly (``client.run`` bypasses the task graph)."""
+    keys, bounds = plan[dask_worker.address]
+    return nll_grad_sums(_slices([dask_worker.data[k] for k in keys], bounds), params)
+
+
+def batch_grad_sums(client, parts: list, bounds: list[tuple[int, int]], params: MixtureParams,
+                    workers: list[str] | None = None, *, fast: bool = True) -> GradSums:
+    """Gradient sums of the rows ``parts[i][a_i:b_i]``, computed where the blocks live and
+    added on the driver.  ``parts`` are futures of NumPy blocks held in worker memory;
+    ``workers[i]`` the address holding block ``i`` (``None``: ask the scheduler).
+
+    ``fast=True`` sends one ``client.run`` message to the workers concerned, which read
+    their blocks from memory: one round trip with no task bookkeeping (about a sixth of
+    the latency of tasks on a LocalCluster).  If a block is not where expected (moved,
+    spilled elsewhere, lost) it falls back to one task per worker, which Dask schedules
+    wherever the data are.
+    """
+    if workers is None:
+        who = client.who_has(parts)
+        workers = [sorted(who[p.key])[0] if who.get(p.key) else None for p in parts]
+    groups: dict[str | None, list[int]] = defaultdict(list)
+    for i, (a, b) in enumerate(bounds):
+        if b > a:
+            groups[workers[i]].append(i)
+    if fast and None not in groups:
+        plan = {w: ([parts[i].key for i in idx], [bounds[i] for i in idx])
+                for w, idx in groups.items()}
+        try:
+            return combine_sums(client.run(_run_grad_sums, plan, params,
+                                           workers=list(plan)).values())
+        except (KeyError, ValueError, OSError):
+            pass
+    futures = [client.submit(_worker_grad_sums, [parts[i] for i in idx],
+                             [bounds[i] for i in idx], params, pure=False,
+                             workers=None if w is None else [w], allow_other_workers=True)
+               for w, idx in groups.items()]
+    return combine_sums(client.gather(futures))
+
+
+class DaskData:
+    """A batch provider for :func:`mogsgd.train.train` whose rows live on Dask workers.
+
+    ``parts`` are futures of standardised NumPy blocks (the training rows), ``workers``
+    their addresses.  :meth:`epoch_batches` reshuffles every block on its worker and yields
+    :class:`_Batch` slice lists; :meth:`grad_sums_fn` computes a batch's gradient sums on
+    the workers.
+    """
+
+    def __init__(self, client, parts: list, sizes: list[int], workers: list[str],
+                 n_features: int) -> None:
+        self.client, self.parts, self.sizes, self.workers = client, parts, sizes, workers
+        self.shape = (int(sum(sizes)), n_features)
+        self.fast = True
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _submit(self, fn, i, *args):
+        return self.client.submit(fn, self.parts[i], *args, pure=False,
+                                  workers=[self.workers[i]], allow_other_workers=True)
+
+    def epoch_batches(self, batch_size: int, rng: np.random.Generator):
+        from distributed import wait
+
+        seeds = rng.integers(0, 2**63 - 1, size=len(self.parts))
+        self.parts = [self._submit(_shuffle_rows, i, int(s)) for i, s in enumerate(seeds)]
+        wait(self.parts)
+        self.workers = _holders(self.client, self.parts)
+        steps = -(-self.shape[0] // batch_size)
+        for s in range(steps):
+            yield _Batch([(n * s // steps, n * (s + 1) // steps) for n in self.sizes]), None
+
+    def grad_sums_fn(self, batch: _Batch, params: MixtureParams, sample_weight=None) -> GradSums:
+        """The batch's gradient sums, computed on the workers and added here."""
+        return batch_grad_sums(self.client, self.parts, batch.bounds, params, self.workers,
+                               fast=self.fast)
+
+    def _per_worker(self, fn, params):
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, w in enumerate(self.workers):
+            if self.sizes[i]:
+                groups[w].append(i)
+        futures = [self.client.submit(fn, [self.parts[i] for i in idx], params, pure=False,
+                                      workers=[w], allow_other_workers=True)
+                   for w, idx in groups.items()]
+        return self.client.gather(futures)
+
+    def em_stats(self, params: MixtureParams):
+        """Map-reduced :class:`~mogsgd.em.EMStats` of all training rows."""
+        return combine_stats(self._per_worker(_worker_em_stats, params))
+
+    def loglik(self, params: MixtureParams) -> tuple[float, int]:
+        """``(sum log p, n)`` over all training rows, map-reduced."""
+        parts = self._per_worker(_worker_loglik, params)
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+def persist_blocks(client, X) -> tuple[list, list[int], list[str]]:
+    """Compute each row block of ``X`` once into worker memory: ``(futures, sizes,
+    worker addresses)``, one entry per block."""
+    from distributed import wait
+
+    X = _as_dask_2d(X)
+    futures = client.compute(list(X.to_delayed().ravel()))
+    wait(futures)
+    return futures, [int(c) for c in X.chunks[0]], _holders(client, futures)
+
+
+def _holders(client, futures) -> list[str]:
+    """The address of a worker holding each future's data."""
+    who = client.who_has(futures)
+    return [sorted(who[f.key])[0] for f in futures]
+
+
+def fit(est, X, client=None, resume=None, sample_weight=None):
+    """``est.fit(X)`` on a Dask array with a distributed client (see the module docstring)."""
+    from mogsgd import stream
+
+    stream.check_streamable(est, resume, sample_weight)
+    client = get_client(client)
+    if client is None:
+        return stream.fit(est, stream.ArraySource(_as_dask_2d(X)))
+    if est.solver == "online_em":
+        raise ValidationError("solver='online_em' updates from the batch rows themselves, so "
+                              "it cannot run data-parallel on Dask; use solver='sgd' or 'em', "
+                              "or stream the array without a client")
+    config = est._check_hyperparameters()
+    dtype = est._compute_dtype()
+    rng = check_random_state(est.random_state)
+    X = _as_dask_2d(X)
+    n, d = X.shape
+    continuing = est.warm_start and hasattr(est, "params_")
+    if continuing and d != est.n_features_in_:
+        raise ValidationError(f"X has {d} features, but {type(est).__name__} is expecting "
+                              f"{est.n_features_in_} features as input")
+    raw, sizes, workers = persist_blocks(client, X)
+    seeds = rng.integers(0, 2**63 - 1, size=len(raw))
+    allow_nan = stream._allow_nan(est)
+    shuffled = [client.submit(_shuffle_block, f, d, dtype, allow_nan, int(s), pure=False,
+                              workers=[w], allow_other_workers=True)
+                for f, s, w in zip(raw, seeds, workers, strict=True)]
+    del raw
+    # a random sample: the first rows of every shuffled block, in proportion to its size
+    n_val = stream._n_validation(est, n, d)
+    val = _allocate(n_val, sizes)
+    init = _allocate(min(stream.INIT_ROWS, n - n_val),
+                     [s - v for s, v in zip(sizes, val, strict=True)])
+    sample = np.concatenate(client.gather([
+        client.submit(_rows, f, 0, v + i, pure=False, workers=[w], allow_other_workers=True)
+        for f, v, i, w in zip(shuffled, val, init, workers, strict=True)]))
+    at = np.cumsum([0] + [v + i for v, i in zip(val, init, strict=True)])
+    is_val = np.zeros(len(sample), dtype=bool)
+    for a, v in zip(at, val, strict=False):
+        is_val[a:a + v] = True
+    sample = est._check_fit_data(np.concatenate([sample[is_val], sample[~is_val]]))
+    if not continuing:
+        est.n_features_in_ = d
+        est._scaler = stream._standardizer(sample, est.standardize)
+    est._source = None
+    scaler = est._scaler
+    Z_val = scaler.transform(sample[:n_val]) if n_val else None
+    parts = [client.submit(_standardized_rows, f, v, scaler, pure=False, workers=[w],
+                           allow_other_workers=True)
+             for f, v, w in zip(shuffled, val, workers, strict=True)]
+    del shuffled
+    data = DaskData(client, parts, [s - v for s, v in zip(sizes, val, strict=True)], workers, d)
+    best = stream.fit_runs(est, data, Z_val, scaler.transform(sample[n_val:]), config, rng,
+                           continuing, lambda start: _run_em(est, data, Z_val, start))
+    est._rng = rng
+    # mean log-likelihood of all rows in data units = standardised one - log_det (eq. 33)
+    total, count = data.loglik(best["params"])
+    if Z_val is not None:
+        total += float(log_prob(Z_val, best["params"]).sum())
+        count += len(Z_val)
+    est._set_fitted(best, None, lower_bound=total / count - scaler.log_det)
+    return est
+
+
+def _run_em(est, data: DaskData, Z_val, start: MixtureParams) -> dict:
+    def loglik_fn(params):
+        total, count = data.loglik(params)
+        return total / count
+
+    result = fit_em_passes(data.em_stats, loglik_fn, start, max_iter=est.max_iter,
+                           tol=est.tol, reg_covar=est.min_variance)
+    return em_run(est, result, Z_val, est._scaler.log_det)
+
+
+# ------------------------------------------------------------------ scoring
+def _allow_nan(est) -> bool:
+    return getattr(est, "_allow_nan", lambda: False)()
+
+
+def _fitted(est) -> MixtureParams:
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est, "params_")
+    return est.params_
+
+
+def score_samples(est, X):
+    """``log p(x_i)`` as a lazy Dask array of shape (n,), computed block by block."""
+    params = _fitted(est)
+    X = _as_dask_2d(X, est.n_features_in_)
+    return X.map_blocks(_block_log_prob, est.n_features_in_, params, _allow_nan(est),
+                        drop_axis=1,
+                        dtype=params.dtype, meta=np.empty(0, dtype=params.dtype))
+
+
+def predict(est, X):
+    """Labels as a lazy Dask array of shape (n,) (int64), computed block by block."""
+    params = _fitted(est)
+    X = _as_dask_2d(X, est.n_features_in_)
+    return X.map_blocks(_block_predict, est.n_features_in_, params, _allow_nan(est),
+                        drop_axis=1,
+                        dtype=np.int64, meta=np.empty(0, dtype=np.int64))
+
+
+def predict_proba(est, X):
+    """Responsibilities as a lazy Dask array of shape (n, K), computed block by block."""
+    params = _fitted(est)
+    X = _as_dask_2d(X, est.n_features_in_)
+    return X.map_blocks(_block_proba, est.n_features_in_, params, _allow_nan(est),
+                        chunks=(X.chunks[0], (params.n_components,)), dtype=params.dtype,
+                        meta=np.empty((0, 0), dtype=params.dtype))
+
+
+def _loglik(est, X) -> tuple[float, int]:
+    import dask
+
+    lp = score_samples(est, X)
+    (total,) = dask.compute(lp.sum())
+    return float(total), int(lp.shape[0])
+
+
+def score(est, X) -> float:
+    """Mean log-likelihood per row, computed on the workers."""
+    total, count = _loglik(est, X)
+    return total / count
+
+
+def bic(est, X) -> float:
+    """``-2 L + p log n`` (eq. 38), computed on the workers."""
+    total, count = _loglik(est, X)
+    return float(-2.0 * total + est._n_parameters() * np.log(count))
+
+
+def aic(est, X) -> float:
+    """``-2 L + 2 p`` (eq. 38), computed on the workers."""
+    total, _ = _loglik(est, X)
+    return float(-2.0 * total + 2.0 * est._n_parameters())

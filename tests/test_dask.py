@@ -1,0 +1,160 @@
+"""Dask: data-parallel SGD, map-reduced EM and block-wise scoring on a real LocalCluster.
+
+One ``dask.distributed.LocalCluster`` with two worker processes is started and stopped by
+the module fixture; every test here runs against it.
+"""
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import random_params, sample_mixture
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+from mogsgd import MixtureParams, SGDGaussianMixture  # noqa: E402
+from mogsgd import distributed as mdist  # noqa: E402
+from mogsgd.density import log_prob  # noqa: E402
+from mogsgd.em import em_stats  # noqa: E402
+from mogsgd.gradients import finalize, nll_grad, nll_grad_sums  # noqa: E402
+
+TRUE = MixtureParams.from_moments([0.5, 0.3, 0.2], [[0, 0, 0], [5, 5, 0], [-5, 4, 3]],
+                                  [[1, 1, 1], [0.5, 1.4, 1], [2, 0.3, 1]])
+
+
+@pytest.fixture(scope="module")
+def client():
+    src = str(Path(mdist.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, env={"PYTHONPATH": path},
+                                  worker_dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        yield c
+
+
+def data(n, seed):
+    return sample_mixture(np.random.default_rng(seed), TRUE, n)[0]
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def test_cluster_has_two_worker_processes(client):
+    info = client.scheduler_info()["workers"]
+    assert len(info) == 2
+    pids = set(client.run(os.getpid).values())
+    assert len(pids) == 2 and os.getpid() not in pids
+
+
+def test_combined_gradient_equals_the_single_machine_gradient(client):
+    rng = np.random.default_rng(0)
+    X = data(3000, 1)
+    params = random_params(rng, 3, 3)
+    blocks, sizes, workers = mdist.persist_blocks(client, da.from_array(X, chunks=(700, 3)))
+    assert len(set(workers)) == 2          # the blocks live on both workers
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    for _ in range(3):
+        bounds = []
+        for n_i in sizes:
+            a = int(rng.integers(0, n_i))
+            bounds.append((a, int(rng.integers(a, n_i + 1))))
+        rows = np.concatenate([X[s + a:s + b] for s, (a, b) in zip(starts, bounds, strict=False)])
+        single = nll_grad_sums(rows, params)
+        ref_value, ref_grad = nll_grad(rows, params)
+        for fast in (True, False):   # client.run on the blocks in memory, or tasks
+            combined = mdist.batch_grad_sums(client, blocks, bounds, params, workers,
+                                             fast=fast)
+            assert combined.weight_sum == len(rows)
+            assert rel_err(combined.nll_sum, single.nll_sum) < 1e-12
+            for field in ("means", "log_sigma", "logits"):
+                assert rel_err(getattr(combined, field), getattr(single, field)) < 1e-12
+            value, grad = finalize(combined)
+            assert rel_err(value, ref_value) < 1e-12
+            for a, b in zip(grad, ref_grad, strict=True):
+                assert rel_err(a, b) < 1e-12
+    # blocks not where the driver thinks they are: the fast path falls back to tasks
+    wrong = workers[::-1] if workers[0] != workers[-1] else workers
+    moved = mdist.batch_grad_sums(client, blocks, bounds, params, wrong)
+    assert rel_err(moved.means, single.means) < 1e-12
+
+
+def test_em_statistics_and_loglik_map_reduce_exactly(client):
+    X = data(2000, 2)
+    params = random_params(np.random.default_rng(1), 3, 3)
+    blocks, sizes, workers = mdist.persist_blocks(client, da.from_array(X, chunks=(450, 3)))
+    dd = mdist.DaskData(client, blocks, sizes, workers, 3)
+    mine, ref = dd.em_stats(params), em_stats(X, params)
+    for a, b in zip(mine, ref, strict=True):
+        assert rel_err(a, b) < 1e-12
+    total, count = dd.loglik(params)
+    assert count == 2000
+    assert total == pytest.approx(float(log_prob(X, params).sum()), rel=1e-12)
+
+
+def test_epoch_batches_cover_every_row_once(client):
+    X = np.arange(1000.0)[:, None] * [1.0, 1.0]
+    blocks, sizes, workers = mdist.persist_blocks(client, da.from_array(X, chunks=(300, 2)))
+    dd = mdist.DaskData(client, blocks, sizes, workers, 2)
+    seen = []
+    for batch, _ in dd.epoch_batches(128, np.random.default_rng(0)):
+        assert 120 <= len(batch) <= 128
+        seen.append(np.concatenate([client.submit(mdist._rows, p, a, b).result()
+                                    for p, (a, b) in zip(dd.parts, batch.bounds, strict=True)]))
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)[:, 0]), X[:, 0])
+
+
+def test_fit_on_dask_matches_in_memory_quality(client):
+    X, X_test = data(4000, 3), data(2000, 4)
+    kw = {"random_state": 7, "max_epochs": 6, "batch_size": 512}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = SGDGaussianMixture(3, **kw).fit(X)
+        est = SGDGaussianMixture(3, **kw).fit(da.from_array(X, chunks=(1000, 3)))
+    assert abs(est.score(X_test) - mem.score(X_test)) < 0.03
+    assert est.n_iter_ == 6 and est.n_features_in_ == 3
+    assert est.lower_bound_ == pytest.approx(est.score(X), rel=1e-10)
+    assert est.history_["val_nll"][-1] is not None
+    # the fitted model continues with in-memory partial_fit
+    est.partial_fit(X[:500])
+    assert est.n_iter_ == 7
+
+
+def test_dask_scoring_is_lazy_blockwise_and_exact(client):
+    X = data(3000, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = SGDGaussianMixture(3, random_state=0, max_epochs=3).fit(X)
+    Xd = da.from_array(X, chunks=(800, 3))
+    lp = est.score_samples(Xd)
+    assert isinstance(lp, da.Array) and lp.numblocks == (4,)
+    np.testing.assert_allclose(lp.compute(), est.score_samples(X), rtol=1e-10)
+    np.testing.assert_array_equal(est.predict(Xd).compute(), est.predict(X))
+    proba = est.predict_proba(Xd)
+    assert proba.shape == (3000, 3)
+    np.testing.assert_allclose(proba.compute(), est.predict_proba(X), rtol=1e-10, atol=1e-300)
+    assert est.score(Xd) == pytest.approx(est.score(X), rel=1e-10)
+    assert est.bic(Xd) == pytest.approx(est.bic(X), rel=1e-10)
+    assert est.aic(Xd) == pytest.approx(est.aic(X), rel=1e-10)
+    with pytest.raises(ValueError, match="expecting 3 features"):
+        est.score(da.zeros((10, 2), chunks=5))
+
+
+def test_em_solver_on_dask(client):
+    X = data(3000, 6)
+    mem = SGDGaussianMixture(3, solver="em", random_state=1).fit(X)
+    est = SGDGaussianMixture(3, solver="em", random_state=1).fit(da.from_array(X, chunks=750))
+    assert abs(est.score(X) - mem.score(X)) < 0.01
+    assert est.converged_
+
+
+def test_bad_blocks_are_reported(client):
+    X = data(500, 8)
+    X[321, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SGDGaussianMixture(3, max_epochs=1).fit(da.from_array(X, chunks=100))
