@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: compiled path unavailable ({fast.unavailable_reason()}); the mogsgd "
               "rows below measure the NumPy fallback", file=sys.stderr)
     started = time.perf_counter()
+    load_before = _load()
     rows = []
     runners = {"1": lambda: G.full_pass(args.quick), "2": lambda: G.minibatch(args.quick),
                "3": lambda: G.em_quality(args.quick), "4": lambda: G.scaling(args.quick, args.out),
@@ -47,10 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         new = runners[goal]()
         rows += new
         print(f"[goal {goal} done in {time.perf_counter() - t0:.1f} s]", file=sys.stderr)
-    text = render(rows, machine(), args, time.perf_counter() - started)
+    info = machine()
+    info["load average (1 min) at start / end"] = f"{load_before} / {_load()}"
+    text = render(rows, info, args, time.perf_counter() - started)
     print(text)
     (args.out / "results.md").write_text(text)
     return 0
+
+
+def _load() -> str:
+    """The 1-minute load average (other processes competing for the cores), if known."""
+    import os
+
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (AttributeError, OSError):
+        return "unknown"
 
 
 def render(rows, info: dict, args, seconds: float) -> str:
