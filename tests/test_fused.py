@@ -491,3 +491,14 @@ def test_full_pass_from_worker_threads_gives_the_same_sums(rng):
         results = list(pool.map(lambda _: fast.nll_grad_sums(X, p), range(4)))
     for r in results:
         assert r.nll_sum == main.nll_sum and r.means.tobytes() == main.means.tobytes()
+
+
+def test_compiled_epoch_on_float32_data_matches_the_numpy_loop(rng):
+    p = random_params(rng, 3, 5)
+    X, _ = sample_mixture(rng, p, 1500)
+    X = X.astype(np.float32)
+    cfg = TrainConfig(max_epochs=3, early_stopping=False, batch_size=128)
+    runs = [train(X, p, config=cfg, rng=np.random.default_rng(2), backend=b)
+            for b in ("numba", "numpy")]
+    np.testing.assert_allclose(runs[0].params.ravel(), runs[1].params.ravel(), rtol=1e-10,
+                               atol=1e-10)

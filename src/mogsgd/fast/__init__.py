@@ -30,7 +30,7 @@ from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice
 
 __all__ = ["BACKENDS", "available", "unavailable_reason", "resolve_backend",
-           "nll_grad_sums", "nll_grad", "nll", "log_prob", "grad_fn_for", "nll_fn_for",
+           "nll_grad_sums", "nll_grad", "nll", "log_prob", "nll_fn_for",
            "kernels_for", "compiled_epoch", "permutations"]
 
 BACKENDS = ("auto", "numpy", "numba")
@@ -223,15 +223,9 @@ def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     return out.astype(np.result_type(X, params.dtype), copy=False)
 
 
-def grad_fn_for(backend: str = "auto"):
-    """The ``nll_grad`` of ``backend`` (resolved with :func:`resolve_backend`)."""
-    return nll_grad if resolve_backend(backend) == "numba" else gradients.nll_grad
-
-
 def nll_fn_for(backend: str = "auto"):
     """The ``nll`` of ``backend`` (resolved with :func:`resolve_backend`)."""
     return nll if resolve_backend(backend) == "numba" else density.nll
-
 
 
 def kernels_for(backend: str, grad_sums_fn=gradients.nll_grad_sums):
