@@ -219,8 +219,10 @@ class ChunkSource:
         return len(self.bounds) - 1
 
     def read(self, i: int) -> np.ndarray:
-        """The raw chunk ``i`` (not yet validated)."""
-        raise NotImplementedError
+        """The raw chunk ``i`` (not yet validated); sources without random access (plain
+        iterators) override ``_iter_raw`` instead and refuse this."""
+        raise TypeError(f"{type(self).__name__} has no random access to chunk {i}; "
+                        "iterate it instead")
 
     def _iter_raw(self) -> Iterator[np.ndarray]:
         for i in range(self.n_chunks):

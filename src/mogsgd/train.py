@@ -313,23 +313,8 @@ def train(
         val_nll = None if X_val is None else nll_fn(X_val, report, val_weight) + nll_offset
         state.elapsed += time.perf_counter() - clock
         clock = time.perf_counter()
-        h = state.history
-        h["epoch"].append(state.epoch)
-        h["train_nll"].append(float(train_nll))
-        h["val_nll"].append(None if val_nll is None else float(val_nll))
-        h["lr"].append(float(lr_now))
-        h["time"].append(state.elapsed)
-        if record_params is not None:
-            h.setdefault("params", []).append(record_params(report))
-        score = val_nll if val_nll is not None else train_nll
-        if score < state.best_score:
-            improved = score < state.best_score - config.tol
-            state.bad_epochs = 0 if improved else state.bad_epochs + 1
-            state.best_score, state.best_params = float(score), report
-        else:
-            state.bad_epochs += 1
-        if config.early_stopping and state.bad_epochs >= config.patience_epochs(n):
-            state.stopped = True
+        record_epoch(state, config, n, train_nll=train_nll, val_nll=val_nll, lr=lr_now,
+                     report=report, record_params=record_params)
         state.last_params = params
         state.opt_state = opt_state
         state.rng_state = (perms.rng_state() if run_epoch is not None
@@ -352,6 +337,34 @@ def _epoch_batches(X, w, batch: int, rng: np.random.Generator):
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         yield X[idx], (None if w is None else w[idx])
+
+
+def record_epoch(state: TrainState, config: TrainConfig, n_train: int, *, train_nll: float,
+                 val_nll: float | None, lr: float, report: MixtureParams,
+                 record_params: Callable[[MixtureParams], MixtureParams] | None) -> None:
+    """End-of-epoch bookkeeping shared by every training loop (NumPy, compiled, torch).
+
+    Appends the epoch to ``state.history``, keeps the best parameters by validation
+    NLL (training NLL without a validation set), counts epochs without an improvement
+    of ``config.tol`` and sets ``state.stopped`` when early stopping's patience runs out.
+    """
+    h = state.history
+    h["epoch"].append(state.epoch)
+    h["train_nll"].append(float(train_nll))
+    h["val_nll"].append(None if val_nll is None else float(val_nll))
+    h["lr"].append(float(lr))
+    h["time"].append(state.elapsed)
+    if record_params is not None:
+        h.setdefault("params", []).append(record_params(report))
+    score = val_nll if val_nll is not None else train_nll
+    if score < state.best_score:
+        improved = score < state.best_score - config.tol
+        state.bad_epochs = 0 if improved else state.bad_epochs + 1
+        state.best_score, state.best_params = float(score), report
+    else:
+        state.bad_epochs += 1
+    if config.early_stopping and state.bad_epochs >= config.patience_epochs(n_train):
+        state.stopped = True
 
 
 def _current_lr(optimizer: Optimizer, opt_state) -> float:

@@ -39,6 +39,7 @@ from mogsgd.train import (
     _check_finite,
     _current_lr,
     project_variance_floor,
+    record_epoch,
 )
 
 torch = import_torch()
@@ -206,23 +207,8 @@ def train_torch(
         val_nll = None if X_val is None else nll(X_val, current) + nll_offset
         state.elapsed += time.perf_counter() - clock
         clock = time.perf_counter()
-        h = state.history
-        h["epoch"].append(state.epoch)
-        h["train_nll"].append(float(train_nll))
-        h["val_nll"].append(None if val_nll is None else float(val_nll))
-        h["lr"].append(float(lr_now))
-        h["time"].append(state.elapsed)
-        if record_params is not None:
-            h.setdefault("params", []).append(record_params(report))
-        score = val_nll if val_nll is not None else train_nll
-        if score < state.best_score:
-            improved = score < state.best_score - config.tol
-            state.bad_epochs = 0 if improved else state.bad_epochs + 1
-            state.best_score, state.best_params = float(score), report
-        else:
-            state.bad_epochs += 1
-        if config.early_stopping and state.bad_epochs >= config.patience_epochs(n):
-            state.stopped = True
+        record_epoch(state, config, n, train_nll=train_nll, val_nll=val_nll, lr=lr_now,
+                     report=report, record_params=record_params)
         state.last_params = report
         state.opt_state = opt_state_to_numpy(opt_state, k, d)
         state.rng_state = copy.deepcopy(rng.bit_generator.state)
