@@ -42,7 +42,8 @@ from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice, check_fraction, check_positive_float, check_positive_int
 
 __all__ = ["TrainConfig", "TrainState", "History", "Stepper", "train", "make_stepper",
-           "project_variance_floor", "DEFAULT_LEARNING_RATES", "batch_count", "SOLVERS"]
+           "project_variance_floor", "record_epoch", "DEFAULT_LEARNING_RATES", "batch_count",
+           "SOLVERS"]
 
 #: Stochastic solvers the loop runs: gradient descent or online EM (eq. 36).
 SOLVERS = ("sgd", "online_em")
