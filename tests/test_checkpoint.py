@@ -14,8 +14,10 @@ from mogsgd import SGDGaussianMixture
 from mogsgd.checkpoint import TrainingInterrupted, read_checkpoint
 from mogsgd.errors import ConvergenceWarning, ModelFileError, ValidationError
 
+# backend="numpy": these tests interrupt inside the NumPy batch gradient; checkpoints of
+# compiled epochs are tested in test_fused.py
 BASE = dict(n_components=2, max_epochs=10, batch_size=32, random_state=0,
-            validation_fraction=0.2, patience=50)
+            validation_fraction=0.2, patience=50, backend="numpy")
 
 
 def blobs(n=200, seed=0):
