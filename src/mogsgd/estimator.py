@@ -69,6 +69,9 @@ STOCHASTIC_SOLVERS = ("sgd", "online_em")
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
 IQR_NORMAL = 1.3489795003921634
 
+#: At most about this many evenly spaced rows go into the standardiser's quantiles.
+QUANTILE_ROWS = 100_000
+
 #: A feature whose standard deviation exceeds this many robust spreads (IQR / IQR_NORMAL)
 #: is dominated by a few far outliers and is standardised robustly instead.
 OUTLIER_RATIO = 10.0
@@ -112,7 +115,10 @@ class Standardizer:
             center, spread = mean(Y, axis=0), std(Y, axis=0)
         else:
             center, spread = _weighted_moments(Y, np.asarray(sample_weight, dtype=np.float64))
-        q1, median, q3 = percentile(Y, [25.0, 50.0, 75.0], axis=0)
+        # quantiles only decide whether far outliers dominate a feature: evenly spaced
+        # rows (no randomness) are enough on large data and cost a fraction of a sort
+        step = max(1, len(Y) // QUANTILE_ROWS)
+        q1, median, q3 = percentile(Y[::step], [25.0, 50.0, 75.0], axis=0)
         robust = (q3 - q1) / IQR_NORMAL
         outliers = (robust > 0) & (spread > OUTLIER_RATIO * robust)
         center = np.where(outliers, median, center) * power

@@ -103,8 +103,8 @@ def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10,
     for _ in range(n_iter):
         labels = np.argmin(sq_distances(X, centres), axis=1)
         mass = np.bincount(labels, weights=w, minlength=len(centres))
-        sums = np.zeros((len(centres), X.shape[1]))
-        np.add.at(sums, labels, X * w[:, None])
+        sums = np.stack([np.bincount(labels, weights=w * X[:, j], minlength=len(centres))
+                         for j in range(X.shape[1])], axis=1)
         nonempty = mass > 0
         new = centres.copy()
         new[nonempty] = sums[nonempty] / mass[nonempty, None]
@@ -177,13 +177,15 @@ def init_params(
     Works on the distinct rows with their weights (:func:`distinct_rows`).
     ``n_candidates`` initialisations are drawn and the one with the lowest weighted
     mixture NLL on the data is returned (cheap: one E-step each, versus a full
-    restart).  Seeding works on a random subset of at most ``max_rows`` distinct rows.
+    restart).  Seeding works on a random subset of at most ``max_rows`` rows (drawn
+    before the distinct rows are taken, so large data sets are never sorted whole).
     """
     check_choice("init", method, INIT_METHODS)
-    X, w = distinct_rows(X, sample_weight)
-    if X.shape[0] > max_rows:
+    if X.shape[0] > max_rows:  # sorting all rows would cost more than the seeding itself
         keep = np.sort(rng.choice(X.shape[0], size=max_rows, replace=False))
-        X, w = X[keep], w[keep]
+        X = X[keep]
+        sample_weight = None if sample_weight is None else np.asarray(sample_weight)[keep]
+    X, w = distinct_rows(X, sample_weight)
     best, best_nll = None, np.inf
     for _ in range(n_candidates):
         if method == "random_points":
