@@ -116,7 +116,7 @@ def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10,
 
 def params_from_centres(
     X: np.ndarray, centres: np.ndarray, min_variance: float,
-    sample_weight: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None, overall: np.ndarray | None = None,
 ) -> MixtureParams:
     """Hard-assign points to the nearest centre and take weighted moments per cluster.
 
@@ -125,14 +125,15 @@ def params_from_centres(
     ``max(min_variance, 1e-3 * overall variance)`` so no component starts degenerate.
     The overall variance is robust (:func:`_robust_variance`): one far outlier
     must not give every component a huge starting variance.  A cluster with
-    fewer than two distinct rows borrows ``overall / K``.
+    fewer than two distinct rows borrows ``overall / K``.  ``overall`` may be passed
+    in when several centre sets are scored on the same data.
     """
     n, d = X.shape
     w = _unit(sample_weight, n)
     k = centres.shape[0]
     labels = np.argmin(sq_distances(X, centres), axis=1)
     mass = np.bincount(labels, weights=w, minlength=k)
-    overall = _robust_variance(X, w)
+    overall = _robust_variance(X, w) if overall is None else overall
     floor = np.maximum(min_variance, 1e-3 * overall)
     floor = np.where(floor > 0, floor, max(min_variance, 1e-12))
     variances = np.empty((k, d))
@@ -186,6 +187,7 @@ def init_params(
         X = X[keep]
         sample_weight = None if sample_weight is None else np.asarray(sample_weight)[keep]
     X, w = distinct_rows(X, sample_weight)
+    overall = _robust_variance(X, w)
     best, best_nll = None, np.inf
     for _ in range(n_candidates):
         if method == "random_points":
@@ -196,7 +198,7 @@ def init_params(
         else:
             centres = kmeans_plusplus(X, n_components, rng, w)
             centres = lloyd(X, centres, 10 if method == "kmeans++" else 100, w)
-        cand = params_from_centres(X, centres, min_variance, w)
+        cand = params_from_centres(X, centres, min_variance, w, overall)
         value = nll(X, cand, w)
         if best is None or value < best_nll:
             best, best_nll = cand, value
