@@ -48,3 +48,19 @@ def test_summary_json_is_consistent(demo_dir):
 def test_demo_refuses_a_non_empty_folder(demo_dir, capsys):
     assert main(["demo", "--out", str(demo_dir)]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_markdown_tables_are_well_formed(demo_dir):
+    """Every row of every table has as many cells as its header (no stray '|')."""
+    lines = (demo_dir / "report.md").read_text().splitlines()
+    tables, current = [], []
+    for line in lines + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    assert len(tables) >= 4
+    for table in tables:
+        widths = {line.count("|") for line in table}
+        assert len(widths) == 1, table[0]

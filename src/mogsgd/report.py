@@ -137,9 +137,9 @@ def run_demo(
             "time (s)": seconds,
             "accuracy": matched_accuracy(y[te], pred),
             "ARI": adjusted_rand_index(y[te], pred),
-            "max |weight err|": errors["weights"],
-            "max |mean err|": errors["means"],
-            "max |sigma err|": errors["sigmas"],
+            "max weight error": errors["weights"],
+            "max mean error": errors["means"],
+            "max sigma error": errors["sigmas"],
         })
     aligned = {k: align_components(true, v.params_) for k, v in fitted.items()}
     em_nll = -fitted["EM"].score(X[tr])
@@ -202,7 +202,7 @@ SECTIONS = (
 )
 
 COLUMNS = ("method", "train NLL", "test NLL", "BIC", "epochs/iters", "time (s)", "accuracy",
-           "ARI", "max |weight err|", "max |mean err|", "max |sigma err|")
+           "ARI", "max weight error", "max mean error", "max sigma error")
 
 
 def _fmt(v) -> str:
