@@ -20,6 +20,13 @@ __all__ = ["main", "build_parser"]
 PROG = "mogsgd"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to find help, no usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 class CLIError(Exception):
     """A problem to report as one line (already phrased for the user)."""
 
@@ -544,7 +551,7 @@ def _add_stream_option(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Mixtures of diagonal Gaussians fitted by mini-batch SGD with analytic "
                     "gradients.",
