@@ -596,19 +596,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         w_train, w_val = getattr(self, "_weights", None) or (None, None)
         result = fit_em(Z_train, start, max_iter=self.max_iter, tol=self.tol,
                         reg_covar=self.min_variance, sample_weight=w_train)
-        offset = self._scaler.log_det
-        train_nll = [-ll + offset for ll in result.log_likelihoods]
-        history = {"epoch": list(range(len(train_nll))), "train_nll": train_nll,
-                   "val_nll": [None] * len(train_nll), "lr": [None] * len(train_nll),
-                   "time": result.times}
-        score = nll(Z_val, result.params, w_val) if Z_val is not None else train_nll[-1]
-        if Z_val is not None:
-            history["val_nll"][-1] = score + offset
-        if not result.converged:
-            warnings.warn(f"EM did not converge in {self.max_iter} iterations; raise max_iter",
-                          ConvergenceWarning, stacklevel=4)
-        return {"params": result.params, "state": None, "history": history, "score": score,
-                "converged": result.converged, "n_iter": result.n_iter}
+        return em_run_record(result, Z_val, self._scaler.log_det, self.max_iter, w_val)
 
     def _set_fitted(self, run: dict, X: np.ndarray, lower_bound: float | None = None,
                     sample_weight: np.ndarray | None = None) -> None:
@@ -815,6 +803,25 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+
+def em_run_record(result, Z_val: np.ndarray | None, offset: float, max_iter: int,
+                  val_weight: np.ndarray | None = None) -> dict:
+    """The estimator's run record for an EM fit (in memory or streamed): history per
+    iteration (entry 0 is the start), the validation (or training) NLL that ranks
+    restarts, convergence; warns when EM used up ``max_iter``."""
+    train_nll = [-ll + offset for ll in result.log_likelihoods]
+    history = {"epoch": list(range(len(train_nll))), "train_nll": train_nll,
+               "val_nll": [None] * len(train_nll), "lr": [None] * len(train_nll),
+               "time": result.times}
+    score = nll(Z_val, result.params, val_weight) if Z_val is not None else train_nll[-1]
+    if Z_val is not None:
+        history["val_nll"][-1] = score + offset
+    if not result.converged:
+        warnings.warn(f"EM did not converge in {max_iter} iterations; raise max_iter",
+                      ConvergenceWarning, stacklevel=4)
+    return {"params": result.params, "state": None, "history": history, "score": score,
+            "converged": result.converged, "n_iter": result.n_iter}
 
 
 def _torch_estimator():

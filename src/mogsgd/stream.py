@@ -108,7 +108,6 @@ from __future__ import annotations
 import mmap
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -116,9 +115,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mogsgd._random import check_random_state
-from mogsgd.density import log_prob, log_resp, nll
+from mogsgd.density import log_prob, log_resp
 from mogsgd.em import EMResult, combine_stats, em_stats, m_step
-from mogsgd.errors import ConvergenceWarning, DataFileError, ValidationError
+from mogsgd.errors import DataFileError, ValidationError
 from mogsgd.init import init_params
 from mogsgd.params import MixtureParams
 from mogsgd.validation import check_data, check_positive_int
@@ -832,19 +831,10 @@ def fit_em_passes(stats_fn: Callable[[MixtureParams], Any],
 
 
 def em_run(est, result: EMResult, Z_val: np.ndarray | None, offset: float) -> dict:
-    """The estimator's run record for an EM fit (as ``SGDGaussianMixture._run_em`` makes)."""
-    train_nll = [-ll + offset for ll in result.log_likelihoods]
-    history = {"epoch": list(range(len(train_nll))), "train_nll": train_nll,
-               "val_nll": [None] * len(train_nll), "lr": [None] * len(train_nll),
-               "time": result.times}
-    score = nll(Z_val, result.params) if Z_val is not None else train_nll[-1]
-    if Z_val is not None:
-        history["val_nll"][-1] = score + offset
-    if not result.converged:
-        warnings.warn(f"EM did not converge in {est.max_iter} iterations; raise max_iter",
-                      ConvergenceWarning, stacklevel=4)
-    return {"params": result.params, "state": None, "history": history, "score": score,
-            "converged": result.converged, "n_iter": result.n_iter}
+    """The estimator's run record for an EM fit (shared with the in-memory path)."""
+    from mogsgd.estimator import em_run_record
+
+    return em_run_record(result, Z_val, offset, est.max_iter)
 
 
 # =========================================================== estimator entry
