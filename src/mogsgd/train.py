@@ -42,8 +42,8 @@ from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice, check_fraction, check_positive_float, check_positive_int
 
 __all__ = ["TrainConfig", "TrainState", "History", "Stepper", "train", "make_stepper",
-           "project_variance_floor", "record_epoch", "DEFAULT_LEARNING_RATES", "batch_count",
-           "SOLVERS"]
+           "project_variance_floor", "start_state", "record_epoch",
+           "DEFAULT_LEARNING_RATES", "batch_count", "SOLVERS"]
 
 #: Stochastic solvers the loop runs: gradient descent or online EM (eq. 36).
 SOLVERS = ("sgd", "online_em")
@@ -270,18 +270,7 @@ def train(
     rng = rng if rng is not None else np.random.default_rng()
     grad_sums_fn, nll_fn = fast.kernels_for(backend, grad_sums_fn)
     stepper = make_stepper(config, n, getattr(X, "grad_sums_fn", grad_sums_fn))
-    if state is None:
-        if params is None:
-            raise ValueError("train needs either params or state")
-        params = project_variance_floor(params, config.min_variance)
-        state = TrainState(params=params, opt_state=stepper.init(params),
-                           rng_state=copy.deepcopy(rng.bit_generator.state))
-        if record_params is not None:  # entry 0 is the starting point
-            state.history["params"] = [record_params(params)]
-    else:
-        state = state.copy()
-        state.stopped = False
-        rng.bit_generator.state = copy.deepcopy(state.rng_state)
+    state = start_state(params, state, stepper.init, rng, config, record_params)
     batch = min(config.batch_size, n)
     epochs = max_epochs if max_epochs is not None else config.epochs_for(n)
     last_epoch = state.epoch + epochs if max_epochs is not None else epochs
@@ -338,6 +327,28 @@ def _epoch_batches(X, w, batch: int, rng: np.random.Generator):
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         yield X[idx], (None if w is None else w[idx])
+
+
+def start_state(params: MixtureParams | None, state: TrainState | None,
+                init: Callable[[MixtureParams], Any], rng: np.random.Generator,
+                config: TrainConfig,
+                record_params: Callable[[MixtureParams], MixtureParams] | None) -> TrainState:
+    """The state a training loop starts from: a fresh one at ``params`` (projected onto
+    the variance floor, optimiser state ``init(params)``), or a copy of ``state`` with
+    ``rng`` put back where that run left it (resume, warm start)."""
+    if state is None:
+        if params is None:
+            raise ValueError("training needs either params or state")
+        params = project_variance_floor(params, config.min_variance)
+        state = TrainState(params=params, opt_state=init(params),
+                           rng_state=copy.deepcopy(rng.bit_generator.state))
+        if record_params is not None:  # entry 0 is the starting point
+            state.history["params"] = [record_params(params)]
+        return state
+    state = state.copy()
+    state.stopped = False
+    rng.bit_generator.state = copy.deepcopy(state.rng_state)
+    return state
 
 
 def record_epoch(state: TrainState, config: TrainConfig, n_train: int, *, train_nll: float,

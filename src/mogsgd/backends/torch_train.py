@@ -38,8 +38,8 @@ from mogsgd.train import (
     TrainState,
     _check_finite,
     _current_lr,
-    project_variance_floor,
     record_epoch,
+    start_state,
 )
 
 torch = import_torch()
@@ -153,18 +153,7 @@ def train_torch(
     rng = rng if rng is not None else np.random.default_rng()
     optimizer = config.build_optimizer(n)
     update = torch_update(optimizer)
-    if state is None:
-        if params is None:
-            raise ValueError("train_torch needs either params or state")
-        params = project_variance_floor(params, config.min_variance)
-        state = TrainState(params=params, opt_state=optimizer.init(params),
-                           rng_state=copy.deepcopy(rng.bit_generator.state))
-        if record_params is not None:  # entry 0 is the starting point
-            state.history["params"] = [record_params(params)]
-    else:
-        state = state.copy()
-        state.stopped = False
-        rng.bit_generator.state = copy.deepcopy(state.rng_state)
+    state = start_state(params, state, optimizer.init, rng, config, record_params)
     shuffle = shuffle if shuffle is not None else seeded_randperm(rng, X.device)
     batch = min(config.batch_size, n)
     epochs = max_epochs if max_epochs is not None else config.epochs_for(n)
