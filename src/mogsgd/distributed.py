@@ -399,22 +399,23 @@ def _fitted(est) -> MixtureParams:
     return est.params_
 
 
-def score_samples(est, X):
-    """``log p(x_i)`` as a lazy Dask array of shape (n,), computed block by block."""
+def _per_row(est, X, block_fn, dtype=None):
+    """A lazy Dask array of shape (n,): ``block_fn`` applied to every row block."""
     params = _fitted(est)
     X = _as_dask_2d(X, est.n_features_in_)
-    return X.map_blocks(_block_log_prob, est.n_features_in_, params, _allow_nan(est),
-                        drop_axis=1,
-                        dtype=params.dtype, meta=np.empty(0, dtype=params.dtype))
+    dtype = params.dtype if dtype is None else np.dtype(dtype)
+    return X.map_blocks(block_fn, est.n_features_in_, params, _allow_nan(est), drop_axis=1,
+                        dtype=dtype, meta=np.empty(0, dtype=dtype))
+
+
+def score_samples(est, X):
+    """``log p(x_i)`` as a lazy Dask array of shape (n,), computed block by block."""
+    return _per_row(est, X, _block_log_prob)
 
 
 def predict(est, X):
     """Labels as a lazy Dask array of shape (n,) (int64), computed block by block."""
-    params = _fitted(est)
-    X = _as_dask_2d(X, est.n_features_in_)
-    return X.map_blocks(_block_predict, est.n_features_in_, params, _allow_nan(est),
-                        drop_axis=1,
-                        dtype=np.int64, meta=np.empty(0, dtype=np.int64))
+    return _per_row(est, X, _block_predict, np.int64)
 
 
 def predict_proba(est, X):
