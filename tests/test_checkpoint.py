@@ -12,7 +12,9 @@ import mogsgd.gradients as gradients_module
 import mogsgd.model_io as model_io
 from mogsgd import SGDGaussianMixture
 from mogsgd.checkpoint import TrainingInterrupted, read_checkpoint
+from mogsgd.data import base as data_base
 from mogsgd.errors import ConvergenceWarning, ModelFileError, ValidationError
+from mogsgd.solvers import runs as solver_runs
 
 # backend="numpy": these tests interrupt inside the NumPy batch gradient; checkpoints of
 # compiled epochs are tested in test_fused.py
@@ -121,7 +123,7 @@ def test_keyboard_interrupt_saves_a_checkpoint_that_resumes_exactly(
     X = blobs()
     straight = fit(X, n_init=2)
     path = tmp_path / "ck.json"
-    module = gradients_module if patch == "weighted_log_prob" else estimator_module
+    module = gradients_module if patch == "weighted_log_prob" else solver_runs
     monkeypatch.setattr(module, patch, Interrupt(getattr(module, patch), at))
     with pytest.raises(TrainingInterrupted) as info:
         fit(X, n_init=2, checkpoint_path=path)
@@ -294,7 +296,7 @@ def test_resume_refuses_models_corrupt_files_and_em(tmp_path):
 def test_a_file_that_is_not_a_checkpoint_is_never_overwritten(tmp_path, monkeypatch):
     path = tmp_path / "data.csv"
     path.write_text("x,y\n1,2\n")
-    monkeypatch.setattr(estimator_module, "check_data", None)  # must fail before reading X
+    monkeypatch.setattr(data_base, "check_data", None)  # must fail before reading X
     with pytest.raises(ValidationError, match="exists and is not a mogsgd checkpoint; refusing"):
         fit(blobs(), checkpoint_path=path)
     assert path.read_text() == "x,y\n1,2\n"

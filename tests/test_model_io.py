@@ -89,7 +89,7 @@ def test_save_load_round_trips_bit_exactly(case, tmp_path):
     model = fitted(**CASES[case])
     path = model.save(tmp_path / "model.json")
     loaded = SGDGaussianMixture.load(path)
-    assert_same_tree(model._get_fit_state(), loaded._get_fit_state())
+    assert_same_tree(model.export_fit_state(), loaded.export_fit_state())
     for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
         assert_same_tree(getattr(model, attr), getattr(loaded, attr), attr)
     assert loaded.lower_bound_ == model.lower_bound_

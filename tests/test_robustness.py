@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-import mogsgd.estimator as estimator_module
 from mogsgd import SGDGaussianMixture
+from mogsgd.data import base as data_base
+from mogsgd.data import memory as data_memory
+from mogsgd.data.base import count_distinct_rows
 from mogsgd.errors import ConvergenceWarning, ValidationError
 from mogsgd.estimator import Standardizer
+from mogsgd.solvers import runs as solver_runs
 
 SOLVERS = ["sgd", "em", "online_em"]
 
@@ -79,9 +82,9 @@ def test_bad_data_is_refused_before_any_work(label, X, exc, msg, solver, monkeyp
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the input was checked")
 
-    monkeypatch.setattr(estimator_module, "init_params", no_work)
-    monkeypatch.setattr(estimator_module, "train", no_work)
-    monkeypatch.setattr(estimator_module, "fit_em", no_work)
+    monkeypatch.setattr(solver_runs, "init_params", no_work)
+    monkeypatch.setattr(solver_runs, "train", no_work)
+    monkeypatch.setattr(solver_runs, "em_loop", no_work)
     with pytest.raises(exc, match=msg):
         SGDGaussianMixture(n_components=1, solver=solver).fit(X)
 
@@ -157,7 +160,8 @@ def test_bad_hyperparameters_are_refused_before_the_data_is_read(params, msg, mo
     def no_work(*args, **kwargs):
         raise AssertionError("the data was looked at before the settings were checked")
 
-    monkeypatch.setattr(estimator_module, "check_data", no_work)
+    monkeypatch.setattr(data_base, "check_data", no_work)
+    monkeypatch.setattr(data_memory, "check_data", no_work)
     with pytest.raises(ValueError, match=msg):
         SGDGaussianMixture(**params).fit(blobs())
     with pytest.raises(ValueError, match=msg):
@@ -291,8 +295,8 @@ def test_more_components_than_distinct_rows_warns_and_keeps_empty_components(sol
 
 def test_distinct_rows_are_counted_beyond_the_first_rows():
     X = np.r_[np.zeros((5000, 1)), np.arange(1.0, 4.0)[:, None]]
-    assert estimator_module._count_distinct_rows(X, 4) == 4
-    assert estimator_module._count_distinct_rows(X, 10) == 4
+    assert count_distinct_rows(X, 4) == 4
+    assert count_distinct_rows(X, 10) == 4
 
 
 # -------------------------------------------------------------------------- precision

@@ -11,7 +11,9 @@ import pytest
 from conftest import random_params, sample_mixture
 
 from mogsgd import MixtureParams, SGDGaussianMixture, stream
-from mogsgd.em import combine_stats, em_stats, fit_em
+from mogsgd.data import as_chunks, is_out_of_core, write_npy
+from mogsgd.density import log_prob
+from mogsgd.em import combine_stats, em_loop, em_stats, fit_em
 from mogsgd.errors import DataFileError, ValidationError
 from mogsgd.estimator import Standardizer
 
@@ -115,12 +117,12 @@ def test_iterable_sources_reread_or_refuse():
     X, _ = data(500)
     chunks = np.array_split(X, 7)
     for obj in (chunks, lambda: iter(chunks)):
-        src = stream.as_source(obj)
+        src = as_chunks(obj)
         assert src.reiterable and not src.random_access
         np.testing.assert_array_equal(rows_of(src), X)
         np.testing.assert_array_equal(rows_of(src), X)
         assert src.n_samples == 500
-    once = stream.as_source(iter(chunks))
+    once = as_chunks(iter(chunks))
     assert not once.reiterable
     np.testing.assert_array_equal(rows_of(once), X)
     with pytest.raises(ValidationError, match="read already"):
@@ -134,7 +136,7 @@ def test_bad_chunk_is_named_with_its_row():
     with pytest.raises(ValidationError, match="chunk at row 200.*NaN.*row 50"):
         rows_of(stream.ArraySource(bad, chunk_rows=100))
     with pytest.raises(ValidationError, match="expecting 3 features"):
-        rows_of(stream.as_source([X[:10], X[:10, :2]]))
+        rows_of(as_chunks([X[:10], X[:10, :2]]))
 
 
 def test_is_stream_source_leaves_arrays_and_memmaps_alone(tmp_path):
@@ -142,11 +144,11 @@ def test_is_stream_source_leaves_arrays_and_memmaps_alone(tmp_path):
     np.save(tmp_path / "x.npy", X)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
     for obj in (X, mm, X.tolist(), X.astype(np.float32), "data.csv"):
-        assert not stream.is_stream_source(obj)
+        assert not is_out_of_core(obj)
     for obj in (str(tmp_path / "x.npy"), tmp_path / "x.npy", str(tmp_path), "new.parquet",
-                iter([X]), lambda: iter([X]), stream.as_source(mm)):
-        assert stream.is_stream_source(obj)
-    src = stream.as_source(mm, chunk_rows=30)
+                iter([X]), lambda: iter([X]), as_chunks(mm)):
+        assert is_out_of_core(obj)
+    src = as_chunks(mm, chunk_rows=30)
     assert isinstance(src, stream.NpySource)
     np.testing.assert_array_equal(rows_of(src), X)   # pages released after each chunk
 
@@ -159,13 +161,13 @@ def test_stream_standardizer_is_the_in_memory_one_on_a_uniform_sample(tmp_path):
                          10_000)
     assert sample.n_samples == 5000 and len(sample.sample) == 5000   # holds every row
     np.testing.assert_array_equal(sample.sample, X[sample.index])
-    exact = stream._standardizer(sample.sample, True)
+    exact = Standardizer.fit(sample.sample, True)
     ref = Standardizer.fit(X)
     np.testing.assert_allclose(exact.center, ref.center, rtol=1e-14)   # order of additions
     np.testing.assert_allclose(exact.scale, ref.scale, rtol=1e-12)
     part = stream.scan(stream.ArraySource(X, chunk_rows=300), np.random.default_rng(1), 2000)
     assert len(np.unique(part.index)) == 2000
-    approx = stream._standardizer(part.sample, True)
+    approx = Standardizer.fit(part.sample, True)
     # the median and IQR of 2000 of 5000 rows: within a few standard errors
     assert np.all(np.abs(approx.center - ref.center) < 0.1 * ref.scale)
     assert np.all(np.abs(approx.scale / ref.scale - 1) < 0.1)
@@ -246,28 +248,31 @@ def test_streamed_scores_equal_in_memory(tmp_path, fitted):
         assert fitted.score(src) == pytest.approx(fitted.score(X), rel=1e-10)
         assert fitted.bic(src) == pytest.approx(fitted.bic(X), rel=1e-10)
         assert fitted.aic(src) == pytest.approx(fitted.aic(X), rel=1e-10)
-        np.testing.assert_allclose(np.concatenate(list(fitted.score_samples(src))),
-                                   fitted.score_samples(X), rtol=1e-10)
-        np.testing.assert_allclose(np.concatenate(list(fitted.predict_proba(src))),
-                                   fitted.predict_proba(X), rtol=1e-10, atol=1e-300)
-        np.testing.assert_array_equal(np.concatenate(list(fitted.predict(src))),
-                                      fitted.predict(X))
+        # inference on a path or a stream returns one array, like on an array
+        for name in ("score_samples", "predict_proba", "predict"):
+            out = getattr(fitted, name)(src)
+            assert isinstance(out, np.ndarray)
+            np.testing.assert_allclose(out, getattr(fitted, name)(X), rtol=1e-10, atol=1e-300)
+            np.testing.assert_allclose(np.concatenate(list(fitted.iter_predict(src, name))),
+                                       out, rtol=1e-10, atol=1e-300)
 
 
 def test_streamed_outputs_written_to_npy_files(tmp_path, fitted):
     X, _ = data(1200, 12)
     one_shot = iter(np.array_split(X, 5))
-    labels = stream.predict(fitted, one_shot, out=tmp_path / "labels.npy")
+    labels = write_npy(tmp_path / "labels.npy", fitted.iter_predict(one_shot), np.int64, None)
     np.testing.assert_array_equal(labels, fitted.predict(X))
     np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), fitted.predict(X))
-    proba = stream.predict_proba(fitted, stream.ArraySource(X, chunk_rows=100),
-                                 out=tmp_path / "proba.npy")
+    proba = write_npy(tmp_path / "proba.npy",
+                      fitted.iter_predict(stream.ArraySource(X, chunk_rows=100),
+                                          "predict_proba"), np.float64, 3)
     assert proba.shape == (1200, 3)
     np.testing.assert_allclose(proba, fitted.predict_proba(X), rtol=1e-10, atol=1e-300)
-    lp = stream.score_samples(fitted, [X], out=tmp_path / "lp.npy")
+    lp = write_npy(tmp_path / "lp.npy", fitted.iter_predict(iter([X]), "score_samples"), np.float64,
+                   None)
     np.testing.assert_allclose(lp, fitted.score_samples(X), rtol=1e-10)
     with pytest.raises(FileExistsError):
-        stream.predict(fitted, [X], out=tmp_path / "labels.npy")
+        write_npy(tmp_path / "labels.npy", fitted.iter_predict(iter([X])), np.int64, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy", "lp.npy", "proba.npy"]
 
 
@@ -320,10 +325,10 @@ def test_streamed_em_equals_in_memory_em():
         return combine_stats(em_stats(c, p) for c in sdata.training_chunks())
 
     def loglik_fn(p):
-        total, count = stream.log_likelihood_sum(src, p)
-        return total / count
+        total = sum(float(log_prob(c, p).sum()) for _, c in src.chunks())
+        return total / src.n_samples
 
-    mine = stream.fit_em_passes(stats_fn, loglik_fn, start, max_iter=30, tol=1e-8)
+    mine = em_loop(stats_fn, loglik_fn, start, max_iter=30, tol=1e-8)
     ref = fit_em(X, start, max_iter=30, tol=1e-8)
     assert mine.n_iter == ref.n_iter and mine.converged == ref.converged
     np.testing.assert_allclose(mine.log_likelihoods, ref.log_likelihoods, rtol=1e-10)
@@ -403,7 +408,7 @@ def test_dask_array_without_a_client_is_streamed():
     da = pytest.importorskip("dask.array")
     X, _ = data(2000, 30)
     Xd = da.from_array(X, chunks=(300, 3))
-    src = stream.as_source(Xd)
+    src = as_chunks(Xd)
     assert src.n_chunks == 7
     np.testing.assert_array_equal(rows_of(src), X)
     est = SGDGaussianMixture(3, random_state=0, max_epochs=3, early_stopping=False).fit(Xd)

@@ -235,8 +235,8 @@ def _fit_streamed(args, out: Path) -> int:
                "streamed": True, "n_samples": n, "n_components": est.n_components,
                "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
                "nll": -est.lower_bound_,
-               "bic": -2.0 * total + est._n_parameters() * np.log(n),
-               "aic": -2.0 * total + 2.0 * est._n_parameters(),
+               "bic": -2.0 * total + est.n_parameters() * np.log(n),
+               "aic": -2.0 * total + 2.0 * est.n_parameters(),
                "weights": est.weights_, "means": est.means_, "variances": est.covariances_}
     if args.json:
         _emit_json(summary)
@@ -352,8 +352,8 @@ def cmd_evaluate(args) -> int:
 
         source = stream.open_source(args.data)
         _check_features(model, np.empty((0, source.n_features)), args.data)
-        mean_ll = stream.score(model, source)
-        n, p = source.n_samples, model._n_parameters()
+        mean_ll = model.score(source)
+        n, p = source.n_samples, model.n_parameters()
         result = {"n_samples": n, "nll": -mean_ll, "bic": -2 * mean_ll * n + p * np.log(n),
                   "aic": -2 * mean_ll * n + 2 * p, "streamed": True}
         return _print_result(args, result)
@@ -395,8 +395,8 @@ def cmd_predict(args) -> int:
 
         source = stream.open_source(args.data)
         _check_features(model, np.empty((0, source.n_features)), args.data)
-        chunks = (stream.predict_proba(model, source) if args.proba
-                  else (c[:, None] for c in stream.predict(model, source)))
+        chunks = (model.iter_predict(source, "predict_proba") if args.proba
+                  else (c[:, None] for c in model.iter_predict(source)))
     else:
         data = _load_data(args.data, args.label_column)
         _check_features(model, data.X, args.data)

@@ -73,17 +73,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd._random import check_random_state
-from mogsgd.density import log_prob, log_resp
+from mogsgd.density import log_prob
 from mogsgd.em import combine_stats, em_stats
 from mogsgd.errors import ValidationError
 from mogsgd.gradients import GradSums, combine_sums, nll_grad_sums
 from mogsgd.params import MixtureParams
-from mogsgd.stream import em_run, fit_em_passes
 from mogsgd.validation import check_data
 
-__all__ = ["get_client", "fit", "persist_blocks", "DaskData", "batch_grad_sums",
-           "score_samples", "score", "predict", "predict_proba", "bic", "aic"]
+__all__ = ["get_client", "as_dask_2d", "persist_blocks", "DaskData", "batch_grad_sums",
+           "shuffle_block", "standardized_rows", "take_rows", "allocate", "block_function"]
 
 
 def get_client(client=None):
@@ -100,7 +98,7 @@ def get_client(client=None):
         return None
 
 
-def _as_dask_2d(X, n_features: int | None = None):
+def as_dask_2d(X, n_features: int | None = None):
     if type(X).__module__.startswith("dask.dataframe"):
         X = X.to_dask_array(lengths=True)
     if X.ndim != 2:
@@ -122,18 +120,18 @@ def _checked(x, n_features: int, dtype=None, allow_nan: bool = False) -> np.ndar
                       dtype=dtype, allow_nan=allow_nan)
 
 
-def _shuffle_block(x, n_features, dtype, allow_nan, seed):
+def shuffle_block(x, n_features, dtype, allow_nan, seed):
     """Validate and shuffle one block (on its worker)."""
     x = _checked(x, n_features, dtype, allow_nan)
     return x[np.random.default_rng(seed).permutation(len(x))]
 
 
-def _standardized_rows(x, start, scaler):
+def standardized_rows(x, start, scaler):
     """Rows ``start:`` of a block, standardised by the estimator's ``Standardizer``."""
     return scaler.transform(x[start:])
 
 
-def _rows(x, start, stop):
+def take_rows(x, start, stop):
     return x[start:stop]
 
 
@@ -159,20 +157,13 @@ def _worker_loglik(parts, params):
     return sum(float(log_prob(p, params).sum()) for p in parts), sum(len(p) for p in parts)
 
 
-def _block_log_prob(x, n_features, params, allow_nan=False):
-    return log_prob(_checked(x, n_features, params.dtype, allow_nan), params)
-
-
-def _block_predict(x, n_features, params, allow_nan=False):
-    return np.argmax(log_resp(_checked(x, n_features, params.dtype, allow_nan), params), axis=1)
-
-
-def _block_proba(x, n_features, params, allow_nan=False):
-    return np.exp(log_resp(_checked(x, n_features, params.dtype, allow_nan), params))
+def block_function(x, fn, n_features, params, allow_nan=False):
+    """A per-row inference function on one validated block (on its worker)."""
+    return fn(_checked(x, n_features, params.dtype, allow_nan), params)
 
 
 # ------------------------------------------------------------ the driver side
-def _allocate(total: int, sizes: list[int]) -> list[int]:
+def allocate(total: int, sizes: list[int]) -> list[int]:
     """Split ``total`` rows across blocks in proportion to ``sizes`` (largest remainder)."""
     n = sum(sizes)
     if n == 0 or total == 0:
@@ -301,7 +292,7 @@ def persist_blocks(client, X) -> tuple[list, list[int], list[str]]:
     worker addresses)``, one entry per block."""
     from distributed import wait
 
-    X = _as_dask_2d(X)
+    X = as_dask_2d(X)
     futures = client.compute(list(X.to_delayed().ravel()))
     wait(futures)
     return futures, [int(c) for c in X.chunks[0]], _holders(client, futures)
@@ -311,143 +302,3 @@ def _holders(client, futures) -> list[str]:
     """The address of a worker holding each future's data."""
     who = client.who_has(futures)
     return [sorted(who[f.key])[0] for f in futures]
-
-
-def fit(est, X, client=None, resume=None, sample_weight=None):
-    """``est.fit(X)`` on a Dask array with a distributed client (see the module docstring)."""
-    from mogsgd import stream
-
-    stream.check_streamable(est, resume, sample_weight)
-    client = get_client(client)
-    if client is None:
-        return stream.fit(est, stream.ArraySource(_as_dask_2d(X)))
-    if est.solver == "online_em":
-        raise ValidationError("solver='online_em' updates from the batch rows themselves, so "
-                              "it cannot run data-parallel on Dask; use solver='sgd' or 'em', "
-                              "or stream the array without a client")
-    config = est._check_hyperparameters()
-    dtype = est._compute_dtype()
-    rng = check_random_state(est.random_state)
-    X = _as_dask_2d(X)
-    n, d = X.shape
-    continuing = est.warm_start and hasattr(est, "params_")
-    if continuing and d != est.n_features_in_:
-        raise ValidationError(f"X has {d} features, but {type(est).__name__} is expecting "
-                              f"{est.n_features_in_} features as input")
-    raw, sizes, workers = persist_blocks(client, X)
-    seeds = rng.integers(0, 2**63 - 1, size=len(raw))
-    allow_nan = stream._allow_nan(est)
-    shuffled = [client.submit(_shuffle_block, f, d, dtype, allow_nan, int(s), pure=False,
-                              workers=[w], allow_other_workers=True)
-                for f, s, w in zip(raw, seeds, workers, strict=True)]
-    del raw
-    # a random sample: the first rows of every shuffled block, in proportion to its size
-    n_val = stream._n_validation(est, n, d)
-    val = _allocate(n_val, sizes)
-    init = _allocate(min(stream.INIT_ROWS, n - n_val),
-                     [s - v for s, v in zip(sizes, val, strict=True)])
-    sample = np.concatenate(client.gather([
-        client.submit(_rows, f, 0, v + i, pure=False, workers=[w], allow_other_workers=True)
-        for f, v, i, w in zip(shuffled, val, init, workers, strict=True)]))
-    at = np.cumsum([0] + [v + i for v, i in zip(val, init, strict=True)])
-    is_val = np.zeros(len(sample), dtype=bool)
-    for a, v in zip(at, val, strict=False):
-        is_val[a:a + v] = True
-    sample = est._check_fit_data(np.concatenate([sample[is_val], sample[~is_val]]))
-    if not continuing:
-        est.n_features_in_ = d
-        est._scaler = stream._standardizer(sample, est.standardize)
-    est._source = None
-    scaler = est._scaler
-    Z_val = scaler.transform(sample[:n_val]) if n_val else None
-    parts = [client.submit(_standardized_rows, f, v, scaler, pure=False, workers=[w],
-                           allow_other_workers=True)
-             for f, v, w in zip(shuffled, val, workers, strict=True)]
-    del shuffled
-    data = DaskData(client, parts, [s - v for s, v in zip(sizes, val, strict=True)], workers, d)
-    best = stream.fit_runs(est, data, Z_val, scaler.transform(sample[n_val:]), config, rng,
-                           continuing, lambda start: _run_em(est, data, Z_val, start))
-    est._rng = rng
-    # mean log-likelihood of all rows in data units = standardised one - log_det (eq. 33)
-    total, count = data.loglik(best["params"])
-    if Z_val is not None:
-        total += float(log_prob(Z_val, best["params"]).sum())
-        count += len(Z_val)
-    est._set_fitted(best, None, lower_bound=total / count - scaler.log_det)
-    return est
-
-
-def _run_em(est, data: DaskData, Z_val, start: MixtureParams) -> dict:
-    def loglik_fn(params):
-        total, count = data.loglik(params)
-        return total / count
-
-    result = fit_em_passes(data.em_stats, loglik_fn, start, max_iter=est.max_iter,
-                           tol=est.tol, reg_covar=est.min_variance)
-    return em_run(est, result, Z_val, est._scaler.log_det)
-
-
-# ------------------------------------------------------------------ scoring
-def _allow_nan(est) -> bool:
-    return getattr(est, "_allow_nan", lambda: False)()
-
-
-def _fitted(est) -> MixtureParams:
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(est, "params_")
-    return est.params_
-
-
-def _per_row(est, X, block_fn, dtype=None):
-    """A lazy Dask array of shape (n,): ``block_fn`` applied to every row block."""
-    params = _fitted(est)
-    X = _as_dask_2d(X, est.n_features_in_)
-    dtype = params.dtype if dtype is None else np.dtype(dtype)
-    return X.map_blocks(block_fn, est.n_features_in_, params, _allow_nan(est), drop_axis=1,
-                        dtype=dtype, meta=np.empty(0, dtype=dtype))
-
-
-def score_samples(est, X):
-    """``log p(x_i)`` as a lazy Dask array of shape (n,), computed block by block."""
-    return _per_row(est, X, _block_log_prob)
-
-
-def predict(est, X):
-    """Labels as a lazy Dask array of shape (n,) (int64), computed block by block."""
-    return _per_row(est, X, _block_predict, np.int64)
-
-
-def predict_proba(est, X):
-    """Responsibilities as a lazy Dask array of shape (n, K), computed block by block."""
-    params = _fitted(est)
-    X = _as_dask_2d(X, est.n_features_in_)
-    return X.map_blocks(_block_proba, est.n_features_in_, params, _allow_nan(est),
-                        chunks=(X.chunks[0], (params.n_components,)), dtype=params.dtype,
-                        meta=np.empty((0, 0), dtype=params.dtype))
-
-
-def _loglik(est, X) -> tuple[float, int]:
-    import dask
-
-    lp = score_samples(est, X)
-    (total,) = dask.compute(lp.sum())
-    return float(total), int(lp.shape[0])
-
-
-def score(est, X) -> float:
-    """Mean log-likelihood per row, computed on the workers."""
-    total, count = _loglik(est, X)
-    return total / count
-
-
-def bic(est, X) -> float:
-    """``-2 L + p log n`` (eq. 38), computed on the workers."""
-    total, count = _loglik(est, X)
-    return float(-2.0 * total + est._n_parameters() * np.log(count))
-
-
-def aic(est, X) -> float:
-    """``-2 L + 2 p`` (eq. 38), computed on the workers."""
-    total, _ = _loglik(est, X)
-    return float(-2.0 * total + 2.0 * est._n_parameters())

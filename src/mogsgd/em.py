@@ -11,6 +11,7 @@ which is how streaming and Dask run EM.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -19,7 +20,8 @@ import numpy as np
 from mogsgd.density import log_prob, log_prob_and_log_resp, observed_mask
 from mogsgd.params import MixtureParams
 
-__all__ = ["EMStats", "em_stats", "combine_stats", "m_step", "em_step", "fit_em", "EMResult"]
+__all__ = ["EMStats", "em_stats", "combine_stats", "m_step", "em_step", "fit_em", "em_loop",
+           "EMResult"]
 
 
 class EMStats(NamedTuple):
@@ -130,28 +132,49 @@ def fit_em(
     reg_covar: float = 1e-6,
     sample_weight: np.ndarray | None = None,
 ) -> EMResult:
-    """Batch EM from ``params`` until the mean log-likelihood gains less than ``tol``.
+    """Batch EM on the rows ``X`` from ``params`` until the mean log-likelihood gains less
+    than ``tol`` (:func:`em_loop` with the statistics of ``X``).
 
     ``log_likelihoods[t]`` is the mean log-likelihood of the parameters after
     ``t`` iterations (``[0]`` is the start; the last entry is that of the
     returned parameters), non-decreasing up to rounding.
     """
+    def mean_loglik(p: MixtureParams) -> float:
+        lp = log_prob(X, p)
+        if sample_weight is None:
+            return float(lp.mean())
+        w = np.asarray(sample_weight, dtype=lp.dtype)
+        return float(w @ lp / w.sum())
+
+    return em_loop(lambda p: em_stats(X, p, sample_weight), mean_loglik, params,
+                   max_iter=max_iter, tol=tol, reg_covar=reg_covar)
+
+
+def em_loop(stats_fn: Callable[[MixtureParams], EMStats],
+            loglik_fn: Callable[[MixtureParams], float], params: MixtureParams, *,
+            max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6) -> EMResult:
+    """The EM iteration, with the data behind two functions (the package's one EM loop).
+
+    ``stats_fn(params)`` returns the combined :class:`EMStats` of all rows (an in-memory
+    pass, a streamed pass or a map-reduce over Dask workers), ``loglik_fn(params)`` their
+    mean log-likelihood.  Each iteration is an E-step and an M-step (eqs. 27-30);
+    it stops when the mean log-likelihood of consecutive iterates changes by less than
+    ``tol``.
+    """
     start = time.perf_counter()
     result = EMResult(params=params)
     for it in range(1, max_iter + 1):
-        new, ll_old = em_step(X, params, reg_covar, sample_weight)
+        stats = stats_fn(params)
+        ll_old = stats.ll_sum / stats.weight_sum
+        params = m_step(stats, params, reg_covar)
         result.log_likelihoods.append(ll_old)
         result.times.append(time.perf_counter() - start)
-        params = new
         result.n_iter = it
         if it > 1 and abs(ll_old - result.log_likelihoods[-2]) < tol:
             result.converged = True
             break
     # the likelihood of the returned parameters
-    lp = log_prob(X, params)
-    w = None if sample_weight is None else np.asarray(sample_weight, dtype=lp.dtype)
-    final = float(lp.mean()) if w is None else float(w @ lp / w.sum())
-    result.log_likelihoods.append(final)
+    result.log_likelihoods.append(float(loglik_fn(params)))
     result.times.append(time.perf_counter() - start)
     result.params = params
     return result

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+import mogsgd
 from mogsgd._files import atomic_write
 from mogsgd.em import EMStats
 from mogsgd.errors import ModelFileError, ValidationError
@@ -54,6 +55,7 @@ from mogsgd.params import MixtureParams
 from mogsgd.train import TrainState
 
 __all__ = [
+    "register_estimator",
     "FORMAT_VERSION",
     "MODEL_FORMAT",
     "CHECKPOINT_FORMAT",
@@ -436,7 +438,7 @@ def save_model(estimator, path: str | os.PathLike, *, force: bool = False) -> Pa
         "estimator": type(estimator).__name__,
         "settings": settings,
         "unsaved_settings": unsaved,
-        "fitted": encode(estimator._get_fit_state(), "fitted"),
+        "fitted": encode(estimator.export_fit_state(), "fitted"),
     }
     return write_document(path, MODEL_FORMAT, body, summary=_summary(estimator.params_),
                           force=force)
@@ -455,6 +457,26 @@ def read_model_info(path: str | os.PathLike) -> dict:
         "settings": settings}
 
 
+#: Estimator classes model files can hold, by name (:func:`register_estimator`).
+_ESTIMATORS: dict[str, type] = {}
+
+
+def register_estimator(cls: type) -> type:
+    """Let :func:`load_model` build ``cls`` (the estimator registers itself on import, so
+    persistence never imports the estimator).  ``cls`` has ``export_fit_state()`` and
+    ``restore_fit_state(fitted, origin)``."""
+    _ESTIMATORS[cls.__name__] = cls
+    return cls
+
+
+def _estimator_class(name) -> type | None:
+    """The registered class ``name``; the package's lazily loaded estimator is loaded (and
+    so registered) on first use."""
+    if isinstance(name, str) and name not in _ESTIMATORS and name in mogsgd.__all__:
+        getattr(mogsgd, name)
+    return _ESTIMATORS.get(name) if isinstance(name, str) else None
+
+
 def load_model(path: str | os.PathLike, *, n_features: int | None = None):
     """Load a model written by :func:`save_model`; returns a fitted ``SGDGaussianMixture``.
 
@@ -467,11 +489,10 @@ def load_model(path: str | os.PathLike, *, n_features: int | None = None):
     Raises ``FileNotFoundError`` or :class:`~mogsgd.errors.ModelFileError`
     (truncated, corrupt, foreign, checkpoint instead of model, newer format).
     """
-    from mogsgd.estimator import SGDGaussianMixture
-
     doc = read_document(path, MODEL_FORMAT)
     body = doc["body"]
-    if body.get("estimator") != SGDGaussianMixture.__name__:
+    cls = _estimator_class(body.get("estimator"))
+    if cls is None:
         raise ModelFileError(
             f"{str(path)!r} holds a {body.get('estimator')!r}, not an SGDGaussianMixture"
         )
@@ -480,14 +501,13 @@ def load_model(path: str | os.PathLike, *, n_features: int | None = None):
     if not isinstance(settings, dict) or not isinstance(fitted, dict):
         raise ModelFileError(f"{str(path)!r}: settings and fitted state must be records")
     try:
-        estimator = SGDGaussianMixture(**settings)
+        estimator = cls(**settings)
     except TypeError as exc:
         raise ModelFileError(f"{str(path)!r}: unknown settings ({exc})") from None
     try:
-        estimator._set_fit_state(fitted)
+        estimator.restore_fit_state(fitted, origin=f"the model loaded from {str(path)!r}")
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{str(path)!r}: inconsistent fitted state ({exc})") from None
-    estimator._source = f"the model loaded from {str(path)!r}"
     if n_features is not None and n_features != estimator.n_features_in_:
         raise ValidationError(
             f"the model in {str(path)!r} was fitted on {estimator.n_features_in_} features "

@@ -1,10 +1,9 @@
-"""Out-of-core data: chunked sources, a shuffle buffer, and streaming fit / score / predict.
+"""Out-of-core rows: chunked readers, one scan pass and the shuffle buffer.
 
 SGD touches one mini-batch at a time, so the data never have to be in memory whole.  This
-module reads them chunk by chunk and adds no math of its own: gradients come from
-:func:`mogsgd.gradients.nll_grad`, EM statistics from :func:`mogsgd.em.em_stats`, densities
-from :mod:`mogsgd.density`, and the loop is :func:`mogsgd.train.train`, fed by a batch
-provider (:class:`StreamData`) instead of an array.
+module reads them chunk by chunk and adds no math of its own; fitting, scoring and
+prediction of a stream are the estimator's, through :mod:`mogsgd.data.chunked` (the
+estimator wraps any input with :func:`mogsgd.data.as_source`).
 
 Usage
 -----
@@ -16,8 +15,9 @@ Usage
     src = stream.open_source("parquet_dir/", buffer_rows=2_000_000)  # or .zarr, .npy
     est.fit(src)
     est.score(src), est.bic(src)                 # one pass each
-    for labels in est.predict(src): ...          # one array per chunk, in file order
-    stream.predict(est, src, out="labels.npy")   # or written to a .npy file
+    labels = est.predict(src)                    # one array, in file order
+    for labels in est.iter_predict(src): ...     # or one array per chunk
+    est.predict(src, out="labels.npy")           # or written to a .npy file
     est.fit(lambda: read_my_chunks())            # any function returning an iterator
     for chunk in live_feed:                      # a live stream, one chunk at a time
         est.partial_fit(chunk)
@@ -78,48 +78,28 @@ buffer drains), a held-out validation sample of at most :data:`MAX_VALIDATION_RO
 chunks so no ``(rows, K)`` temporary exceeds 4 MiB.  Measured: fitting 50 million rows of
 3 features (1.2 GB on disk) peaks at under 300 MB of RSS (``benchmarks/SCALE.md``).
 
-Fitting a stream (:func:`fit`)
-------------------------------
-1. One pass counts the rows and draws a uniform random sample of up to
-   ``MAX_VALIDATION_ROWS + INIT_ROWS`` rows (a bottom-k sample on random keys).  The sample
-   gives the standardisation (the estimator's robust median / IQR
-   :class:`~mogsgd.estimator.Standardizer`, exact when the sample holds every row; else
-   within sampling error, which only changes the optimiser's coordinates, not the model),
-   the held-out validation rows (the estimator's ``validation_fraction``, capped at
-   :data:`MAX_VALIDATION_ROWS`, kept in memory and left out of training) and the k-means++
-   initialisation rows.
-2. :func:`mogsgd.train.train` runs epochs over the stream, standardised chunk by chunk;
-   the EM solver streams :func:`mogsgd.em.em_stats` once per iteration.
-3. ``lower_bound_`` takes one more pass.
-
-A one-shot iterator can be read only once: ``fit`` then makes a single pass, as if its rows
-were fed to ``partial_fit`` in consecutive blocks of ``buffer_rows`` rows (the first block
-fixes the standardisation and the initialisation; there is no early stopping).
-
-Scoring a stream is one pass with the in-memory functions on each chunk, so it gives the
-in-memory results up to the order of floating-point additions.  ``score``, ``bic`` and
-``aic`` return floats; ``score_samples``, ``predict`` and ``predict_proba`` return an
-iterator of per-chunk arrays in the source's order, or, with ``out=path``, write one
-``.npy`` file chunk by chunk and return it memory-mapped.
+Fitting a stream (:mod:`mogsgd.data.chunked`)
+---------------------------------------------
+One pass counts the rows and draws a uniform random sample (:func:`scan`) for the
+standardiser, the held-out validation rows and the initialisation; then the training loop
+reads epochs through :class:`StreamData` and the shuffle buffer, and EM streams its
+statistics once per iteration.  A one-shot iterator is read once, in blocks of
+``buffer_rows`` rows fed to ``partial_fit``.  Scoring a stream is one pass with the
+in-memory functions on each chunk, so it gives the in-memory results up to the order of
+floating-point additions.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from mogsgd._random import check_random_state
-from mogsgd.density import log_prob, log_resp
-from mogsgd.em import EMResult, combine_stats, em_stats, m_step
 from mogsgd.errors import DataFileError, ValidationError
-from mogsgd.init import init_params
-from mogsgd.params import MixtureParams
 from mogsgd.validation import check_data, check_positive_int
 
 __all__ = [
@@ -131,21 +111,11 @@ __all__ = [
     "IterableSource",
     "open_source",
     "should_stream",
-    "as_source",
-    "is_stream_source",
     "shuffled_batches",
     "scan",
     "ScanResult",
     "StreamData",
-    "fit",
-    "partial_fit",
-    "score_samples",
-    "score",
-    "predict",
-    "predict_proba",
-    "bic",
-    "aic",
-    "log_likelihood_sum",
+    "rows_for",
     "DEFAULT_CHUNK_BYTES",
     "DEFAULT_BUFFER_BYTES",
     "MAX_VALIDATION_ROWS",
@@ -167,7 +137,7 @@ INIT_ROWS = 20_000
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-def _rows_for(nbytes: int, width: int, itemsize: int = 8) -> int:
+def rows_for(nbytes: int, width: int, itemsize: int = 8) -> int:
     return max(1, int(nbytes) // (itemsize * max(1, int(width))))
 
 
@@ -198,9 +168,9 @@ class ChunkSource:
         self.n_features = int(n_features)
         self.n_samples = None if n_samples is None else int(n_samples)
         self.chunk_rows = (check_positive_int("chunk_rows", chunk_rows) if chunk_rows
-                           is not None else _rows_for(DEFAULT_CHUNK_BYTES, n_features))
+                           is not None else rows_for(DEFAULT_CHUNK_BYTES, n_features))
         self.buffer_rows = (check_positive_int("buffer_rows", buffer_rows) if buffer_rows
-                            is not None else _rows_for(DEFAULT_BUFFER_BYTES, n_features))
+                            is not None else rows_for(DEFAULT_BUFFER_BYTES, n_features))
         self.name = name
         self._bounds: np.ndarray | None = None
 
@@ -288,7 +258,7 @@ class ArraySource(ChunkSource):
                          name=name or f"{type(array).__name__} of shape {tuple(shape)}")
         self.array = array
         row_chunks = getattr(array, "chunks", None)
-        if chunk_rows is None and _is_dask_array(array):
+        if chunk_rows is None and is_dask_array(array):
             self._bounds = np.concatenate([[0], np.cumsum(row_chunks[0])]).astype(np.int64)
 
     def read(self, i: int) -> np.ndarray:
@@ -349,7 +319,7 @@ class ZarrSource(ArraySource):
             array, name = path_or_array, None
         if chunk_rows is None:
             row_chunk = int(array.chunks[0])
-            per = max(1, _rows_for(DEFAULT_CHUNK_BYTES, array.shape[1]) // row_chunk)
+            per = max(1, rows_for(DEFAULT_CHUNK_BYTES, array.shape[1]) // row_chunk)
             chunk_rows = per * row_chunk
         super().__init__(array, chunk_rows=chunk_rows, buffer_rows=buffer_rows, name=name)
 
@@ -574,62 +544,13 @@ def should_stream(path, above_bytes: int = STREAM_ABOVE_BYTES) -> bool:
     return False
 
 
-def _is_dask_array(X) -> bool:
-    return type(X).__module__.startswith("dask.array") and hasattr(X, "chunks")
-
-
-def _is_dask_dataframe(X) -> bool:
-    return type(X).__module__.startswith("dask.dataframe") and hasattr(X, "to_dask_array")
-
-
 #: A string ending in one of these (or naming a directory) is taken for a path to stream.
 STREAM_SUFFIXES = (".npy", ".zarr") + PARQUET_SUFFIXES
 
 
-def is_stream_source(X) -> bool:
-    """Whether the estimator should stream ``X`` rather than load it.
-
-    True for a :class:`ChunkSource`, a ``PathLike``, a string that ends in ``.npy``,
-    ``.zarr``, ``.parquet`` or ``.pq`` or names a directory, an iterator of chunks, a
-    function returning one, a Zarr array, and a Dask array or data frame.  False for NumPy
-    arrays (memmaps included), lists, other strings (refused later as not numeric) and
-    everything else array-like.
-    """
-    if isinstance(X, ChunkSource | os.PathLike):
-        return True
-    if isinstance(X, str):
-        return X.lower().endswith(STREAM_SUFFIXES) or os.path.isdir(X)
-    if isinstance(X, np.ndarray | list | tuple) or hasattr(X, "__array__") and not (
-            _is_dask_array(X) or type(X).__module__.startswith("zarr")):
-        return False
-    if isinstance(X, Iterator) or callable(X):
-        return True
-    module = type(X).__module__
-    return module.startswith("zarr") or _is_dask_array(X) or _is_dask_dataframe(X)
-
-
-def as_source(X, *, chunk_rows: int | None = None,
-              buffer_rows: int | None = None) -> ChunkSource:
-    """Wrap ``X`` as a :class:`ChunkSource`: a source (returned as is), a path
-    (:func:`open_source`), an ``np.memmap``, a Zarr or Dask array, other arrays, an
-    iterator, a re-iterable of chunks or a function returning an iterator."""
-    if isinstance(X, ChunkSource):
-        if chunk_rows is not None:
-            X.chunk_rows = check_positive_int("chunk_rows", chunk_rows)
-        if buffer_rows is not None:
-            X.buffer_rows = check_positive_int("buffer_rows", buffer_rows)
-        return X
-    if isinstance(X, str | os.PathLike):
-        return open_source(X, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
-    if isinstance(X, np.memmap):
-        return NpySource(X, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
-    if type(X).__module__.startswith("zarr"):
-        return ZarrSource(X, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
-    if _is_dask_dataframe(X):
-        X = X.to_dask_array(lengths=True)
-    if hasattr(X, "shape") and hasattr(X, "__getitem__") and not isinstance(X, list | tuple):
-        return ArraySource(X, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
-    return IterableSource(X, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
+def is_dask_array(X) -> bool:
+    """A Dask array (checked without importing Dask)."""
+    return type(X).__module__.startswith("dask.array") and hasattr(X, "chunks")
 
 
 # =============================================================== one scan pass
@@ -802,340 +723,3 @@ class StreamData:
         for batch in shuffled_batches(self.training_chunks(rng), batch_size,
                                       self.source.buffer_rows, rng):
             yield batch, None
-
-
-# ================================================================ streamed EM
-def fit_em_passes(stats_fn: Callable[[MixtureParams], Any],
-                  loglik_fn: Callable[[MixtureParams], float], params: MixtureParams, *,
-                  max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6) -> EMResult:
-    """:func:`mogsgd.em.fit_em` with the data behind functions: ``stats_fn(params)`` returns
-    the combined :class:`~mogsgd.em.EMStats` of all rows (one streamed or map-reduced
-    pass), ``loglik_fn(params)`` their mean log-likelihood.  Same iteration, stopping rule
-    and result as ``fit_em``."""
-    start = time.perf_counter()
-    result = EMResult(params=params)
-    for it in range(1, max_iter + 1):
-        stats = stats_fn(params)
-        ll_old = stats.ll_sum / stats.weight_sum
-        params = m_step(stats, params, reg_covar)
-        result.log_likelihoods.append(ll_old)
-        result.times.append(time.perf_counter() - start)
-        result.n_iter = it
-        if it > 1 and abs(ll_old - result.log_likelihoods[-2]) < tol:
-            result.converged = True
-            break
-    result.log_likelihoods.append(float(loglik_fn(params)))
-    result.times.append(time.perf_counter() - start)
-    result.params = params
-    return result
-
-
-def em_run(est, result: EMResult, Z_val: np.ndarray | None, offset: float) -> dict:
-    """The estimator's run record for an EM fit (shared with the in-memory path)."""
-    from mogsgd.estimator import em_run_record
-
-    return em_run_record(result, Z_val, offset, est.max_iter)
-
-
-# =========================================================== estimator entry
-def _n_validation(est, n: int, n_features: int) -> int:
-    cap = min(MAX_VALIDATION_ROWS, _rows_for(MAX_VALIDATION_BYTES, n_features))
-    return min(est._n_validation(n), cap)
-
-
-def check_streamable(est, resume=None, sample_weight=None) -> None:
-    """Checkpoints (``checkpoint_path``, ``resume=``) and ``sample_weight`` are for
-    in-memory fits only."""
-    if resume is not None or getattr(est, "checkpoint_path", None) is not None:
-        raise ValidationError("checkpoint_path and resume= work with in-memory data only; "
-                              "remove them to fit a stream or Dask array (or load the data)")
-    _no_weights(sample_weight)
-
-
-def _no_weights(sample_weight) -> None:
-    if sample_weight is not None:
-        raise ValidationError("sample_weight is not supported for streams and Dask arrays; "
-                              "repeat rows instead, or load the data and pass an array")
-
-
-def _allow_nan(est) -> bool:
-    """``missing="marginalize"`` lets NaN through (the density code integrates it out)."""
-    return getattr(est, "_allow_nan", lambda: False)()
-
-
-def fit_runs(est, data, Z_val: np.ndarray | None, Z_init: np.ndarray, config, rng,
-             continuing: bool, run_em: Callable[[MixtureParams], dict]) -> dict:
-    """The estimator's restarts on out-of-core training rows ``data`` (a batch provider):
-    continue the previous stochastic state for ``max_epochs`` more epochs or EM from the
-    previous parameters (``warm_start``), or run ``n_init`` fits from ``init_params(Z_init)``
-    (or the user's initial parameters) and keep the best."""
-    est._weights = None
-    if continuing and est.solver in ("sgd", "online_em") and \
-            getattr(est, "_state", None) is not None:
-        return est._run_sgd(data, Z_val, config, rng, state=est._state, extend=True)
-    if continuing and est.solver == "em":
-        user = est._params_std
-    else:
-        user = est._user_init(est._scaler)
-    Z_init = np.where(np.isnan(Z_init), 0.0, Z_init)   # seeding only: the standardised mean
-    best = None
-    for _ in range(1 if user is not None else est.n_init):
-        start = user if user is not None else init_params(
-            Z_init, est.n_components, est.init, rng, est.min_variance)
-        if est.solver == "em":
-            run = run_em(start)
-        else:
-            run = est._run_sgd(data, Z_val, config, rng, params=start)
-        if best is None or run["score"] < best["score"]:
-            best = run
-    return best
-
-
-def fit(est, X, sample_weight=None, resume=None):
-    """``est.fit(X)`` for a stream or a Dask array (see the module docstring)."""
-    check_streamable(est, resume, sample_weight)
-    if _is_dask_array(X) or _is_dask_dataframe(X):
-        from mogsgd import distributed
-
-        client = distributed.get_client()
-        if client is not None:
-            return distributed.fit(est, X, client=client)
-    source = as_source(X)
-    if not source.reiterable:
-        return _fit_one_pass(est, source)
-    config = est._check_hyperparameters()
-    dtype = est._compute_dtype()
-    rng = check_random_state(est.random_state)
-    continuing = est.warm_start and hasattr(est, "params_")
-    if continuing and source.n_features != est.n_features_in_:
-        raise ValidationError(f"X has {source.n_features} features, but {type(est).__name__} "
-                              f"is expecting {est.n_features_in_} features as input")
-    cap = min(MAX_VALIDATION_ROWS, _rows_for(MAX_VALIDATION_BYTES, source.n_features))
-    found = scan(source, rng, cap + INIT_ROWS, dtype=dtype, allow_nan=_allow_nan(est))
-    sample = est._check_fit_data(found.sample)   # too few rows, too few distinct rows
-    if not continuing:
-        est.n_features_in_ = source.n_features
-        est._scaler = _standardizer(sample, est.standardize)
-    est._source = None
-    scaler = est._scaler
-    n_val = _n_validation(est, found.n_samples, source.n_features)
-    Z_val = scaler.transform(sample[:n_val]) if n_val else None
-    data = StreamData(source, scaler, found.index[:n_val], dtype=dtype,
-                      allow_nan=_allow_nan(est))
-    best = fit_runs(est, data, Z_val, scaler.transform(sample[n_val:]), config, rng,
-                    continuing, lambda start: _run_em(est, data, Z_val, start))
-    est._rng = rng
-    ll_sum, count = log_likelihood_sum(source, scaler.to_data(best["params"]), dtype=dtype,
-                                       allow_nan=_allow_nan(est))
-    est._set_fitted(best, None, lower_bound=ll_sum / count)
-    return est
-
-
-def _standardizer(sample: np.ndarray, enabled: bool):
-    """The estimator's robust :class:`~mogsgd.estimator.Standardizer` (median and IQR) of a
-    uniform random sample of the rows: exact when the sample holds every row."""
-    from mogsgd.estimator import Standardizer
-
-    return Standardizer.fit(sample, enabled)
-
-
-def _run_em(est, data: StreamData, Z_val, start: MixtureParams) -> dict:
-    def stats_fn(params):
-        return combine_stats(em_stats(piece, params) for chunk in data.training_chunks()
-                             for piece in _pieces(chunk, params.n_components))
-
-    def loglik_fn(params):
-        total, count = 0.0, 0
-        for chunk in data.training_chunks():
-            for piece in _pieces(chunk, params.n_components):
-                total += float(log_prob(piece, params).sum())
-                count += len(piece)
-        return total / count
-
-    result = fit_em_passes(stats_fn, loglik_fn, start, max_iter=est.max_iter, tol=est.tol,
-                           reg_covar=est.min_variance)
-    return em_run(est, result, Z_val, est._scaler.log_det)
-
-
-def _fit_one_pass(est, source: ChunkSource):
-    if not est.warm_start:
-        est._state = None
-        est.__dict__.pop("params_", None)
-    return partial_fit(est, source)
-
-
-def _blocks(source: ChunkSource, allow_nan: bool = False) -> Iterator[np.ndarray]:
-    """Consecutive blocks of ``buffer_rows`` rows in the source's own order."""
-    parts, rows = [], 0
-    for _, chunk in source.chunks(allow_nan=allow_nan):
-        while len(chunk):
-            take = min(len(chunk), source.buffer_rows - rows)
-            parts.append(chunk[:take])
-            rows += take
-            chunk = chunk[take:]
-            if rows == source.buffer_rows:
-                yield np.concatenate(parts)
-                parts, rows = [], 0
-    if parts:
-        yield np.concatenate(parts)
-
-
-def partial_fit(est, X, sample_weight=None):
-    """``est.partial_fit`` over a stream: one call per block of ``buffer_rows`` rows, in the
-    source's order (each block is shuffled in memory by ``partial_fit``)."""
-    _no_weights(sample_weight)
-    for block in _blocks(as_source(X), _allow_nan(est)):
-        est.partial_fit(block)
-    return est
-
-
-# ================================================================== scoring
-def _pieces(chunk: np.ndarray, n_components: int) -> Iterator[np.ndarray]:
-    rows = _rows_for(SCORE_BLOCK_BYTES, max(n_components, chunk.shape[1]))
-    for start in range(0, len(chunk), rows):
-        yield chunk[start:start + rows]
-
-
-def _fitted(est) -> MixtureParams:
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(est, "params_")
-    return est.params_
-
-
-def _scoring_source(est, X) -> ChunkSource:
-    source = as_source(X)
-    if source.n_features != est.n_features_in_:
-        raise ValidationError(f"X has {source.n_features} features, but "
-                              f"{type(est).__name__} is expecting {est.n_features_in_} "
-                              "features as input")
-    return source
-
-
-def log_likelihood_sum(X, params: MixtureParams, *, dtype=None,
-                       allow_nan: bool = False) -> tuple[float, int]:
-    """``(sum_i log p(x_i), n)`` over a stream in one pass (:func:`mogsgd.density.log_prob`)."""
-    total, count = 0.0, 0
-    for _, chunk in as_source(X).chunks(dtype=dtype, allow_nan=allow_nan):
-        for piece in _pieces(chunk, params.n_components):
-            total += float(log_prob(piece, params).sum())
-            count += len(piece)
-    return total, count
-
-
-def _map_chunks(source: ChunkSource, fn: Callable[[np.ndarray], np.ndarray],
-                params: MixtureParams, allow_nan: bool) -> Iterator[np.ndarray]:
-    n_components = params.n_components
-    for _, chunk in source.chunks(dtype=params.dtype, allow_nan=allow_nan):
-        parts = [fn(piece) for piece in _pieces(chunk, n_components)]
-        yield parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _dask(est, X, name: str):
-    from mogsgd import distributed
-
-    return getattr(distributed, name)(est, X)
-
-
-def _output(est, X, fn, out, dtype, width: int | None):
-    params = _fitted(est)
-    source = _scoring_source(est, X)
-    chunks = _map_chunks(source, lambda piece: fn(piece, params), params, _allow_nan(est))
-    if out is None:
-        return chunks
-    return _write_npy(out, chunks, dtype or params.dtype, width)
-
-
-def score_samples(est, X, out=None):
-    """``log p(x_i)`` of a stream: an iterator of (rows,) arrays, one per chunk, or with
-    ``out`` a path, a ``.npy`` file of shape (n,) written chunk by chunk (returned mapped)."""
-    if _is_dask_array(X) or _is_dask_dataframe(X):
-        return _dask(est, X, "score_samples")
-    return _output(est, X, log_prob, out, None, None)
-
-
-def predict(est, X, out=None):
-    """Most responsible component per row of a stream: an iterator of (rows,) int64 arrays,
-    one per chunk, or with ``out`` a path, a ``.npy`` file of labels (returned mapped)."""
-    if _is_dask_array(X) or _is_dask_dataframe(X):
-        return _dask(est, X, "predict")
-    return _output(est, X, lambda x, p: np.argmax(log_resp(x, p), axis=1), out, np.int64,
-                   None)
-
-
-def predict_proba(est, X, out=None):
-    """Responsibilities of a stream: an iterator of (rows, K) arrays, one per chunk, or with
-    ``out`` a path, a ``.npy`` file of shape (n, K) (returned mapped)."""
-    if _is_dask_array(X) or _is_dask_dataframe(X):
-        return _dask(est, X, "predict_proba")
-    k = _fitted(est).n_components
-    return _output(est, X, lambda x, p: np.exp(log_resp(x, p)), out, None, k)
-
-
-def _loglik(est, X) -> tuple[float, int]:
-    params = _fitted(est)
-    return log_likelihood_sum(_scoring_source(est, X), params, dtype=params.dtype,
-                              allow_nan=_allow_nan(est))
-
-
-def score(est, X, sample_weight=None) -> float:
-    """Mean log-likelihood per row of a stream, in one pass."""
-    _no_weights(sample_weight)
-    if _is_dask_array(X) or _is_dask_dataframe(X):
-        return _dask(est, X, "score")
-    total, count = _loglik(est, X)
-    return total / count
-
-
-def bic(est, X, sample_weight=None) -> float:
-    """``-2 L + p log n`` over a stream, in one pass (eq. 38)."""
-    _no_weights(sample_weight)
-    if _is_dask_array(X) or _is_dask_dataframe(X):
-        return _dask(est, X, "bic")
-    total, count = _loglik(est, X)
-    return float(-2.0 * total + est._n_parameters() * np.log(count))
-
-
-def aic(est, X, sample_weight=None) -> float:
-    """``-2 L + 2 p`` over a stream, in one pass (eq. 38)."""
-    _no_weights(sample_weight)
-    if _is_dask_array(X) or _is_dask_dataframe(X):
-        return _dask(est, X, "aic")
-    total, _ = _loglik(est, X)
-    return float(-2.0 * total + 2.0 * est._n_parameters())
-
-
-# ============================================================== .npy output
-_NPY_HEADER_BYTES = 256
-
-
-def _npy_header(dtype, shape: tuple) -> bytes:
-    """A version-1.0 ``.npy`` header padded to a fixed length, so it can be rewritten in
-    place once the number of rows is known."""
-    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                 "fortran_order": False, "shape": shape})
-    body_len = _NPY_HEADER_BYTES - 10
-    text = text.ljust(body_len - 1) + "\n"
-    return b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little") + text.encode("latin1")
-
-
-def _write_npy(path, chunks: Iterable[np.ndarray], dtype, width: int | None) -> np.ndarray:
-    """Write chunks to a new ``.npy`` file (refusing to replace one), atomically."""
-    path = Path(path)
-    if path.exists():
-        raise FileExistsError(f"{path} exists; remove it or choose another output path")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    n = 0
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_npy_header(dtype, (0,) if width is None else (0, width)))
-            for chunk in chunks:
-                f.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
-                n += len(chunk)
-            f.seek(0)
-            f.write(_npy_header(dtype, (n,) if width is None else (n, width)))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return np.load(path, mmap_mode="r")

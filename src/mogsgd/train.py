@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mogsgd import fast
+from mogsgd.density import nll
 from mogsgd.gradients import GradSums, nll_grad_sums
 from mogsgd.online_em import check_online_em_settings, online_em_init, online_em_step, step_size
 from mogsgd.optim import (
@@ -42,6 +43,7 @@ from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice, check_fraction, check_positive_float, check_positive_int
 
 __all__ = ["TrainConfig", "TrainState", "History", "Stepper", "train", "make_stepper",
+           "ArrayEngine", "check_finite", "current_lr",
            "project_variance_floor", "start_state", "record_epoch",
            "DEFAULT_LEARNING_RATES", "batch_count", "SOLVERS"]
 
@@ -206,7 +208,7 @@ def make_stepper(config: TrainConfig, n_train: int,
         return params, opt_state, sums.nll_sum * scale
 
     return Stepper(init=optimizer.init, step=grad_step, output=lambda params, state: params,
-                   lr=lambda state: _current_lr(optimizer, state))
+                   lr=lambda state: current_lr(optimizer, state))
 
 
 def project_variance_floor(params: MixtureParams, min_variance: float) -> MixtureParams:
@@ -217,12 +219,58 @@ def project_variance_floor(params: MixtureParams, min_variance: float) -> Mixtur
     return params.replace(log_sigma=np.maximum(params.log_sigma, floor))
 
 
-def _check_finite(value: float, epoch: int, lr: float) -> None:
+def check_finite(value: float, epoch: int, lr: float) -> None:
     if not np.isfinite(value):
         raise FloatingPointError(
             f"the NLL became {value} at epoch {epoch}; lower the learning rate (now {lr:g}) "
             "or raise min_variance"
         )
+
+
+class ArrayEngine:
+    """The epoch engine for NumPy arrays and batch providers (streams, Dask): one epoch of
+    :class:`Stepper` updates, compiled in one kernel call where :func:`mogsgd.fast.compiled_epoch`
+    can (in-memory arrays), else the Python loop over :func:`_epoch_batches`.
+
+    Every engine has the same four members, so :func:`train` runs one loop for all of them
+    (the torch engine is :class:`mogsgd.backends.torch_train.TorchEngine`):
+    ``epoch(params, opt_state, more) -> (params, opt_state, nll_total, rows)``,
+    ``val_nll(params) -> float | None`` (the validation NLL, no offset),
+    ``rng_state() -> dict`` (where the caller's generator stands after the epoch) and
+    ``close()``.
+    """
+
+    def __init__(self, X, stepper: Stepper, config: TrainConfig, rng: np.random.Generator, *,
+                 sample_weight=None, X_val=None, val_weight=None, params: MixtureParams,
+                 grad_sums_fn: Callable[..., GradSums] = nll_grad_sums,
+                 nll_fn: Callable[..., float] = nll) -> None:
+        n = X.shape[0]
+        self.X, self.w, self.rng, self.stepper = X, sample_weight, rng, stepper
+        self.X_val, self.val_weight, self.nll_fn = X_val, val_weight, nll_fn
+        self.batch = min(config.batch_size, n)
+        self.compiled = fast.compiled_epoch(config, n, grad_sums_fn, X, sample_weight, params)
+        # rng.permutation(n) per compiled epoch, the next one drawn meanwhile
+        self.perms = fast.permutations(rng, n, compiled=self.compiled is not None)
+
+    def epoch(self, params, opt_state, more: bool):
+        if self.compiled is not None:  # the loop below, compiled
+            return self.compiled(self.perms.next(more=more), params, opt_state)
+        total, count = 0.0, 0.0
+        for Xb, wb in _epoch_batches(self.X, self.w, self.batch, self.rng):
+            params, opt_state, value = self.stepper.step(params, opt_state, Xb, wb)
+            total += value * len(Xb)
+            count += len(Xb)
+        return params, opt_state, total, count
+
+    def val_nll(self, params: MixtureParams) -> float | None:
+        return None if self.X_val is None else self.nll_fn(self.X_val, params, self.val_weight)
+
+    def rng_state(self) -> dict:
+        return (self.perms.rng_state() if self.compiled is not None
+                else copy.deepcopy(self.rng.bit_generator.state))
+
+    def close(self) -> None:
+        self.perms.close()
 
 
 def train(
@@ -241,9 +289,11 @@ def train(
     grad_sums_fn: Callable[..., GradSums] = nll_grad_sums,
     max_epochs: int | None = None,
     backend: str = "auto",
+    engine: Callable[..., Any] | None = None,
 ) -> TrainState:
     """Mini-batch SGD (or online EM) on the mean NLL of ``X`` (n, D); returns the final
-    :class:`TrainState`.
+    :class:`TrainState`.  The one training loop of the package: every input kind and
+    solver runs it, with an epoch engine for where the rows live.
 
     Start from ``params`` with a fresh optimiser, or continue ``state`` (resume /
     warm start).  ``max_epochs`` overrides the config (used to run a few epochs
@@ -258,10 +308,13 @@ def train(
     compiled kernels (:func:`mogsgd.fast.kernels_for`, :func:`mogsgd.fast.compiled_epoch`);
     a custom ``grad_sums_fn`` always runs in the Python loop.
 
-    ``X`` may also be a batch provider (:class:`mogsgd.stream.StreamData`, the Dask
-    data of :mod:`mogsgd.distributed`): an object with ``shape`` (n, D) and
-    ``epoch_batches(batch_size, rng)`` yielding one epoch's ``(X_batch, w_batch)``; if it
-    has ``grad_sums_fn``, that computes the batch gradient sums instead.
+    ``X`` may also be a batch provider (the training rows of a stream or a Dask array,
+    :mod:`mogsgd.data`): an object with ``shape`` (n, D) and ``epoch_batches(batch_size,
+    rng)`` yielding one epoch's ``(X_batch, w_batch)``; if it has ``grad_sums_fn``, that
+    computes the batch gradient sums instead.  ``engine`` builds the epoch engine
+    (default :class:`ArrayEngine`; :class:`mogsgd.backends.torch_train.TorchEngine` for
+    tensors), called as ``engine(X, stepper, config, rng, sample_weight=, X_val=,
+    val_weight=, params=, grad_sums_fn=, nll_fn=)``.
 
     On return ``state.params`` are the best parameters seen by early stopping
     (the last ones when early stopping is off).
@@ -271,48 +324,43 @@ def train(
     grad_sums_fn, nll_fn = fast.kernels_for(backend, grad_sums_fn)
     stepper = make_stepper(config, n, getattr(X, "grad_sums_fn", grad_sums_fn))
     state = start_state(params, state, stepper.init, rng, config, record_params)
-    batch = min(config.batch_size, n)
     epochs = max_epochs if max_epochs is not None else config.epochs_for(n)
     last_epoch = state.epoch + epochs if max_epochs is not None else epochs
-    w = None
-    if sample_weight is not None:  # mean one, so batch sums / |B| are unbiased (eq. 32)
-        w = np.asarray(sample_weight, dtype=np.float64)
+    w = sample_weight
+    if w is not None:  # mean one, so batch sums / |B| are unbiased (eq. 32)
+        if isinstance(w, np.ndarray | list | tuple):  # tensors stay on their device
+            w = np.asarray(w, dtype=np.float64)
         w = w * (n / w.sum())
     # the iterate continues from the last parameters, not from the best ones
     params = state.last_params if state.last_params is not None else state.params
     opt_state = state.opt_state
-    run_epoch = fast.compiled_epoch(config, n, grad_sums_fn, X, w, params)
-    # rng.permutation(n) per compiled epoch, the next one drawn meanwhile
-    perms = fast.permutations(rng, n, compiled=run_epoch is not None)
+    eng = (engine or ArrayEngine)(X, stepper, config, rng, sample_weight=w, X_val=X_val,
+                                  val_weight=val_weight, params=params,
+                                  grad_sums_fn=grad_sums_fn, nll_fn=nll_fn)
     clock = time.perf_counter()
-    while state.epoch < last_epoch and not state.stopped:
-        if run_epoch is not None:  # the loop below, compiled
-            order = perms.next(more=state.epoch + 1 < last_epoch)
-            params, opt_state, total, count = run_epoch(order, params, opt_state)
-        else:
-            total, count = 0.0, 0.0
-            for Xb, wb in _epoch_batches(X, w, batch, rng):
-                params, opt_state, value = stepper.step(params, opt_state, Xb, wb)
-                total += value * len(Xb)
-                count += len(Xb)
-        state.epoch += 1
-        train_nll = total / count + nll_offset
-        lr_now = stepper.lr(opt_state)
-        _check_finite(train_nll, state.epoch, lr_now)
-        report = stepper.output(params, opt_state)
-        val_nll = None if X_val is None else nll_fn(X_val, report, val_weight) + nll_offset
-        state.elapsed += time.perf_counter() - clock
-        clock = time.perf_counter()
-        record_epoch(state, config, n, train_nll=train_nll, val_nll=val_nll, lr=lr_now,
-                     report=report, record_params=record_params)
-        state.last_params = params
-        state.opt_state = opt_state
-        state.rng_state = (perms.rng_state() if run_epoch is not None
-                           else copy.deepcopy(rng.bit_generator.state))
-        state.params = state.best_params if config.early_stopping else report
-        if callback is not None and callback(state) is False:
-            state.stopped = True
-    perms.close()
+    try:
+        while state.epoch < last_epoch and not state.stopped:
+            params, opt_state, total, count = eng.epoch(params, opt_state,
+                                                        state.epoch + 1 < last_epoch)
+            state.epoch += 1
+            train_nll = total / count + nll_offset
+            lr_now = stepper.lr(opt_state)
+            check_finite(train_nll, state.epoch, lr_now)
+            report = stepper.output(params, opt_state)
+            val_nll = eng.val_nll(report)
+            val_nll = None if val_nll is None else val_nll + nll_offset
+            state.elapsed += time.perf_counter() - clock
+            clock = time.perf_counter()
+            record_epoch(state, config, n, train_nll=train_nll, val_nll=val_nll, lr=lr_now,
+                         report=report, record_params=record_params)
+            state.last_params = params
+            state.opt_state = opt_state
+            state.rng_state = eng.rng_state()
+            state.params = state.best_params if config.early_stopping else report
+            if callback is not None and callback(state) is False:
+                state.stopped = True
+    finally:
+        eng.close()
     return state
 
 
@@ -379,7 +427,7 @@ def record_epoch(state: TrainState, config: TrainConfig, n_train: int, *, train_
         state.stopped = True
 
 
-def _current_lr(optimizer: Optimizer, opt_state) -> float:
+def current_lr(optimizer: Optimizer, opt_state) -> float:
     """The learning rate used by the last step (schedules are evaluated at count - 1)."""
     lr = optimizer.hyperparams["learning_rate"]
     return lr(max(opt_state.count - 1, 0)) if callable(lr) else float(lr)

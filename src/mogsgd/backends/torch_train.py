@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,18 +33,11 @@ from mogsgd.backends.torch_ops import nll, nll_grad_sums, ravel, to_torch, unrav
 from mogsgd.errors import ValidationError
 from mogsgd.optim import AdamState, MomentumState, Optimizer, SGDState
 from mogsgd.params import MixtureParams
-from mogsgd.train import (
-    TrainConfig,
-    TrainState,
-    _check_finite,
-    _current_lr,
-    record_epoch,
-    start_state,
-)
+from mogsgd.train import TrainConfig, TrainState, train
 
 torch = import_torch()
 
-__all__ = ["train_torch", "torch_update", "opt_state_to_torch", "opt_state_to_numpy",
+__all__ = ["train_torch", "TorchEngine", "torch_update", "opt_state_to_torch", "opt_state_to_numpy",
            "seeded_randperm"]
 
 
@@ -117,91 +110,79 @@ def seeded_randperm(rng: np.random.Generator, device) -> Callable[[int], Any]:
     return shuffle
 
 
-# ----------------------------------------------------------------------- loop
-_DEFAULT_CONFIG = TrainConfig()
+# --------------------------------------------------------------------- engine
+class TorchEngine:
+    """The epoch engine of :func:`mogsgd.train.train` for a tensor ``X`` (n, D) on its device.
 
-
-def train_torch(
-    X,
-    params: MixtureParams | None = None,
-    *,
-    config: TrainConfig = _DEFAULT_CONFIG,
-    rng: np.random.Generator | None = None,
-    X_val=None,
-    state: TrainState | None = None,
-    sample_weight=None,
-    callback: Callable[[TrainState], Any] | None = None,
-    record_params: Callable[[MixtureParams], MixtureParams] | None = None,
-    nll_offset: float = 0.0,
-    max_epochs: int | None = None,
-    shuffle: Callable[[int], Any] | None = None,
-    kernel: str = "auto",
-) -> TrainState:
-    """Mini-batch SGD on the mean NLL of the tensor ``X`` (n, D), on ``X``'s device.
-
-    Arguments and result as :func:`mogsgd.train.train` (the returned
-    :class:`TrainState` holds NumPy parameters and optimiser state); ``X_val`` and
-    ``sample_weight`` are tensors on the same device.  ``shuffle(n)`` returns each
-    epoch's order of the rows (default :func:`seeded_randperm`); ``kernel`` picks
-    the gradient implementation (:data:`mogsgd.backends.torch_ops.KERNELS`).
-    Online EM is not implemented on this path.
+    Inside an epoch nothing leaves the device: the order is ``shuffle(n)``, each batch a
+    gather, its gradient :func:`~mogsgd.backends.torch_ops.nll_grad_sums` (the fused kernel
+    on CUDA), the update :func:`torch_update` on one flat vector and the floor (eq. 26) a
+    clamp.  Parameters and optimiser state cross to NumPy once per epoch, so the loop's
+    :class:`~mogsgd.train.TrainState` is the same as on every other engine.
     """
-    if config.solver != "sgd":
-        raise ValidationError(f"solver={config.solver!r} runs on the NumPy path only; use "
-                              "solver='sgd' on a device, or device='cpu-numpy'")
-    n, d = X.shape
-    rng = rng if rng is not None else np.random.default_rng()
-    optimizer = config.build_optimizer(n)
-    update = torch_update(optimizer)
-    state = start_state(params, state, optimizer.init, rng, config, record_params)
-    shuffle = shuffle if shuffle is not None else seeded_randperm(rng, X.device)
-    batch = min(config.batch_size, n)
-    epochs = max_epochs if max_epochs is not None else config.epochs_for(n)
-    last_epoch = state.epoch + epochs if max_epochs is not None else epochs
-    w = None
-    if sample_weight is not None:  # mean one, so batch sums / |B| are unbiased (eq. 32)
-        w = torch.as_tensor(sample_weight, dtype=torch.float64, device=X.device)
-        w = w * (n / w.sum())
-    # the iterate continues from the last parameters, not from the best ones
-    start = state.last_params if state.last_params is not None else state.params
-    k = start.n_components
-    theta = ravel(to_torch(start, X.device, X.dtype))
-    opt_state = opt_state_to_torch(state.opt_state, X.device, X.dtype)
-    log_sigma = slice(k * d, 2 * k * d)
-    floor = 0.5 * math.log(config.min_variance)                      # eq. 26
-    clock = time.perf_counter()
-    while state.epoch < last_epoch and not state.stopped:
-        order = shuffle(n)
+
+    def __init__(self, X, stepper, config: TrainConfig, rng: np.random.Generator, *,
+                 sample_weight=None, X_val=None, val_weight=None, params=None,
+                 grad_sums_fn=None, nll_fn=None, shuffle: Callable[[int], Any] | None = None,
+                 kernel: str = "auto") -> None:
+        if config.solver != "sgd":
+            raise ValidationError(f"solver={config.solver!r} runs on the NumPy path only; use "
+                                  "solver='sgd' on a device, or device='cpu-numpy'")
+        self.X, self.rng, self.kernel = X, rng, kernel
+        n = X.shape[0]
+        self.batch = min(config.batch_size, n)
+        self.update = torch_update(config.build_optimizer(n))
+        self.shuffle = shuffle if shuffle is not None else seeded_randperm(rng, X.device)
+        self.w = None if sample_weight is None else torch.as_tensor(
+            sample_weight, dtype=torch.float64, device=X.device)
+        self.X_val, self.val_weight = X_val, val_weight
+        self.floor = 0.5 * math.log(config.min_variance)                # eq. 26
+
+    def epoch(self, params: MixtureParams, opt_state, more: bool):
+        X, w = self.X, self.w
+        n, d = X.shape
+        k = params.n_components
+        theta = ravel(to_torch(params, X.device, X.dtype))
+        state = opt_state_to_torch(opt_state, X.device, X.dtype)
+        log_sigma = slice(k * d, 2 * k * d)
+        order = self.shuffle(n)
         total = torch.zeros((), dtype=torch.float64, device=X.device)
-        count = 0
-        for first in range(0, n, batch):
-            idx = order[first:first + batch]
+        for first in range(0, n, self.batch):
+            idx = order[first:first + self.batch]
             m = len(idx)
             sums = nll_grad_sums(X[idx], unravel(theta, k, d), None if w is None else w[idx],
-                                 kernel=kernel)
-            scale = 1.0 / m   # mean over rows; weights have mean one (see above)
+                                 kernel=self.kernel)
+            scale = 1.0 / m   # mean over rows; weights have mean one (eq. 32)
             grad = torch.cat([sums.means.reshape(-1), sums.log_sigma.reshape(-1),
                               sums.logits]) * scale
-            updates, opt_state = update(grad, opt_state)
+            updates, state = self.update(grad, state)
             theta = theta + updates
-            theta[log_sigma] = torch.clamp(theta[log_sigma], min=floor)  # eq. 26
+            theta[log_sigma] = torch.clamp(theta[log_sigma], min=self.floor)  # eq. 26
             total += (sums.nll_sum * scale) * m
-            count += m
-        state.epoch += 1
-        train_nll = float(total) / count + nll_offset                # synchronises once
-        lr_now = _current_lr(optimizer, opt_state)
-        _check_finite(train_nll, state.epoch, lr_now)
-        current = unravel(theta, k, d)
-        report = MixtureParams(*(t.detach().cpu().numpy() for t in current))
-        val_nll = None if X_val is None else nll(X_val, current) + nll_offset
-        state.elapsed += time.perf_counter() - clock
-        clock = time.perf_counter()
-        record_epoch(state, config, n, train_nll=train_nll, val_nll=val_nll, lr=lr_now,
-                     report=report, record_params=record_params)
-        state.last_params = report
-        state.opt_state = opt_state_to_numpy(opt_state, k, d)
-        state.rng_state = copy.deepcopy(rng.bit_generator.state)
-        state.params = state.best_params if config.early_stopping else report
-        if callback is not None and callback(state) is False:
-            state.stopped = True
-    return state
+        out = MixtureParams(*(t.detach().cpu().numpy() for t in unravel(theta, k, d)))
+        return out, opt_state_to_numpy(state, k, d), float(total), n  # synchronises once
+
+    def val_nll(self, params: MixtureParams) -> float | None:
+        if self.X_val is None:
+            return None
+        return nll(self.X_val, to_torch(params, self.X_val.device, self.X_val.dtype),
+                   self.val_weight)
+
+    def rng_state(self) -> dict:
+        return copy.deepcopy(self.rng.bit_generator.state)
+
+    def close(self) -> None:
+        pass
+
+
+def train_torch(X, params: MixtureParams | None = None, *, shuffle=None, kernel: str = "auto",
+                **kwargs) -> TrainState:
+    """:func:`mogsgd.train.train` on the tensor ``X`` with :class:`TorchEngine`; ``shuffle(n)``
+    returns each epoch's order of the rows (default :func:`seeded_randperm`; tests pass the
+    NumPy loop's permutations), ``kernel`` picks the gradient implementation
+    (:data:`mogsgd.backends.torch_ops.KERNELS`)."""
+    if kwargs.get("config", TrainConfig()).solver != "sgd":
+        raise ValidationError(f"solver={kwargs['config'].solver!r} runs on the NumPy path only; "
+                              "use solver='sgd' on a device, or device='cpu-numpy'")
+    return train(X, params, engine=partial(TorchEngine, shuffle=shuffle, kernel=kernel),
+                 **kwargs)

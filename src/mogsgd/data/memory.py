@@ -1,0 +1,125 @@
+"""In-memory arrays: NumPy arrays, lists, anything ``np.asarray`` reads (memmaps included).
+
+The reference source: every capability, and the other sources are tested against it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from mogsgd import fast
+from mogsgd.data.base import (
+    ROW_FUNCTIONS,
+    FitPlan,
+    Model,
+    Prepared,
+    Source,
+    check_fit_rows,
+)
+from mogsgd.density import log_prob
+from mogsgd.em import em_stats
+from mogsgd.errors import ValidationError
+from mogsgd.init import distinct_rows
+from mogsgd.standardize import Standardizer, impute_for_init
+from mogsgd.validation import check_data, check_sample_weight
+
+__all__ = ["MemorySource", "check_width", "weighted_mean"]
+
+
+def check_width(n_features: int, expected: int | None, owner: str = "SGDGaussianMixture"):
+    """Refuse data whose feature count differs from the model's (warm start, scoring)."""
+    if expected is not None and n_features != expected:
+        raise ValidationError(f"X has {n_features} features, but {owner} is expecting "
+                              f"{expected} features as input")
+
+
+def weighted_mean(values: np.ndarray, w: np.ndarray | None) -> float:
+    """``mean(values)``, or ``sum w v / sum w``."""
+    if w is None:
+        return float(values.mean())
+    return float(np.asarray(w, dtype=values.dtype) @ values / w.sum())
+
+
+class MemorySource(Source):
+    """Rows held in memory as one array."""
+
+    kind = "array"
+
+    def __init__(self, X) -> None:
+        self.X = X
+        shape = np.shape(X) if hasattr(X, "shape") or isinstance(X, list | tuple) else ()
+        self.n_features = shape[1] if len(shape) == 2 else None
+
+    def prepare(self, plan: FitPlan, rng: np.random.Generator, *, sample_weight=None,
+                scaler: Standardizer | None = None,
+                check_rows: Callable[[np.ndarray], None] | None = None) -> Prepared:
+        X = check_fit_rows(self.X, plan)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        X_data, w_data = X, w
+        if len(X) <= plan.batch_size and not np.isnan(X).any():
+            # full-batch regime: train on the distinct rows in a canonical order with
+            # their total weights, so duplicated rows and integer weights (and zero
+            # weights and removed rows) give exactly the same fit
+            X, w = distinct_rows(X, w)
+        if check_rows is not None:  # a checkpoint checks these are the rows it was fitting
+            check_rows(X)
+        check_width(X.shape[1], None if scaler is None else len(scaler.center))
+        if scaler is None:
+            scaler = Standardizer.fit(X, plan.standardize, w)
+        split_rng_state = copy.deepcopy(rng.bit_generator.state)
+        Z = scaler.transform(X)
+        n_val = plan.n_validation(len(Z))
+        order = rng.permutation(len(Z))
+        Z_val = Z[order[:n_val]] if n_val else None
+        Z_train = Z[order[n_val:]] if n_val else Z
+        w_train = w_val = None
+        if w is not None:
+            w_train = w[order[n_val:]] if n_val else w
+            w_val = w[order[:n_val]] if n_val else None
+        nll_fn = fast.nll_fn_for(plan.backend)
+
+        def lower_bound(params):
+            return float(-nll_fn(X_data, scaler.to_data(params), w_data))
+
+        return Prepared(
+            n_features=X.shape[1], scaler=scaler, train=Z_train, train_weight=w_train,
+            val=Z_val, val_weight=w_val, init_rows=impute_for_init(Z_train),
+            init_weight=w_train,
+            em_stats=lambda params: em_stats(Z_train, params, w_train),
+            train_loglik=lambda params: weighted_mean(log_prob(Z_train, params), w_train),
+            lower_bound=lower_bound, fingerprint=X, split_rng_state=split_rng_state)
+
+    def blocks(self, plan: FitPlan, sample_weight=None) -> Iterator[Source]:
+        yield self
+
+    def prepare_block(self, plan: FitPlan, model: Model | None, *, sample_weight=None,
+                      scaler: Standardizer | None = None) -> Prepared:
+        X = check_fit_rows(self.X, plan) if model is None else self._checked(model)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        if scaler is None:
+            scaler = Standardizer.fit(X, plan.standardize, w)
+        Z = scaler.transform(X)
+        nll_fn = fast.nll_fn_for(plan.backend)
+        return Prepared(
+            n_features=X.shape[1], scaler=scaler, train=Z, train_weight=w,
+            init_rows=impute_for_init(Z), init_weight=w, em_stats=None, train_loglik=None,
+            lower_bound=lambda params: float(-nll_fn(X, scaler.to_data(params), w)))
+
+    def _checked(self, model: Model) -> np.ndarray:
+        return check_data(self.X, n_features=model.n_features, owner=model.owner,
+                          dtype=model.params.dtype, allow_nan=model.allow_nan)
+
+    def map_rows(self, name: str, model: Model):
+        fn = ROW_FUNCTIONS[name][0]
+        return fn(self._checked(model), model.params)
+
+    def loglik_sum(self, model: Model, sample_weight=None) -> tuple[float, float]:
+        ll = np.asarray(log_prob(self._checked(model), model.params), dtype=np.float64)
+        if sample_weight is None:
+            return float(ll.sum()), float(len(ll))
+        w = check_sample_weight(sample_weight, len(ll))
+        return float(w @ ll), float(w.sum())
+

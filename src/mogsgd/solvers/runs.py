@@ -1,0 +1,225 @@
+"""The solvers and the one restart loop.
+
+A solver turns a :class:`~mogsgd.data.base.Prepared` fit and a start into a :class:`Run`:
+
+* ``"sgd"`` and ``"online_em"`` (:class:`StochasticSolver`) run the one training loop,
+  :func:`mogsgd.train.train` (gradient steps, or online EM's stochastic-approximation
+  steps, eq. 36-37), with the source's epoch engine;
+* ``"em"`` (:class:`EMSolver`) runs the one EM loop, :func:`mogsgd.em.em_loop`, on the
+  source's sufficient statistics.
+
+:func:`fit_runs` is the one restart loop for every input kind: ``n_init`` starts (or one:
+the user's initial parameters, a warm start, a resumed checkpoint), keep the run with the
+lowest validation (or training) NLL.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from mogsgd.data.base import Prepared
+from mogsgd.em import EMResult, em_loop
+from mogsgd.errors import ConvergenceWarning
+from mogsgd.init import init_params
+from mogsgd.params import MixtureParams
+from mogsgd.train import TrainConfig, TrainState, train
+
+__all__ = ["Run", "RunSettings", "StochasticSolver", "EMSolver", "SOLVERS", "get_solver",
+           "fit_runs", "partial_epoch", "em_run", "initial_params"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a solver needs besides the data: the training config, EM's budget and
+    tolerance, the variance floor, the per-epoch hooks and the CPU backend."""
+
+    config: TrainConfig
+    max_iter: int = 200
+    tol: float = 1e-4
+    min_variance: float = 1e-6
+    n_components: int = 1
+    init: str = "kmeans++"
+    callback: Callable[[TrainState], Any] | None = None
+    record_params: bool = False
+    backend: str = "auto"
+
+
+@dataclass
+class Run:
+    """One fit from one start: parameters (standardised), the stochastic state (``None``
+    for EM), the history, the score that ranks restarts (lower is better), convergence and
+    the number of epochs or EM iterations."""
+
+    params: MixtureParams
+    state: TrainState | None
+    history: dict = field(default_factory=dict)
+    score: float = np.inf
+    converged: bool = False
+    n_iter: int = 0
+
+
+class StochasticSolver:
+    """Mini-batch SGD on the NLL (``"sgd"``) or online EM (``"online_em"``), both run by
+    :func:`mogsgd.train.train`; checkpointable (the whole loop state is a TrainState)."""
+
+    stochastic = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def run(self, prepared: Prepared, start: MixtureParams | None, settings: RunSettings,
+            rng: np.random.Generator, *, state: TrainState | None = None,
+            writer=None, extend: bool = False) -> Run:
+        """One stochastic run; ``extend`` (warm start) trains ``max_epochs`` more epochs
+        instead of up to the budget (resuming a checkpoint counts from its epoch 0)."""
+        config = settings.config
+        callback = settings.callback
+        if writer is not None:
+            user_callback = settings.callback
+
+            def callback(s):
+                writer.epoch_done(s)  # first, so a callback that raises still has it saved
+                return None if user_callback is None else user_callback(s)
+
+        scaler = prepared.scaler
+        n_train = prepared.train.shape[0]
+        state = train(prepared.train, start, config=config, rng=rng, X_val=prepared.val,
+                      val_weight=prepared.val_weight, sample_weight=prepared.train_weight,
+                      state=state, callback=callback,
+                      record_params=scaler.to_data if settings.record_params else None,
+                      nll_offset=scaler.log_det,
+                      max_epochs=config.epochs_for(n_train) if extend else None,
+                      backend=settings.backend, engine=prepared.engine)
+        converged = bool(state.stopped)
+        if not converged and config.early_stopping:
+            warnings.warn(
+                f"SGD stopped at its budget of {state.epoch} epochs before the validation NLL "
+                "settled; raise max_epochs or the learning rate", ConvergenceWarning,
+                stacklevel=5)
+        return Run(state.params, state, state.history, state.best_score,
+                   converged or not config.early_stopping, state.epoch)
+
+
+class EMSolver:
+    """Batch EM (eqs. 27-30) by :func:`mogsgd.em.em_loop` on the source's statistics."""
+
+    name = "em"
+    stochastic = False
+
+    def run(self, prepared: Prepared, start: MixtureParams | None, settings: RunSettings,
+            rng: np.random.Generator, *, state=None, writer=None, extend: bool = False) -> Run:
+        result = em_loop(prepared.em_stats, prepared.train_loglik, start,
+                         max_iter=settings.max_iter, tol=settings.tol,
+                         reg_covar=settings.min_variance)
+        return em_run(result, prepared, settings.max_iter)
+
+
+def em_run(result: EMResult, prepared: Prepared, max_iter: int) -> Run:
+    """The run record of an EM fit: history per iteration (entry 0 is the start), the
+    validation (or training) NLL that ranks restarts, convergence; warns when EM used up
+    ``max_iter``."""
+    offset = prepared.scaler.log_det
+    train_nll = [-ll + offset for ll in result.log_likelihoods]
+    history = {"epoch": list(range(len(train_nll))), "train_nll": train_nll,
+               "val_nll": [None] * len(train_nll), "lr": [None] * len(train_nll),
+               "time": result.times}
+    score = train_nll[-1]
+    if not result.converged:
+        warnings.warn(f"EM did not converge in {max_iter} iterations; raise max_iter",
+                      ConvergenceWarning, stacklevel=5)
+    return Run(result.params, None, history, score, result.converged, result.n_iter)
+
+
+#: The solver registry: ``solver=`` name -> implementation.
+SOLVERS: dict[str, StochasticSolver | EMSolver] = {
+    "sgd": StochasticSolver("sgd"),
+    "online_em": StochasticSolver("online_em"),
+    "em": EMSolver(),
+}
+
+
+def get_solver(name: str):
+    return SOLVERS[name]
+
+
+def initial_params(prepared: Prepared, settings: RunSettings, rng: np.random.Generator,
+                   user: MixtureParams | None) -> MixtureParams:
+    """The user's initial parameters, else :func:`mogsgd.init.init_params` on the prepared
+    initialisation rows (drawn with ``rng`` where the source draws them)."""
+    if user is not None:
+        return user
+    rows = prepared.init_rows(rng) if callable(prepared.init_rows) else prepared.init_rows
+    return init_params(rows, settings.n_components, settings.init, rng, settings.min_variance,
+                       sample_weight=prepared.init_weight)
+
+
+def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.Generator, *,
+             n_runs: int, user: MixtureParams | None = None,
+             warm_state: TrainState | None = None, ckpt=None, writer=None) -> Run:
+    """Run restarts ``0 .. n_runs - 1`` (from a checkpoint's restart) and keep the best.
+
+    Each restart starts from the user's parameters ``user``, a warm start's state
+    ``warm_state`` (continued for ``max_epochs`` more epochs), the position a checkpoint
+    ``ckpt`` recorded, or :func:`mogsgd.init.init_params` on the prepared initialisation
+    rows; ``writer`` (a :class:`mogsgd.checkpoint.CheckpointWriter`) records where each
+    restart stands.  A lower ``Run.score`` wins.
+    """
+    first, best, pending = 0, None, None
+    if ckpt is not None:
+        first, best, pending = ckpt.restart, _as_run(ckpt.best), ckpt
+    elif warm_state is not None:
+        pending = warm_state
+    for restart in range(first, n_runs):
+        state = start = None
+        if isinstance(pending, TrainState):
+            state = pending
+        elif pending is not None:
+            rng.bit_generator.state = copy.deepcopy(pending.rng_state)
+            state, start = pending.train_state, pending.start_params
+        if writer is not None:  # where this restart starts: before or after its init
+            writer.begin_restart(restart, rng, _as_dict(best), start_params=start,
+                                 train_state=state)
+        if state is None and start is None:
+            start = initial_params(prepared, settings, rng, user)
+            if writer is not None:
+                writer.started(start, rng)
+        pending = None
+        run = solver.run(prepared, start, settings, rng, state=state, writer=writer,
+                         extend=warm_state is not None)
+        if best is None or run.score < best.score:
+            best = run
+    if writer is not None:
+        writer.save(complete=True)
+    return best
+
+
+def _as_dict(run: Run | None) -> dict | None:
+    """The checkpoint's record of the best run so far (its file format is a dict)."""
+    if run is None:
+        return None
+    return {"params": run.params, "state": run.state, "history": run.history,
+            "score": run.score, "converged": run.converged, "n_iter": run.n_iter}
+
+
+def _as_run(best: dict | None) -> Run | None:
+    return None if best is None else Run(**best)
+
+
+def partial_epoch(prepared: Prepared, start: MixtureParams | None, state: TrainState | None,
+                  settings: RunSettings, rng: np.random.Generator) -> Run:
+    """One epoch over a prepared block continuing ``state`` (or starting at ``start``),
+    without early stopping: ``partial_fit``."""
+    config = replace(settings.config, early_stopping=False)
+    scaler = prepared.scaler
+    state = train(prepared.train, start, config=config, rng=rng, state=state, max_epochs=1,
+                  sample_weight=prepared.train_weight, callback=settings.callback,
+                  nll_offset=scaler.log_det,
+                  record_params=scaler.to_data if settings.record_params else None,
+                  backend=settings.backend, engine=prepared.engine)
+    return Run(state.params, state, state.history, state.best_score, False, state.epoch)
