@@ -104,7 +104,7 @@ def test_epoch_batches_cover_every_row_once(client):
     seen = []
     for batch, _ in dd.epoch_batches(128, np.random.default_rng(0)):
         assert 120 <= len(batch) <= 128
-        seen.append(np.concatenate([client.submit(mdist._rows, p, a, b).result()
+        seen.append(np.concatenate([client.submit(mdist.take_rows, p, a, b).result()
                                     for p, (a, b) in zip(dd.parts, batch.bounds, strict=True)]))
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)[:, 0]), X[:, 0])
 

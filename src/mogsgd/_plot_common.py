@@ -37,11 +37,11 @@ DATA_COLOR = "#7f7f7f"
 #: Colours for series that are not components (train/validation, optimisers).
 SERIES_COLORS: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
                                   "#56B4E9", "#000000")
-_REFERENCE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+REFERENCE_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
 _SIGMA_LINEWIDTHS = (2.0, 1.4, 1.0, 0.8)
 _SIGMA_ALPHAS = (1.0, 0.75, 0.5, 0.35)
-_FEATURE_LINESTYLES = ("-", "--", ":", "-.")
-_MIN_PNG_DPI = 150
+FEATURE_LINESTYLES = ("-", "--", ":", "-.")
+MIN_PNG_DPI = 150
 # after the seven colours repeat, the marker shape tells the components apart
 _MEAN_MARKERS = ("X", "P", "D")
 _LEGEND_MARKERS = ("o", "s", "^")
@@ -73,31 +73,31 @@ def marginal_params(params: MixtureParams, dims: Sequence[int]) -> MixtureParams
     return MixtureParams(params.means[:, idx], params.log_sigma[:, idx], params.logits)
 
 
-def _new_axes(ax: Axes | None, figsize=(6.4, 5.0)) -> Axes:
+def new_axes(ax: Axes | None, figsize=(6.4, 5.0)) -> Axes:
     if ax is not None:
         return ax
     _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
 
 
-def _new_figure(fig: Figure | None, figsize) -> Figure:
+def new_figure(fig: Figure | None, figsize) -> Figure:
     if fig is not None:
         return fig
     return plt.figure(figsize=figsize, layout="constrained")
 
 
-def _style(ax: Axes, grid: bool = True) -> None:
+def apply_style(ax: Axes, grid: bool = True) -> None:
     ax.spines[["top", "right"]].set_visible(False)
     if grid:
         ax.grid(True, color="0.85", linewidth=0.6)
         ax.set_axisbelow(True)
 
 
-def _check_X(X) -> np.ndarray:
+def check_X(X) -> np.ndarray:
     return check_data(X, allow_nan=True)
 
 
-def _check_params(params, n_features: int | None = None, name: str = "params") -> MixtureParams:
+def check_params(params, n_features: int | None = None, name: str = "params") -> MixtureParams:
     if not isinstance(params, MixtureParams):
         raise TypeError(f"{name} must be a MixtureParams, got {type(params).__name__}")
     if n_features is not None and params.n_features != n_features:
@@ -107,7 +107,7 @@ def _check_params(params, n_features: int | None = None, name: str = "params") -
     return params
 
 
-def _check_y(y, n_samples: int) -> np.ndarray | None:
+def check_y(y, n_samples: int) -> np.ndarray | None:
     if y is None:
         return None
     arr = np.asarray(y)
@@ -121,7 +121,7 @@ def _check_y(y, n_samples: int) -> np.ndarray | None:
     return arr
 
 
-def _check_dims(dims, n_features: int, count: int = 2) -> tuple[int, ...]:
+def check_dims(dims, n_features: int, count: int = 2) -> tuple[int, ...]:
     try:
         out = tuple(int(d) for d in dims)
     except TypeError:
@@ -135,11 +135,11 @@ def _check_dims(dims, n_features: int, count: int = 2) -> tuple[int, ...]:
     return out
 
 
-def _feature_label(names: Sequence[str] | None, d: int) -> str:
+def feature_label(names: Sequence[str] | None, d: int) -> str:
     return str(names[d]) if names is not None else f"$x_{{{d}}}$"
 
 
-def _label_colors(y: np.ndarray) -> np.ndarray:
+def label_colors(y: np.ndarray) -> np.ndarray:
     """An RGBA row per point: label k in component_color(k), negative labels grey."""
     from matplotlib.colors import to_rgba_array
 
@@ -149,14 +149,14 @@ def _label_colors(y: np.ndarray) -> np.ndarray:
     return colors
 
 
-def _point_style(n: int) -> dict:
+def point_style(n: int) -> dict:
     """Marker size and opacity that keep 50 or 50,000 points readable."""
     size = float(np.clip(3000.0 / max(n, 1), 2.0, 25.0))
     alpha = 0.75 if n <= 500 else 0.5 if n <= 5000 else 0.3
     return {"s": size, "alpha": alpha, "linewidths": 0}
 
 
-def _draw_ellipses(ax: Axes, params2: MixtureParams, n_std: Sequence[float], *,
+def draw_ellipses(ax: Axes, params2: MixtureParams, n_std: Sequence[float], *,
                    linestyle="-", colors=None, gid_prefix="component",
                    scale_width: float = 1.0) -> list[Ellipse]:
     """Axis-aligned ellipses with semi-axes ``r * sigma_k`` for a 2-feature model."""
@@ -177,7 +177,7 @@ def _draw_ellipses(ax: Axes, params2: MixtureParams, n_std: Sequence[float], *,
     return patches
 
 
-def _draw_means(ax: Axes, means2: np.ndarray, *, marker=None, size=110, colors=None,
+def draw_means(ax: Axes, means2: np.ndarray, *, marker=None, size=110, colors=None,
                 zorder=5, edgecolors="black", linewidths=1.0) -> list:
     """One marker per component mean (shape from :func:`component_marker` unless given)."""
     out = []
@@ -191,11 +191,11 @@ def _draw_means(ax: Axes, means2: np.ndarray, *, marker=None, size=110, colors=N
     return out
 
 
-def _sigma_label(n_std: Sequence[float]) -> str:
+def sigma_label(n_std: Sequence[float]) -> str:
     return ", ".join(f"{r:g}σ" for r in n_std) + " ellipses"
 
 
-def _component_handles(k: int, params: MixtureParams | None, prefix="component") -> list:
+def component_handles(k: int, params: MixtureParams | None, prefix="component") -> list:
     handles = []
     for i in range(k):
         label = f"{prefix} {i}"
@@ -207,7 +207,7 @@ def _component_handles(k: int, params: MixtureParams | None, prefix="component")
     return handles
 
 
-def _legend(ax: Axes, handles: list, **kwargs):
+def add_legend(ax: Axes, handles: list, **kwargs):
     if not handles:
         return None
     if len(handles) > 8 and kwargs.get("loc", "best") == "best":
@@ -219,7 +219,7 @@ def _legend(ax: Axes, handles: list, **kwargs):
     return ax.legend(handles=handles, **kwargs)
 
 
-def _padded_range(values: np.ndarray, pad: float = 0.05) -> tuple[float, float]:
+def padded_range(values: np.ndarray, pad: float = 0.05) -> tuple[float, float]:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
@@ -235,7 +235,7 @@ def _default_bins(n: int) -> int:
     return int(np.clip(1.5 * np.sqrt(n), 10, 80))
 
 
-def _curve_handles(params: MixtureParams) -> list:
+def curve_handles(params: MixtureParams) -> list:
     handles = [Line2D([], [], color=component_color(k), linewidth=1.8,
                       label=f"component {k}  (π = {params.weights[k]:.2f})")
                for k in range(params.n_components)]
@@ -244,7 +244,7 @@ def _curve_handles(params: MixtureParams) -> list:
     return handles
 
 
-def _plot_1d(ax: Axes, x: np.ndarray, y: np.ndarray | None, params1: MixtureParams | None,
+def plot_1d(ax: Axes, x: np.ndarray, y: np.ndarray | None, params1: MixtureParams | None,
              *, bins=None, xlabel: str = "", show_legend: bool = True) -> Axes:
     """Histogram (stacked by label) with weighted component densities and the mixture.
 
@@ -254,7 +254,7 @@ def _plot_1d(ax: Axes, x: np.ndarray, y: np.ndarray | None, params1: MixturePara
     x = np.asarray(x, dtype=np.float64)
     finite = np.isfinite(x)
     xs = x[finite]
-    lo, hi = _padded_range(xs, 0.02)
+    lo, hi = padded_range(xs, 0.02)
     if params1 is not None:
         lo = min(lo, float(np.min(params1.means[:, 0] - 3.5 * params1.sigma[:, 0])))
         hi = max(hi, float(np.max(params1.means[:, 0] + 3.5 * params1.sigma[:, 0])))
@@ -287,24 +287,24 @@ def _plot_1d(ax: Axes, x: np.ndarray, y: np.ndarray | None, params1: MixturePara
                     gid=f"density-component{k}", zorder=3)
         ax.plot(grid[:, 0], mix, color=MIXTURE_COLOR, linewidth=1.8, linestyle="--",
                 gid="density-mixture", zorder=4)
-        handles = _curve_handles(params1)
+        handles = curve_handles(params1)
     elif y is not None:
-        handles = _component_handles(int(np.max(y)) + 1, None, prefix="label")
+        handles = component_handles(int(np.max(y)) + 1, None, prefix="label")
     hist_label = "data (histogram" + (", stacked by label)" if y is not None else ")")
     handles.insert(0, Patch(facecolor=DATA_COLOR, alpha=0.35, label=hist_label))
     ax.set_xlim(lo, hi)
     ax.set_ylim(bottom=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    _style(ax)
+    apply_style(ax)
     if show_legend:
-        _legend(ax, handles)
+        add_legend(ax, handles)
     return ax
 
 
 
-def _grid_limits(x: np.ndarray, means: np.ndarray, sigma: np.ndarray) -> tuple[float, float]:
-    lo, hi = _padded_range(x, 0.05)
+def grid_limits(x: np.ndarray, means: np.ndarray, sigma: np.ndarray) -> tuple[float, float]:
+    lo, hi = padded_range(x, 0.05)
     lo = min(lo, float(np.min(means - 3 * sigma)))
     hi = max(hi, float(np.max(means + 3 * sigma)))
     return lo, hi

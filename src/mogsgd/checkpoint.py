@@ -48,6 +48,7 @@ from mogsgd.model_io import (
     write_document,
 )
 from mogsgd.params import MixtureParams
+from mogsgd.standardize import Standardizer
 from mogsgd.train import TrainState
 
 __all__ = ["TrainingInterrupted", "Checkpoint", "CheckpointWriter", "read_checkpoint",
@@ -131,6 +132,17 @@ class Checkpoint:
     def epoch(self) -> int:
         """Epochs completed in the current restart."""
         return 0 if self.train_state is None else self.train_state.epoch
+
+    def restore(self, settings: dict, rng: np.random.Generator):
+        """Where a resumed fit starts: ``rng`` put back to before the validation split, and
+        ``(standardiser, check_rows)`` where ``check_rows(X)`` refuses rows or ``settings``
+        other than those the checkpoint was written with."""
+        rng.bit_generator.state = copy.deepcopy(self.split_rng_state)
+
+        def check_rows(X: np.ndarray) -> None:
+            self.check_compatible(settings, X)
+
+        return Standardizer(self.center, self.scale), check_rows
 
     def check_compatible(self, settings: dict, X: np.ndarray) -> None:
         """Refuse (``ValidationError``) data or settings other than those it was written with."""

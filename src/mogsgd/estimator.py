@@ -13,40 +13,29 @@ kind.  Architecture: ``docs/architecture.md``.
 
 from __future__ import annotations
 
-import copy
-import numbers
 import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
-from mogsgd import fast
 from mogsgd._random import check_random_state
-from mogsgd.checkpoint import CheckpointWriter, is_checkpoint_file, read_checkpoint
+from mogsgd.checkpoint import CheckpointWriter, read_checkpoint
 from mogsgd.data import FitPlan, Model, as_source
 from mogsgd.errors import ValidationError
-from mogsgd.init import INIT_METHODS
 from mogsgd.model_io import load_model, register_estimator, save_model
 from mogsgd.params import MixtureParams
+from mogsgd.settings import fit_settings, user_start
 from mogsgd.solvers import SOLVERS, RunSettings, check_supported, fit_runs, partial_epoch
 from mogsgd.solvers.runs import Run, initial_params
 from mogsgd.standardize import Standardizer
-from mogsgd.train import TrainConfig
 from mogsgd.validation import (
-    check_bool,
-    check_callable,
     check_choice,
-    check_dtype,
-    check_fraction,
     check_path,
-    check_positive_float,
     check_positive_int,
 )
 
 __all__ = ["SGDGaussianMixture", "Standardizer"]
-
-MISSING = ("error", "marginalize")
 
 
 class SGDGaussianMixture(DensityMixin, BaseEstimator):
@@ -213,71 +202,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------ settings
     def _settings(self) -> tuple[FitPlan, RunSettings]:
-        """Validate every hyper-parameter (before any work) -> how to prepare the rows and
-        how to run the solver."""
-        check_positive_int("n_components", self.n_components)
-        check_positive_int("n_init", self.n_init)
-        check_positive_int("max_iter", self.max_iter)
-        check_choice("init", self.init, INIT_METHODS)
-        check_choice("solver", self.solver, tuple(SOLVERS))
-        check_choice("missing", self.missing, MISSING)
-        if isinstance(self.validation_fraction, str) and self.validation_fraction != "auto":
-            raise ValidationError(f"validation_fraction must be 'auto' or a number in [0, 1), "
-                                  f"got {self.validation_fraction!r}")
-        if self.validation_fraction != "auto":
-            check_fraction("validation_fraction", self.validation_fraction)
-        check_positive_float("min_variance", self.min_variance)
-        for flag in ("early_stopping", "standardize", "warm_start", "record_params"):
-            check_bool(flag, getattr(self, flag))
-        if not isinstance(self.verbose, bool):
-            check_positive_int("verbose", self.verbose, minimum=0)
-        check_callable("callback", self.callback)
-        _check_random_state_type(self.random_state)
-        path = check_path("checkpoint_path", self.checkpoint_path)
-        check_positive_int("checkpoint_every", self.checkpoint_every)
-        check_choice("backend", self.backend, fast.BACKENDS)
-        if path is not None:
-            if not SOLVERS[self.solver].stochastic:
-                raise ValidationError(
-                    f"checkpoint_path works with solver='sgd' or 'online_em', got "
-                    f"solver={self.solver!r}; remove checkpoint_path (batch EM runs are short) "
-                    "or use a stochastic solver")
-            _check_checkpoint_target(path)
-        config = TrainConfig(
-            solver="online_em" if self.solver == "online_em" else "sgd",
-            optimizer=self.optimizer, learning_rate=self.learning_rate, schedule=self.schedule,
-            batch_size=self.batch_size, max_epochs=self.max_epochs, momentum=self.momentum,
-            min_variance=self.min_variance, early_stopping=self.early_stopping,
-            patience=self.patience, tol=self.tol)
-        plan = FitPlan(n_components=self.n_components, batch_size=self.batch_size,
-                       dtype=self._compute_dtype(), allow_nan=self.missing == "marginalize",
-                       standardize=self.standardize,
-                       validation_fraction=self.validation_fraction,
-                       holds_out=self.early_stopping and self.solver != "em",
-                       backend=self.backend)
-        settings = RunSettings(config=config, max_iter=self.max_iter, tol=self.tol,
-                               min_variance=self.min_variance, n_components=self.n_components,
-                               init=self.init, callback=self.callback,
-                               record_params=self.record_params, backend=self.backend)
-        return plan, settings
-
-    def _compute_dtype(self) -> np.dtype:
-        """float32 only when asked for with ``dtype``; float64 otherwise."""
-        return check_dtype("dtype", self.dtype) or np.dtype(np.float64)
-
-    def _user_init(self, scaler: Standardizer, n_features: int) -> MixtureParams | None:
-        given = [a is not None for a in (self.weights_init, self.means_init, self.variances_init)]
-        if not any(given):
-            return None
-        if not all(given):
-            raise ValidationError("weights_init, means_init and variances_init must be given "
-                                  "together (or none of them)")
-        p = MixtureParams.from_moments(self.weights_init, self.means_init, self.variances_init)
-        if p.n_components != self.n_components or p.n_features != n_features:
-            raise ValidationError(
-                f"initial parameters have shape (K={p.n_components}, D={p.n_features}); the "
-                f"model needs K={self.n_components}, D={n_features}")
-        return scaler.from_data(p.astype(self._compute_dtype()))
+        """Every hyper-parameter validated (before any work): how to prepare the rows and
+        how to run the solver (:func:`mogsgd.settings.fit_settings`)."""
+        return fit_settings(self.get_params(deep=False))
 
     # -------------------------------------------------------------- fitting
     def fit(self, X, y=None, sample_weight=None, *, resume=None) -> SGDGaussianMixture:
@@ -317,26 +244,18 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 raise ValidationError(f"resume works with solver='sgd' or 'online_em', got "
                                       f"solver={self.solver!r}")
             ckpt = read_checkpoint(check_path("resume", resume, allow_none=False))
-            scaler = Standardizer(ckpt.center, ckpt.scale)
-            rng.bit_generator.state = copy.deepcopy(ckpt.split_rng_state)
-            settings_now = self.get_params(deep=False)
-
-            def check_rows(rows):
-                ckpt.check_compatible(settings_now, rows)
-
+            scaler, check_rows = ckpt.restore(self.get_params(deep=False), rng)
         continuing = ckpt is None and self.warm_start and hasattr(self, "params_")
         if continuing:
             scaler = self._scaler
         prepared = source.prepare(plan, rng, sample_weight=sample_weight, scaler=scaler,
-                                  **({} if check_rows is None else {"check_rows": check_rows}))
+                                  check_rows=check_rows)
         scaler = prepared.scaler
         warm_state = (self._state if continuing and solver.stochastic
                       and getattr(self, "_state", None) is not None else None)
-        if continuing and not solver.stochastic:
-            user = self._params_std   # EM continues from the previous parameters
-        else:
-            user = None if warm_state is not None else self._user_init(scaler,
-                                                                        prepared.n_features)
+        user = (self._params_std if continuing and not solver.stochastic  # EM continues
+                else None if warm_state is not None
+                else user_start(self.get_params(deep=False), scaler, prepared.n_features))
         n_runs = 1 if warm_state is not None or user is not None else self.n_init
         writer = None
         if self.checkpoint_path is not None:
@@ -382,7 +301,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 self._scaler = prepared.scaler
                 self._rng = check_random_state(self.random_state)
                 start = initial_params(prepared, settings, self._rng,
-                                       self._user_init(prepared.scaler, prepared.n_features))
+                                       user_start(self.get_params(deep=False), prepared.scaler,
+                                                  prepared.n_features))
             else:
                 state = self._state
             run = partial_epoch(prepared, start, state, settings, self._rng)
@@ -553,30 +473,3 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
 
 register_estimator(SGDGaussianMixture)
-
-
-def _check_random_state_type(random_state) -> None:
-    """The type check of :func:`mogsgd._random.check_random_state`, without drawing from it."""
-    if random_state is None or isinstance(random_state, np.random.Generator
-                                          | np.random.RandomState):
-        return
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValidationError(
-                f"random_state must be a non-negative integer, got {random_state}")
-        return
-    raise ValidationError(
-        f"random_state must be None, a non-negative int or a numpy.random.Generator, "
-        f"got {random_state!r}")
-
-
-def _check_checkpoint_target(path) -> None:
-    if path.is_dir():
-        raise ValidationError(f"checkpoint_path {str(path)!r} is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise ValidationError(f"checkpoint_path {str(path)!r}: directory "
-                              f"{str(path.parent)!r} does not exist")
-    if path.exists() and not is_checkpoint_file(path):
-        raise ValidationError(
-            f"checkpoint_path {str(path)!r} exists and is not a mogsgd checkpoint; refusing "
-            "to overwrite it: choose another file name")

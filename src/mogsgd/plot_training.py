@@ -23,26 +23,26 @@ from matplotlib.ticker import FuncFormatter
 
 from mogsgd._files import atomic_write, check_writable
 from mogsgd._plot_common import (
-    _FEATURE_LINESTYLES,
-    _REFERENCE_STYLES,
     DATA_COLOR,
+    FEATURE_LINESTYLES,
+    REFERENCE_STYLES,
     SERIES_COLORS,
     History,
-    _check_dims,
-    _check_params,
-    _check_X,
-    _component_handles,
-    _draw_ellipses,
-    _draw_means,
-    _legend,
-    _new_axes,
-    _new_figure,
-    _padded_range,
-    _point_style,
-    _style,
+    add_legend,
+    apply_style,
+    check_dims,
+    check_params,
+    check_X,
     component_color,
+    component_handles,
     component_marker,
+    draw_ellipses,
+    draw_means,
     marginal_params,
+    new_axes,
+    new_figure,
+    padded_range,
+    point_style,
 )
 from mogsgd.errors import ValidationError
 from mogsgd.metrics import match_components
@@ -109,7 +109,7 @@ def _draw_references(ax: Axes, reference: Mapping[str, float] | None) -> list:
     handles = []
     for i, (name, value) in enumerate((reference or {}).items()):
         h = ax.axhline(float(value), color="0.25", linewidth=1.1,
-                       linestyle=_REFERENCE_STYLES[i % len(_REFERENCE_STYLES)],
+                       linestyle=REFERENCE_STYLES[i % len(REFERENCE_STYLES)],
                        label=f"{name} ({float(value):.4g})", zorder=1)
         handles.append(h)
     return handles
@@ -164,7 +164,7 @@ def plot_learning_curves(
         raise ValidationError("history needs a non-empty 'train_nll' list")
     val = _history_series(history, "val_nll")
     xs, xlabel = _history_x(history, x, train.size)
-    ax = _new_axes(ax, (6.8, 4.6))
+    ax = new_axes(ax, (6.8, 4.6))
     handles = [ax.plot(xs, train, color=SERIES_COLORS[0], linewidth=1.8, label="training",
                        gid="train_nll")[0]]
     series = [train]
@@ -181,7 +181,7 @@ def plot_learning_curves(
     _nll_ylim(ax, series, reference)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("mean negative log-likelihood (nats)")
-    _style(ax)
+    apply_style(ax)
     legend_ax = ax
     lr = _history_series(history, "lr")
     if show_lr and lr is not None and np.nanmax(lr) > np.nanmin(lr) * (1 + 1e-9) > 0:
@@ -194,7 +194,7 @@ def plot_learning_curves(
         ax_lr.spines[["top"]].set_visible(False)
         legend_ax = ax_lr  # drawn last, so the legend stays above the learning-rate line
     ax.set_title("Learning curves")
-    _legend(legend_ax, handles, loc="upper right")
+    add_legend(legend_ax, handles, loc="upper right")
     return ax
 
 
@@ -225,7 +225,7 @@ def plot_optimizer_comparison(
         raise ValidationError("histories is empty; pass a mapping name -> history")
     if metric not in ("val_nll", "train_nll"):
         raise ValidationError(f"metric must be 'val_nll' or 'train_nll', got {metric!r}")
-    ax = _new_axes(ax, (6.8, 4.6))
+    ax = new_axes(ax, (6.8, 4.6))
     handles, series, all_x = [], [], []
     for i, (name, history) in enumerate(histories.items()):
         values, used = _history_series(history, metric), metric
@@ -248,8 +248,8 @@ def plot_optimizer_comparison(
     what = "validation" if metric == "val_nll" else "training"
     ax.set_ylabel(f"{what} mean NLL (nats)")
     ax.set_title(f"Optimisers compared ({what} NLL vs {'epoch' if x == 'epoch' else 'time'})")
-    _style(ax)
-    _legend(ax, handles, loc="upper right")
+    apply_style(ax)
+    add_legend(ax, handles, loc="upper right")
     return ax
 
 
@@ -287,7 +287,7 @@ def _aligned_sequence(seq: list[MixtureParams], true: MixtureParams | None):
     """Reorder every epoch's components by the final epoch's match to ``true``."""
     if true is None:
         return seq
-    _check_params(true, seq[-1].n_features, "true")
+    check_params(true, seq[-1].n_features, "true")
     perm = match_components(true.means, seq[-1].means)
     return [MixtureParams(p.means[perm], p.log_sigma[perm], p.logits[perm]) for p in seq]
 
@@ -323,7 +323,7 @@ def plot_parameter_paths(
     means = np.stack([p.means for p in seq])  # (T, K, D)
     sigma = np.stack([p.sigma for p in seq])
     weights = np.stack([p.weights for p in seq])
-    fig = _new_figure(fig, (12.0, 6.0))
+    fig = new_figure(fig, (12.0, 6.0))
     axes = fig.subplot_mosaic([["paths", "sigmas"], ["paths", "weights"]],
                               width_ratios=[1.1, 1.0])
 
@@ -339,11 +339,11 @@ def plot_parameter_paths(
         _set_x_scale(ax, epochs, logx)
         ax.set_title("(a) means per epoch")
     else:
-        i, j = _check_dims(dims, d)
+        i, j = check_dims(dims, d)
         if X is not None:
-            Xc = _check_X(X)
+            Xc = check_X(X)
             ax.scatter(Xc[:, i], Xc[:, j], color=DATA_COLOR, zorder=1,
-                       **{**_point_style(Xc.shape[0]), "alpha": 0.2})
+                       **{**point_style(Xc.shape[0]), "alpha": 0.2})
         for c in range(k):
             color = component_color(c)
             ax.plot(means[:, c, i], means[:, c, j], color=color, linewidth=1.6, zorder=3,
@@ -371,20 +371,20 @@ def plot_parameter_paths(
             marker_handles.append(Line2D([], [], linestyle="none", marker="*", color="0.6",
                                          markeredgecolor="black", markersize=12,
                                          label="true mean"))
-        _legend(ax, _component_handles(k, None) + marker_handles)
-    _style(ax)
+        add_legend(ax, component_handles(k, None) + marker_handles)
+    apply_style(ax)
 
     ax = axes["sigmas"]
     if d <= 4:
         for c in range(k):
             for f in range(d):
                 ax.plot(epochs, sigma[:, c, f], color=component_color(c), linewidth=1.5,
-                        linestyle=_FEATURE_LINESTYLES[f])
+                        linestyle=FEATURE_LINESTYLES[f])
                 if true is not None:
                     ax.axhline(true.sigma[c, f], color=component_color(c), linewidth=0.8,
-                               linestyle=_FEATURE_LINESTYLES[f], alpha=0.45)
+                               linestyle=FEATURE_LINESTYLES[f], alpha=0.45)
         ax.set_ylabel("σ")
-        _legend(ax, [Line2D([], [], color="0.3", linestyle=_FEATURE_LINESTYLES[f],
+        add_legend(ax, [Line2D([], [], color="0.3", linestyle=FEATURE_LINESTYLES[f],
                             label=f"feature {f}") for f in range(d)],
                 ncols=min(d, 4), loc="upper right")
         title = "(b) standard deviations $\\sigma_{kd}$"
@@ -411,7 +411,7 @@ def plot_parameter_paths(
     ax2.sharex(ax)
     for a in (ax, ax2):
         _set_x_scale(a, epochs, logx)
-        _style(a)
+        apply_style(a)
     fig.suptitle("Parameter trajectories during training")
     return fig
 
@@ -443,12 +443,12 @@ def animate_fit(
     Path
         ``path``.
     """
-    X = _check_X(X)
+    X = check_X(X)
     n, d = X.shape
     if d < 2:
         raise ValidationError("animate_fit needs at least 2 features; plot the 1-D fit "
                               "with plot_parameter_paths instead")
-    i, j = _check_dims(dims, d)
+    i, j = check_dims(dims, d)
     if isinstance(fps, bool) or not isinstance(fps, int) or fps < 1:
         raise ValidationError(f"fps must be a positive integer, got {fps!r}")
     seq = _aligned_sequence(_params_sequence(history), true)
@@ -461,20 +461,20 @@ def animate_fit(
 
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
-    ax.scatter(X[:, i], X[:, j], color=DATA_COLOR, zorder=1, **_point_style(n))
+    ax.scatter(X[:, i], X[:, j], color=DATA_COLOR, zorder=1, **point_style(n))
     if true is not None:
-        _draw_ellipses(ax, marginal_params(true, (i, j)), n_std, linestyle="--",
+        draw_ellipses(ax, marginal_params(true, (i, j)), n_std, linestyle="--",
                        gid_prefix="true", scale_width=0.8)
-    ellipses = _draw_ellipses(ax, frames[0], n_std)
-    mean_markers = _draw_means(ax, frames[0].means)
+    ellipses = draw_ellipses(ax, frames[0], n_std)
+    mean_markers = draw_means(ax, frames[0].means)
     all_means = np.concatenate([f.means for f in frames])
-    ax.set_xlim(*_padded_range(np.concatenate([X[:, i], all_means[:, 0]]), 0.05))
-    ax.set_ylim(*_padded_range(np.concatenate([X[:, j], all_means[:, 1]]), 0.05))
+    ax.set_xlim(*padded_range(np.concatenate([X[:, i], all_means[:, 0]]), 0.05))
+    ax.set_ylim(*padded_range(np.concatenate([X[:, j], all_means[:, 1]]), 0.05))
     ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel(f"$x_{{{i}}}$")
     ax.set_ylabel(f"$x_{{{j}}}$")
-    _style(ax)
-    _legend(ax, _component_handles(frames[0].n_components, None)
+    apply_style(ax)
+    add_legend(ax, component_handles(frames[0].n_components, None)
             + ([Line2D([], [], color="0.3", linestyle="--", label="true")] if true else []),
             loc="upper right")
     title = ax.set_title("")
@@ -514,7 +514,7 @@ def plot_selection(result, *, ax: Axes | None = None) -> Axes:
     rows = list(getattr(result, "rows", []))
     if not rows:
         raise ValidationError("the selection result has no rows to plot")
-    ax = _new_axes(ax)
+    ax = new_axes(ax)
     ks = np.array([r["k"] for r in rows])
     for key, label, color, marker in (("bic", "BIC", SERIES_COLORS[0], "o"),
                                       ("aic", "AIC", SERIES_COLORS[1], "s")):
@@ -540,5 +540,5 @@ def plot_selection(result, *, ax: Axes | None = None) -> Axes:
               title="circled: best K", title_fontsize=8)
     ax.set_title(f"Choosing K: BIC picks {result.best('bic')}, held-out likelihood "
                  f"picks {best}")
-    _style(ax)
+    apply_style(ax)
     return ax

@@ -34,32 +34,32 @@ from matplotlib.ticker import MaxNLocator
 
 from mogsgd._files import atomic_write, check_writable
 from mogsgd._plot_common import (
-    _MIN_PNG_DPI,
     COMPONENT_COLORS,
     DATA_COLOR,
+    MIN_PNG_DPI,
     MIXTURE_COLOR,
-    _check_dims,
-    _check_params,
-    _check_X,
-    _check_y,
-    _component_handles,
-    _curve_handles,
-    _draw_ellipses,
-    _draw_means,
-    _feature_label,
-    _grid_limits,
-    _label_colors,
-    _legend,
-    _new_axes,
-    _new_figure,
-    _padded_range,
-    _plot_1d,
-    _point_style,
-    _sigma_label,
-    _style,
+    add_legend,
+    apply_style,
+    check_dims,
+    check_params,
+    check_X,
+    check_y,
     component_color,
+    component_handles,
     component_marker,
+    curve_handles,
+    draw_ellipses,
+    draw_means,
+    feature_label,
+    grid_limits,
+    label_colors,
     marginal_params,
+    new_axes,
+    new_figure,
+    padded_range,
+    plot_1d,
+    point_style,
+    sigma_label,
 )
 from mogsgd.density import log_prob, responsibilities, weighted_log_prob
 from mogsgd.errors import ValidationError
@@ -129,43 +129,43 @@ def plot_data(
     -------
     Axes
     """
-    X = _check_X(X)
+    X = check_X(X)
     n, d = X.shape
-    y = _check_y(y, n)
+    y = check_y(y, n)
     if params is not None:
-        _check_params(params, d)
-    ax = _new_axes(ax)
+        check_params(params, d)
+    ax = new_axes(ax)
     if d == 1:
-        _plot_1d(ax, X[:, 0], y, params, xlabel=_feature_label(feature_names, 0))
+        plot_1d(ax, X[:, 0], y, params, xlabel=feature_label(feature_names, 0))
         ax.set_title(title if title is not None else "Data" + (" and mixture" if params else ""))
         return ax
-    i, j = _check_dims(dims, d)
-    style = _point_style(n)
-    colors = DATA_COLOR if y is None else _label_colors(y)
+    i, j = check_dims(dims, d)
+    style = point_style(n)
+    colors = DATA_COLOR if y is None else label_colors(y)
     ax.scatter(X[:, i], X[:, j], c=colors, zorder=2, **style)
     handles: list = []
     if params is not None:
         p2 = marginal_params(params, (i, j))
-        _draw_ellipses(ax, p2, n_std)
-        _draw_means(ax, p2.means)
-        handles = _component_handles(params.n_components, params)
+        draw_ellipses(ax, p2, n_std)
+        draw_means(ax, p2.means)
+        handles = component_handles(params.n_components, params)
         handles += [
             Line2D([], [], linestyle="none", marker="X", markersize=9, color="white",
                    markeredgecolor="black", label="mean"),
-            Line2D([], [], color="0.3", linewidth=1.4, label=_sigma_label(n_std)),
+            Line2D([], [], color="0.3", linewidth=1.4, label=sigma_label(n_std)),
         ]
     elif y is not None:
-        handles = _component_handles(int(max(y.max(), 0)) + 1, None, prefix="label")
-    ax.set_xlabel(_feature_label(feature_names, i))
-    ax.set_ylabel(_feature_label(feature_names, j))
+        handles = component_handles(int(max(y.max(), 0)) + 1, None, prefix="label")
+    ax.set_xlabel(feature_label(feature_names, i))
+    ax.set_ylabel(feature_label(feature_names, j))
     ax.set_aspect("equal", adjustable="datalim")
     if title is None:
         title = "Data" if params is None else f"Data and {params.n_components} components"
         if d > 2:
             title += f" (features {i}, {j} of {d})"
     ax.set_title(title)
-    _style(ax)
-    _legend(ax, handles)
+    apply_style(ax)
+    add_legend(ax, handles)
     return ax
 
 
@@ -197,22 +197,22 @@ def plot_marginals(
     -------
     Figure
     """
-    X = _check_X(X)
+    X = check_X(X)
     n, d = X.shape
-    _check_params(params, d)
-    y = _check_y(y, n)
+    check_params(params, d)
+    y = check_y(y, n)
     cols = min(d, ncols)
     rows = -(-d // cols)
-    fig = _new_figure(fig, (4.2 * cols, 3.4 * rows + 0.6))
+    fig = new_figure(fig, (4.2 * cols, 3.4 * rows + 0.6))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for f in range(d):
-        _plot_1d(axes[f], X[:, f], y, marginal_params(params, [f]), bins=bins,
-                 xlabel=_feature_label(feature_names, f), show_legend=False)
-        axes[f].set_title(f"feature {_feature_label(feature_names, f)}")
+        plot_1d(axes[f], X[:, f], y, marginal_params(params, [f]), bins=bins,
+                 xlabel=feature_label(feature_names, f), show_legend=False)
+        axes[f].set_title(f"feature {feature_label(feature_names, f)}")
     for ax in axes[d:]:
         ax.set_visible(False)
     hist_label = "data (histogram" + (", stacked by label)" if y is not None else ")")
-    handles = [Patch(facecolor=DATA_COLOR, alpha=0.35, label=hist_label), *_curve_handles(params)]
+    handles = [Patch(facecolor=DATA_COLOR, alpha=0.35, label=hist_label), *curve_handles(params)]
     fig.legend(handles=handles, loc="outside lower center",
                ncols=len(handles) if len(handles) <= 6 else 4, fontsize="small", frameon=False)
     fig.suptitle("Marginal densities per feature")
@@ -243,18 +243,18 @@ def plot_density(
     Axes
         A colour bar labelled ``log p`` is added next to it.
     """
-    X = _check_X(X)
+    X = check_X(X)
     n, d = X.shape
-    _check_params(params, d)
-    ax = _new_axes(ax)
+    check_params(params, d)
+    ax = new_axes(ax)
     if d == 1:
-        _plot_1d(ax, X[:, 0], None, params, xlabel=_feature_label(feature_names, 0))
+        plot_1d(ax, X[:, 0], None, params, xlabel=feature_label(feature_names, 0))
         ax.set_title("Mixture density")
         return ax
-    i, j = _check_dims(dims, d)
+    i, j = check_dims(dims, d)
     p2 = marginal_params(params, (i, j))
-    x_lo, x_hi = _grid_limits(X[:, i], p2.means[:, 0], p2.sigma[:, 0])
-    y_lo, y_hi = _grid_limits(X[:, j], p2.means[:, 1], p2.sigma[:, 1])
+    x_lo, x_hi = grid_limits(X[:, i], p2.means[:, 0], p2.sigma[:, 0])
+    y_lo, y_hi = grid_limits(X[:, j], p2.means[:, 1], p2.sigma[:, 1])
     gx, gy = np.meshgrid(np.linspace(x_lo, x_hi, grid_size), np.linspace(y_lo, y_hi, grid_size))
     logp = log_prob(np.column_stack([gx.ravel(), gy.ravel()]), p2).reshape(gx.shape)
     top = float(np.max(logp))
@@ -265,28 +265,28 @@ def plot_density(
     cbar = ax.figure.colorbar(cs, ax=ax)
     ticks = MaxNLocator(6).tick_values(top - span, top)
     cbar.set_ticks(ticks[(ticks >= top - span) & (ticks <= top)])
-    names = f"{_feature_label(feature_names, i)}, {_feature_label(feature_names, j)}"
+    names = f"{feature_label(feature_names, i)}, {feature_label(feature_names, j)}"
     cbar.set_label(f"log p({names})  [nats]")
     if show_data:
-        style = _point_style(n)
+        style = point_style(n)
         style["s"] = max(style["s"] * 0.6, 1.5)
         ax.scatter(X[:, i], X[:, j], color="white", edgecolors="black", zorder=2,
                    **{**style, "linewidths": 0.2, "alpha": min(style["alpha"] + 0.1, 0.8)})
-    _draw_means(ax, p2.means, edgecolors="white", linewidths=1.2)
+    draw_means(ax, p2.means, edgecolors="white", linewidths=1.2)
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel(_feature_label(feature_names, i))
-    ax.set_ylabel(_feature_label(feature_names, j))
+    ax.set_xlabel(feature_label(feature_names, i))
+    ax.set_ylabel(feature_label(feature_names, j))
     title = "Log-density of the mixture"
     if d > 2:
         title += f" (marginal over features {i}, {j})"
     ax.set_title(title)
-    handles = _component_handles(params.n_components, params, prefix="mean of component")
+    handles = component_handles(params.n_components, params, prefix="mean of component")
     for c, h in enumerate(handles):
         h.set_marker(component_marker(c))
         h.set_markeredgecolor("black")
-    _legend(ax, handles, loc="upper right" if params.n_components <= 4 else "best")
+    add_legend(ax, handles, loc="upper right" if params.n_components <= 4 else "best")
     return ax
 
 
@@ -312,26 +312,26 @@ def plot_predictions(
     -------
     Axes
     """
-    X = _check_X(X)
+    X = check_X(X)
     n, d = X.shape
-    _check_params(params, d)
-    ax = _new_axes(ax)
+    check_params(params, d)
+    ax = new_axes(ax)
     k = params.n_components
     resp = responsibilities(X, params)
     pred = np.argmax(resp, axis=1)
     conf = resp[np.arange(n), pred]
     rel = (conf - 1.0 / k) / (1.0 - 1.0 / k) if k > 1 else np.ones(n)
-    colors = _label_colors(pred)
+    colors = label_colors(pred)
     colors[:, 3] = min_alpha + (1.0 - min_alpha) * np.clip(rel, 0.0, 1.0)
-    style = _point_style(n)
+    style = point_style(n)
     style.pop("alpha")
     style["s"] = max(style["s"], 6.0)
-    handles = _component_handles(k, None, prefix="predicted")
+    handles = component_handles(k, None, prefix="predicted")
     handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7, color="0.2",
                           alpha=max(min_alpha, 0.3),
                           label=f"faint: uncertain (max γ ≈ 1/K = {1 / k:.2f})"))
     if d == 1:
-        lo, hi = _grid_limits(X[:, 0], params.means[:, 0], params.sigma[:, 0])
+        lo, hi = grid_limits(X[:, 0], params.means[:, 0], params.sigma[:, 0])
         grid = np.linspace(lo, hi, 400)[:, None]
         gamma = responsibilities(grid, params)
         for c in range(k):
@@ -343,19 +343,19 @@ def plot_predictions(
         ax.set_ylim(-0.14, 1.05)
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel("responsibility  $\\gamma_k(x)$ (curves); points below")
-        ax.set_xlabel(_feature_label(feature_names, 0))
+        ax.set_xlabel(feature_label(feature_names, 0))
     else:
-        i, j = _check_dims(dims, d)
+        i, j = check_dims(dims, d)
         ax.scatter(X[:, i], X[:, j], c=colors, zorder=2, **style)
         p2 = marginal_params(params, (i, j))
-        _draw_ellipses(ax, p2, n_std, scale_width=0.7)
-        _draw_means(ax, p2.means)
+        draw_ellipses(ax, p2, n_std, scale_width=0.7)
+        draw_means(ax, p2.means)
         ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel(_feature_label(feature_names, i))
-        ax.set_ylabel(_feature_label(feature_names, j))
+        ax.set_xlabel(feature_label(feature_names, i))
+        ax.set_ylabel(feature_label(feature_names, j))
     ax.set_title("Predicted components (opacity = max responsibility)")
-    _style(ax)
-    _legend(ax, handles)
+    apply_style(ax)
+    add_legend(ax, handles)
     return ax
 
 
@@ -390,28 +390,28 @@ def plot_pairs(
     -------
     Figure
     """
-    X = _check_X(X)
+    X = check_X(X)
     n, d = X.shape
-    y = _check_y(y, n)
+    y = check_y(y, n)
     if params is not None:
-        _check_params(params, d)
+        check_params(params, d)
     feats = list(range(d)) if features is None else [int(f) for f in features]
     if not feats or any(not 0 <= f < d for f in feats) or len(set(feats)) != len(feats):
         raise ValidationError(f"features must be distinct indices in 0..{d - 1}, got {features}")
     m = len(feats)
     size = max(2.3, min(3.2, 10.0 / m))
-    fig = _new_figure(fig, (size * m + 0.4, size * m + 0.8))
+    fig = new_figure(fig, (size * m + 0.4, size * m + 0.8))
     axes = fig.subplots(m, m, squeeze=False)
     limits = {}
     for f in feats:
-        lo, hi = _padded_range(X[:, f], 0.05)
+        lo, hi = padded_range(X[:, f], 0.05)
         if params is not None:
             lo = min(lo, float(np.min(params.means[:, f])))
             hi = max(hi, float(np.max(params.means[:, f])))
         limits[f] = (lo, hi)
-    style = _point_style(n)
+    style = point_style(n)
     style["s"] = style["s"] * 0.5
-    colors = DATA_COLOR if y is None else _label_colors(y)
+    colors = DATA_COLOR if y is None else label_colors(y)
     for r, fr in enumerate(feats):
         for c, fc in enumerate(feats):
             ax = axes[r, c]
@@ -420,7 +420,7 @@ def plot_pairs(
                 ax.tick_params(left=c == 0, labelleft=c == 0)
                 hist_ax = ax.twinx()
                 p1 = None if params is None else marginal_params(params, [fr])
-                _plot_1d(hist_ax, X[:, fr], y, p1, bins=bins, show_legend=False)
+                plot_1d(hist_ax, X[:, fr], y, p1, bins=bins, show_legend=False)
                 hist_ax.set_ylabel("")
                 hist_ax.set_xlabel("")
                 hist_ax.tick_params(right=False, labelright=False)
@@ -431,27 +431,27 @@ def plot_pairs(
                 ax.scatter(X[:, fc], X[:, fr], c=colors, zorder=2, **style)
                 if params is not None:
                     p2 = marginal_params(params, (fc, fr))
-                    _draw_ellipses(ax, p2, n_std, scale_width=0.7, gid_prefix=f"pair{r}{c}-c")
-                    _draw_means(ax, p2.means, size=45, linewidths=0.7)
+                    draw_ellipses(ax, p2, n_std, scale_width=0.7, gid_prefix=f"pair{r}{c}-c")
+                    draw_means(ax, p2.means, size=45, linewidths=0.7)
                 ax.set_ylim(*limits[fr])
-                _style(ax)
+                apply_style(ax)
                 ax.tick_params(labelleft=c == 0)
             ax.set_xlim(*limits[fc])
             ax.xaxis.set_major_locator(MaxNLocator(4))
             ax.yaxis.set_major_locator(MaxNLocator(4))
             ax.tick_params(labelbottom=r == m - 1, labelsize="small")
             if r == m - 1:
-                ax.set_xlabel(_feature_label(feature_names, fc))
+                ax.set_xlabel(feature_label(feature_names, fc))
             if c == 0:
-                ax.set_ylabel(_feature_label(feature_names, fr))
+                ax.set_ylabel(feature_label(feature_names, fr))
     handles: list = []
     if params is not None:
-        handles = _component_handles(params.n_components, params)
+        handles = component_handles(params.n_components, params)
         handles.append(Line2D([], [], color=MIXTURE_COLOR, linewidth=2.0,
                               linestyle="--", label="mixture density (diagonal panels)"))
-        handles.append(Line2D([], [], color="0.3", linewidth=1.0, label=_sigma_label(n_std)))
+        handles.append(Line2D([], [], color="0.3", linewidth=1.0, label=sigma_label(n_std)))
     elif y is not None:
-        handles = _component_handles(int(max(y.max(), 0)) + 1, None, prefix="label")
+        handles = component_handles(int(max(y.max(), 0)) + 1, None, prefix="label")
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4),
                    fontsize="small", frameon=False)
@@ -482,10 +482,10 @@ def plot_fit_vs_truth(
     -------
     Figure
     """
-    X = _check_X(X)
+    X = check_X(X)
     n, d = X.shape
-    _check_params(fitted, d, "fitted")
-    _check_params(true, d, "true")
+    check_params(fitted, d, "fitted")
+    check_params(true, d, "true")
     if fitted.n_components != true.n_components:
         raise ValidationError(f"fitted has {fitted.n_components} components, true has "
                               f"{true.n_components}")
@@ -493,14 +493,14 @@ def plot_fit_vs_truth(
     aligned = MixtureParams(fitted.means[perm], fitted.log_sigma[perm], fitted.logits[perm])
     errors = parameter_errors(true, fitted)
     k = true.n_components
-    fig = _new_figure(fig, (11.0, 9.0))
+    fig = new_figure(fig, (11.0, 9.0))
     axes = fig.subplot_mosaic([["data", "weights"], ["means", "sigmas"]],
                               width_ratios=[1.25, 1.0])
     ax = axes["data"]
     if d == 1:
-        _plot_1d(ax, X[:, 0], None, None, xlabel=_feature_label(feature_names, 0),
+        plot_1d(ax, X[:, 0], None, None, xlabel=feature_label(feature_names, 0),
                  show_legend=False)
-        lo, hi = _grid_limits(X[:, 0], true.means[:, 0], true.sigma[:, 0])
+        lo, hi = grid_limits(X[:, 0], true.means[:, 0], true.sigma[:, 0])
         grid = np.linspace(lo, hi, 400)[:, None]
         for p, ls in ((true, "--"), (aligned, "-")):
             comp = np.exp(weighted_log_prob(grid, p))
@@ -509,26 +509,26 @@ def plot_fit_vs_truth(
                         linewidth=1.6)
         ax.set_xlim(lo, hi)
     else:
-        i, j = _check_dims(dims, d)
+        i, j = check_dims(dims, d)
         ax.scatter(X[:, i], X[:, j], color=DATA_COLOR, zorder=1,
-                   **{**_point_style(n), "alpha": 0.25})
+                   **{**point_style(n), "alpha": 0.25})
         t2, f2 = marginal_params(true, (i, j)), marginal_params(aligned, (i, j))
-        _draw_ellipses(ax, t2, n_std, linestyle="--", gid_prefix="true")
-        _draw_ellipses(ax, f2, n_std, gid_prefix="fitted")
+        draw_ellipses(ax, t2, n_std, linestyle="--", gid_prefix="true")
+        draw_ellipses(ax, f2, n_std, gid_prefix="fitted")
         for c in range(k):
             ax.plot([t2.means[c, 0], f2.means[c, 0]], [t2.means[c, 1], f2.means[c, 1]],
                     color="black", linewidth=0.8, zorder=4)
-        _draw_means(ax, f2.means)
+        draw_means(ax, f2.means)
         # an open ring drawn over the fitted cross, so both show when they coincide
-        _draw_means(ax, t2.means, marker="o", size=230, colors=["none"] * k,
+        draw_means(ax, t2.means, marker="o", size=230, colors=["none"] * k,
                     edgecolors=[component_color(c) for c in range(k)], linewidths=2.0,
                     zorder=6)
         ax.set_aspect("equal", adjustable="datalim")
-        ax.set_xlabel(_feature_label(feature_names, i))
-        ax.set_ylabel(_feature_label(feature_names, j))
+        ax.set_xlabel(feature_label(feature_names, i))
+        ax.set_ylabel(feature_label(feature_names, j))
     ax.set_title("(a) components: true dashed, fitted solid")
-    _style(ax)
-    _legend(ax, [
+    apply_style(ax)
+    add_legend(ax, [
         Line2D([], [], color="0.2", linestyle="--", label="true"),
         Line2D([], [], color="0.2", linestyle="-", label="fitted"),
         *([] if d == 1 else [
@@ -550,7 +550,7 @@ def plot_fit_vs_truth(
     ax.set_xlabel("component")
     ax.set_ylabel("weight  π")
     ax.set_title(f"(b) weights   max |Δπ| = {errors['weights']:.3g}")
-    _style(ax)
+    apply_style(ax)
     ax.legend(handles=[Patch(facecolor="white", edgecolor="0.2", hatch="///", label="true"),
                        Patch(facecolor="0.5", edgecolor="black", label="fitted")],
               fontsize="small", loc="best")
@@ -562,7 +562,7 @@ def plot_fit_vs_truth(
          f"(d) standard deviations   max |Δσ| = {errors['sigmas']:.3g}", "σ"),
     ):
         ax = axes[key]
-        lo, hi = _padded_range(np.concatenate([tv.ravel(), fv.ravel()]), 0.08)
+        lo, hi = padded_range(np.concatenate([tv.ravel(), fv.ravel()]), 0.08)
         ax.plot([lo, hi], [lo, hi], color="0.5", linewidth=1.0, linestyle=":", zorder=1,
                 label="fitted = true")
         for c in range(k):
@@ -574,7 +574,7 @@ def plot_fit_vs_truth(
         ax.set_xlabel(f"true {sym} (all k, d)")
         ax.set_ylabel(f"fitted {sym} (all k, d)")
         ax.set_title(title)
-        _style(ax)
+        apply_style(ax)
         ax.legend(fontsize="small", loc="upper left")
     fig.suptitle("Fitted vs true parameters (components matched by their means)")
     return fig
@@ -608,8 +608,8 @@ def save_figure(
     bad = [f for f in fmts if f not in allowed]
     if not fmts or bad:
         raise ValidationError(f"formats must be drawn from {allowed}, got {tuple(formats)}")
-    if isinstance(dpi, bool) or not isinstance(dpi, int | float) or dpi < _MIN_PNG_DPI:
-        raise ValidationError(f"dpi must be at least {_MIN_PNG_DPI} for publication-quality "
+    if isinstance(dpi, bool) or not isinstance(dpi, int | float) or dpi < MIN_PNG_DPI:
+        raise ValidationError(f"dpi must be at least {MIN_PNG_DPI} for publication-quality "
                               f"PNGs, got {dpi!r}")
     if not isinstance(fig, Figure):
         fig = getattr(fig, "figure", fig)

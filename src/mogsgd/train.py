@@ -23,12 +23,14 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from mogsgd import fast
 from mogsgd.density import nll
+from mogsgd.errors import ValidationError
 from mogsgd.gradients import GradSums, nll_grad_sums
 from mogsgd.online_em import check_online_em_settings, online_em_init, online_em_step, step_size
 from mogsgd.optim import (
@@ -43,7 +45,7 @@ from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice, check_fraction, check_positive_float, check_positive_int
 
 __all__ = ["TrainConfig", "TrainState", "History", "Stepper", "train", "make_stepper",
-           "ArrayEngine", "check_finite", "current_lr",
+           "ArrayEngine", "check_finite", "current_lr", "train_torch",
            "project_variance_floor", "start_state", "record_epoch",
            "DEFAULT_LEARNING_RATES", "batch_count", "SOLVERS"]
 
@@ -362,6 +364,23 @@ def train(
     finally:
         eng.close()
     return state
+
+
+def train_torch(X, params: MixtureParams | None = None, *, shuffle=None, kernel: str = "auto",
+                **kwargs) -> TrainState:
+    """:func:`train` on the tensor ``X`` with the torch engine
+    (:class:`mogsgd.backends.torch_train.TorchEngine`): ``shuffle(n)`` returns each epoch's
+    order of the rows (default: ``torch.randperm`` seeded from ``rng``; tests pass the NumPy
+    loop's permutations), ``kernel`` picks the gradient implementation
+    (:data:`mogsgd.backends.torch_ops.KERNELS`)."""
+    from mogsgd.backends.torch_train import TorchEngine
+
+    config = kwargs.get("config", TrainConfig())
+    if config.solver != "sgd":
+        raise ValidationError(f"solver={config.solver!r} runs on the NumPy path only; use "
+                              "solver='sgd' on a device, or device='cpu-numpy'")
+    return train(X, params, engine=partial(TorchEngine, shuffle=shuffle, kernel=kernel),
+                 **kwargs)
 
 
 def _epoch_batches(X, w, batch: int, rng: np.random.Generator):

@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mogsgd.backends import import_torch
+from mogsgd.backends.torch_types import GradPieces, TorchParams, log_softmax
 from mogsgd.density import LOG_2PI
 from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams
@@ -57,26 +58,6 @@ KERNELS = ("auto", "torch", "triton")
 #: Rows per chunk of the plain-torch code are chosen so that one (rows, D) temporary
 #: holds about this many elements (32 MiB in float64).
 CHUNK_ELEMENTS = 1 << 22
-
-
-class TorchParams(NamedTuple):
-    """:class:`~mogsgd.params.MixtureParams` as tensors: means (K, D), log_sigma (K, D),
-    logits (K,), one dtype and device."""
-
-    means: torch.Tensor
-    log_sigma: torch.Tensor
-    logits: torch.Tensor
-
-
-class GradPieces(NamedTuple):
-    """Additive sums over rows (float64 tensors): ``nll_sum``, ``weight_sum`` (0-d),
-    ``nk`` (K,), ``rz``, ``rz2`` (K, D); see the module docstring."""
-
-    nll_sum: torch.Tensor
-    weight_sum: torch.Tensor
-    nk: torch.Tensor
-    rz: torch.Tensor
-    rz2: torch.Tensor
 
 
 class TorchGradSums(NamedTuple):
@@ -134,12 +115,6 @@ def _as(params: TorchParams, X: torch.Tensor) -> TorchParams:
 
 
 # ------------------------------------------------------------------- densities
-def log_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """``log pi_k = alpha_k - logsumexp(alpha)`` (eq. 12), as :func:`mogsgd.params.log_softmax`."""
-    shift = logits - logits.max()
-    return shift - torch.log(torch.exp(shift).sum())
-
-
 def logsumexp(a: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``a* + log sum exp(a - a*)`` along ``dim`` (eq. 25); an all ``-inf`` row gives ``-inf``."""
     a_max = a.amax(dim=dim, keepdim=True)

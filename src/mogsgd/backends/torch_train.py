@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,11 +32,10 @@ from mogsgd.backends.torch_ops import nll, nll_grad_sums, ravel, to_torch, unrav
 from mogsgd.errors import ValidationError
 from mogsgd.optim import AdamState, MomentumState, Optimizer, SGDState
 from mogsgd.params import MixtureParams
-from mogsgd.train import TrainConfig, TrainState, train
 
 torch = import_torch()
 
-__all__ = ["train_torch", "TorchEngine", "torch_update", "opt_state_to_torch", "opt_state_to_numpy",
+__all__ = ["TorchEngine", "torch_update", "opt_state_to_torch", "opt_state_to_numpy",
            "seeded_randperm"]
 
 
@@ -121,7 +119,7 @@ class TorchEngine:
     :class:`~mogsgd.train.TrainState` is the same as on every other engine.
     """
 
-    def __init__(self, X, stepper, config: TrainConfig, rng: np.random.Generator, *,
+    def __init__(self, X, stepper, config, rng: np.random.Generator, *,
                  sample_weight=None, X_val=None, val_weight=None, params=None,
                  grad_sums_fn=None, nll_fn=None, shuffle: Callable[[int], Any] | None = None,
                  kernel: str = "auto") -> None:
@@ -173,16 +171,3 @@ class TorchEngine:
 
     def close(self) -> None:
         pass
-
-
-def train_torch(X, params: MixtureParams | None = None, *, shuffle=None, kernel: str = "auto",
-                **kwargs) -> TrainState:
-    """:func:`mogsgd.train.train` on the tensor ``X`` with :class:`TorchEngine`; ``shuffle(n)``
-    returns each epoch's order of the rows (default :func:`seeded_randperm`; tests pass the
-    NumPy loop's permutations), ``kernel`` picks the gradient implementation
-    (:data:`mogsgd.backends.torch_ops.KERNELS`)."""
-    if kwargs.get("config", TrainConfig()).solver != "sgd":
-        raise ValidationError(f"solver={kwargs['config'].solver!r} runs on the NumPy path only; "
-                              "use solver='sgd' on a device, or device='cpu-numpy'")
-    return train(X, params, engine=partial(TorchEngine, shuffle=shuffle, kernel=kernel),
-                 **kwargs)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 
 from mogsgd.backends import import_torch
-from mogsgd.backends.torch_ops import GradPieces, TorchParams, log_softmax
+from mogsgd.backends.torch_types import GradPieces, TorchParams, log_softmax
 from mogsgd.density import LOG_2PI
 
 torch = import_torch()

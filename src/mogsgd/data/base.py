@@ -159,9 +159,10 @@ class Source:
         return KINDS[self.kind][1]
 
     def prepare(self, plan: FitPlan, rng: np.random.Generator, *, sample_weight=None,
-                scaler: Standardizer | None = None) -> Prepared:
+                scaler: Standardizer | None = None, check_rows=None) -> Prepared:
         """Validate, standardise (with ``scaler`` if given, e.g. a warm start's), split and
-        sample the rows for a fit."""
+        sample the rows for a fit; ``check_rows(rows)`` sees the rows a checkpoint
+        fingerprints (sources with the ``checkpoint`` capability)."""
         raise TypeError(f"{self.kind} input cannot be fitted")  # pragma: no cover
 
     def blocks(self, plan: FitPlan, sample_weight=None) -> Iterator[Source]:

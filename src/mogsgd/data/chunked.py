@@ -82,7 +82,7 @@ class ChunkedSource(Source):
         self.n_features = chunks.n_features
 
     def prepare(self, plan: FitPlan, rng: np.random.Generator, *, sample_weight=None,
-                scaler: Standardizer | None = None) -> Prepared:
+                scaler: Standardizer | None = None, check_rows=None) -> Prepared:
         src, d = self.chunks, self.n_features
         check_width(d, None if scaler is None else len(scaler.center))
         cap = min(MAX_VALIDATION_ROWS, rows_for(MAX_VALIDATION_BYTES, d))

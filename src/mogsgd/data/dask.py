@@ -54,7 +54,7 @@ class DaskSource(Source):
         self.n_features = self.X.shape[1]
 
     def prepare(self, plan: FitPlan, rng: np.random.Generator, *, sample_weight=None,
-                scaler: Standardizer | None = None) -> Prepared:
+                scaler: Standardizer | None = None, check_rows=None) -> Prepared:
         client, X = self.client, self.X
         n, d = X.shape
         check_width(d, None if scaler is None else len(scaler.center))

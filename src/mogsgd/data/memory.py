@@ -50,7 +50,7 @@ class MemorySource(Source):
 
     def __init__(self, X) -> None:
         self.X = X
-        shape = np.shape(X) if hasattr(X, "shape") or isinstance(X, list | tuple) else ()
+        shape = getattr(X, "shape", ())   # lists are read (and checked) by prepare
         self.n_features = shape[1] if len(shape) == 2 else None
 
     def prepare(self, plan: FitPlan, rng: np.random.Generator, *, sample_weight=None,

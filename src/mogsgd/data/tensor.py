@@ -123,7 +123,7 @@ class TensorSource(Source):
         return torch.as_tensor(check_sample_weight(sample_weight, n), device=self.device)
 
     def prepare(self, plan: FitPlan, rng: np.random.Generator, *, sample_weight=None,
-                scaler: Standardizer | None = None) -> Prepared:
+                scaler: Standardizer | None = None, check_rows=None) -> Prepared:
         X, sample = self._checked(plan.dtype, lambda a: check_fit_rows(a, plan))
         w = self._weights(sample_weight, X.shape[0])
         d = X.shape[1]

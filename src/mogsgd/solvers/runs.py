@@ -139,8 +139,8 @@ def em_run(result: EMResult, prepared: Prepared, max_iter: int) -> Run:
 #: The solver registry: ``solver=`` name -> implementation.
 SOLVERS: dict[str, StochasticSolver | EMSolver] = {
     "sgd": StochasticSolver("sgd"),
-    "online_em": StochasticSolver("online_em"),
     "em": EMSolver(),
+    "online_em": StochasticSolver("online_em"),
 }
 
 

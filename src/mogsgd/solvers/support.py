@@ -26,10 +26,21 @@ FEATURES: dict[str, tuple[str, str]] = {
     "partial_fit": ("partial_fit", "use fit"),
 }
 
-def unsupported_message(feature: str, source: Source, fix: str | None = None) -> str:
+#: Fixes that depend on the input kind as well: (feature, kind) -> what to do instead.
+KIND_FIXES: dict[tuple[str, str], str] = {
+    ("solver='em'", "tensor"): "use solver='sgd' on the device, or device='cpu-numpy' to "
+                               "fit on the NumPy path",
+    ("solver='online_em'", "tensor"): "use solver='sgd' on the device, or "
+                                      "device='cpu-numpy' to fit on the NumPy path",
+    ("solver='em'", "dask"): "use solver='sgd', or solver='online_em' without a client",
+    ("solver='online_em'", "one-shot iterator"): "use solver='sgd'",
+}
+
+
+def unsupported_message(feature: str, source: Source) -> str:
     """The one error format: ``<feature> is not supported for <input kind>: <fix>``."""
-    return (f"{feature} is not supported for {source.description}: "
-            f"{fix or FEATURES[feature][1]}")
+    fix = KIND_FIXES.get((feature, source.kind), FEATURES[feature][1])
+    return f"{feature} is not supported for {source.description}: {fix}"
 
 
 def check_supported(source: Source, *, solver: str, sample_weight: bool = False,

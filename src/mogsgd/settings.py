@@ -1,0 +1,137 @@
+"""The estimator's settings, validated before any work: what to prepare and how to solve.
+
+:func:`fit_settings` turns ``SGDGaussianMixture.get_params()`` into a
+:class:`~mogsgd.data.FitPlan` (how the rows are prepared) and a
+:class:`~mogsgd.solvers.RunSettings` (how the solver runs), refusing any value out of range
+with a message that names it and the fix.
+"""
+
+from __future__ import annotations
+
+import numbers
+from types import SimpleNamespace
+
+import numpy as np
+
+from mogsgd import fast
+from mogsgd.checkpoint import is_checkpoint_file
+from mogsgd.data import FitPlan
+from mogsgd.errors import ValidationError
+from mogsgd.init import INIT_METHODS
+from mogsgd.params import MixtureParams
+from mogsgd.solvers import SOLVERS, RunSettings
+from mogsgd.train import TrainConfig
+from mogsgd.validation import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_dtype,
+    check_fraction,
+    check_path,
+    check_positive_float,
+    check_positive_int,
+)
+
+__all__ = ["fit_settings", "compute_dtype", "user_start", "MISSING"]
+
+MISSING = ("error", "marginalize")
+
+
+def compute_dtype(dtype) -> np.dtype:
+    """float32 only when asked for with ``dtype``; float64 otherwise."""
+    return check_dtype("dtype", dtype) or np.dtype(np.float64)
+
+
+def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
+    """Validate the estimator's parameters ``p`` (``get_params()``) -> ``(plan, settings)``."""
+    e = SimpleNamespace(**p)
+    check_positive_int("n_components", e.n_components)
+    check_positive_int("n_init", e.n_init)
+    check_positive_int("max_iter", e.max_iter)
+    check_choice("init", e.init, INIT_METHODS)
+    check_choice("solver", e.solver, tuple(SOLVERS))
+    check_choice("missing", e.missing, MISSING)
+    if isinstance(e.validation_fraction, str) and e.validation_fraction != "auto":
+        raise ValidationError(f"validation_fraction must be 'auto' or a number in [0, 1), "
+                              f"got {e.validation_fraction!r}")
+    if e.validation_fraction != "auto":
+        check_fraction("validation_fraction", e.validation_fraction)
+    check_positive_float("min_variance", e.min_variance)
+    for flag in ("early_stopping", "standardize", "warm_start", "record_params"):
+        check_bool(flag, getattr(e, flag))
+    if not isinstance(e.verbose, bool):
+        check_positive_int("verbose", e.verbose, minimum=0)
+    check_callable("callback", e.callback)
+    _check_random_state_type(e.random_state)
+    path = check_path("checkpoint_path", e.checkpoint_path)
+    check_positive_int("checkpoint_every", e.checkpoint_every)
+    check_choice("backend", e.backend, fast.BACKENDS)
+    if path is not None:
+        if not SOLVERS[e.solver].stochastic:
+            raise ValidationError(
+                f"checkpoint_path works with solver='sgd' or 'online_em', got "
+                f"solver={e.solver!r}; remove checkpoint_path (batch EM runs are short) "
+                "or use a stochastic solver")
+        _check_checkpoint_target(path)
+    config = TrainConfig(
+        solver="online_em" if e.solver == "online_em" else "sgd",
+        optimizer=e.optimizer, learning_rate=e.learning_rate, schedule=e.schedule,
+        batch_size=e.batch_size, max_epochs=e.max_epochs, momentum=e.momentum,
+        min_variance=e.min_variance, early_stopping=e.early_stopping,
+        patience=e.patience, tol=e.tol)
+    plan = FitPlan(n_components=e.n_components, batch_size=e.batch_size,
+                   dtype=compute_dtype(e.dtype), allow_nan=e.missing == "marginalize",
+                   standardize=e.standardize,
+                   validation_fraction=e.validation_fraction,
+                   holds_out=e.early_stopping and e.solver != "em",
+                   backend=e.backend)
+    settings = RunSettings(config=config, max_iter=e.max_iter, tol=e.tol,
+                           min_variance=e.min_variance, n_components=e.n_components,
+                           init=e.init, callback=e.callback,
+                           record_params=e.record_params, backend=e.backend)
+    return plan, settings
+
+
+def user_start(p: dict, scaler, n_features: int) -> MixtureParams | None:
+    """The user's initial parameters (``weights_init``, ``means_init``, ``variances_init``
+    in data units), standardised by ``scaler``; ``None`` when none are given."""
+    given = [p[k] is not None for k in ("weights_init", "means_init", "variances_init")]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValidationError("weights_init, means_init and variances_init must be given "
+                              "together (or none of them)")
+    start = MixtureParams.from_moments(p["weights_init"], p["means_init"], p["variances_init"])
+    if start.n_components != p["n_components"] or start.n_features != n_features:
+        raise ValidationError(
+            f"initial parameters have shape (K={start.n_components}, D={start.n_features}); "
+            f"the model needs K={p['n_components']}, D={n_features}")
+    return scaler.from_data(start.astype(compute_dtype(p["dtype"])))
+
+
+def _check_random_state_type(random_state) -> None:
+    """The type check of :func:`mogsgd._random.check_random_state`, without drawing from it."""
+    if random_state is None or isinstance(random_state, np.random.Generator
+                                          | np.random.RandomState):
+        return
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValidationError(
+                f"random_state must be a non-negative integer, got {random_state}")
+        return
+    raise ValidationError(
+        f"random_state must be None, a non-negative int or a numpy.random.Generator, "
+        f"got {random_state!r}")
+
+
+def _check_checkpoint_target(path) -> None:
+    """A checkpoint may replace only a checkpoint."""
+    if path.is_dir():
+        raise ValidationError(f"checkpoint_path {str(path)!r} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise ValidationError(f"checkpoint_path {str(path)!r}: directory "
+                              f"{str(path.parent)!r} does not exist")
+    if path.exists() and not is_checkpoint_file(path):
+        raise ValidationError(
+            f"checkpoint_path {str(path)!r} exists and is not a mogsgd checkpoint; refusing "
+            "to overwrite it: choose another file name")
