@@ -147,7 +147,7 @@ def _estimator_from_args(args, checkpoint: Path | None):
         n_components=args.n_components, optimizer=args.optimizer,
         learning_rate=args.lr, schedule=args.schedule, batch_size=args.batch_size,
         max_epochs=args.epochs, early_stopping=not args.no_early_stopping,
-        patience=args.patience, n_init=args.n_init, init=args.init, solver=args.method,
+        patience=args.patience, n_init=args.n_init, init=args.init, solver=args.solver,
         random_state=args.seed, record_params=args.figures is not None,
         checkpoint_path=checkpoint, checkpoint_every=args.checkpoint_every,
         missing=args.missing,
@@ -263,7 +263,7 @@ def cmd_fit(args) -> int:
     checkpoint = None
     if args.weight_column and (args.checkpoint or args.resume):
         raise CLIError("--checkpoint/--resume do not support --weight-column yet")
-    if args.method != "em" and not args.weight_column:
+    if args.solver != "em" and not args.weight_column:
         checkpoint = Path(args.checkpoint) if args.checkpoint else \
             out.with_name(out.name + ".checkpoint")
         if not args.checkpoint and not args.resume and checkpoint.exists():
@@ -475,7 +475,7 @@ def cmd_select(args) -> int:
 
     data = _load_data(args.data, args.label_column)
     result = select_n_components(
-        data.X, args.k, n_init=args.n_init, random_state=args.seed, solver=args.method,
+        data.X, args.k, n_init=args.n_init, random_state=args.seed, solver=args.solver,
         heldout_fraction=args.heldout_fraction,
         progress=None if (args.quiet or args.json) else
         (lambda k: _info(args, f"[select] fitting K={k}")))
@@ -518,7 +518,7 @@ EXAMPLES = {
     "generate": "mogsgd generate --n-samples 1000 --n-features 2 --n-components 3 "
                 "--seed 0 --out data.npz",
     "fit": "mogsgd fit data.npz -k 3 --optimizer adam --epochs 50 --out model.json\n"
-           "  mogsgd fit data.csv -k 3 --method em --json",
+           "  mogsgd fit data.csv -k 3 --solver em --json",
     "evaluate": "mogsgd evaluate model.json data.npz --json",
     "predict": "mogsgd predict model.json data.npz --out labels.csv",
     "sample": "mogsgd sample model.json -n 500 --out samples.npz",
@@ -582,8 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "fit", "fit a mixture to a data file and write the model (JSON)", cmd_fit)
     p.add_argument("data", help="data file (.npz, .npy, .csv, .parquet)")
     p.add_argument("--n-components", "-k", type=_positive_int, default=3)
-    p.add_argument("--method", choices=["sgd", "em", "online_em"], default="sgd",
-                   help="mini-batch SGD on the NLL, batch EM, or online EM")
+    p.add_argument("--solver", "--method", dest="solver", choices=["sgd", "em", "online_em"],
+                   default="sgd", help="mini-batch SGD on the NLL, batch EM, or online EM "
+                   "(--method is the old name); --optimizer picks SGD's update rule")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"],
                    default="adam")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
@@ -654,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--k", type=_k_range, default=list(range(1, 11)),
                    help="component counts: a range 1..10 or a list 2,3,5 (default 1..10)")
-    p.add_argument("--method", choices=["sgd", "em", "online_em"], default="sgd")
+    p.add_argument("--solver", "--method", dest="solver", choices=["sgd", "em", "online_em"],
+                   default="sgd", help="how each K is fitted (--method is the old name)")
     p.add_argument("--n-init", type=_positive_int, default=3, help="restarts per K")
     p.add_argument("--heldout-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)

@@ -1,21 +1,23 @@
-"""Dask: synchronous data-parallel SGD, map-reduced EM, and block-wise scoring.
+"""Dask: the worker side of data-parallel SGD, map-reduced EM and block-wise scoring.
 
 Nothing here is new math: workers run :func:`mogsgd.gradients.nll_grad_sums`,
 :func:`mogsgd.em.em_stats` and :func:`mogsgd.density.log_prob` on their blocks, the driver
-adds the results (:func:`~mogsgd.gradients.combine_sums`, :func:`~mogsgd.em.combine_stats`,
-:func:`mogsgd.stream.combine_moments`) and :func:`mogsgd.train.train` runs the usual loop.
-Dask is optional (``pip install mogsgd[dask]``); it is imported only when a Dask array
-arrives, and without it everything else works.
+adds the results (:func:`~mogsgd.gradients.combine_sums`, :func:`~mogsgd.em.combine_stats`)
+and :func:`mogsgd.train.train` runs the usual loop over :class:`DaskData`; the fit itself is
+prepared by :class:`mogsgd.data.dask.DaskSource`.  Dask is optional (``pip install
+mogsgd[dask]``); it is imported only when a Dask array arrives, and without it everything
+else works.
 
 Training
 --------
 With a ``dask.distributed`` client active, ``SGDGaussianMixture.fit(X)`` on a Dask array:
 
 1. computes each row block of ``X`` once and keeps it in its worker's memory;
-2. map-reduces the per-feature moments (Chan's merge) to standardise;
-3. shuffles and standardises every block on its worker and gathers a random sample to the
+2. shuffles and validates every block on its worker and gathers a random sample to the
    driver: the held-out validation rows (the estimator's ``validation_fraction``, at most
-   :data:`mogsgd.stream.MAX_VALIDATION_ROWS`) and the initialisation rows;
+   :data:`mogsgd.stream.MAX_VALIDATION_ROWS`) and the initialisation rows, from which the
+   standardiser is fitted (exact when the sample holds every row);
+3. standardises the training rows on the workers;
 4. runs synchronous data-parallel mini-batch SGD.  An epoch reshuffles each block on its
    worker and has ``S = ceil(n_train / batch_size)`` steps; at step ``s`` block ``i``
    contributes its rows ``[s n_i / S, (s + 1) n_i / S)``, so a batch has about

@@ -116,19 +116,22 @@ class TensorSource(Source):
         return out, sample
 
     def _weights(self, sample_weight, n: int):
+        """``(weights on the device, weights of the host sample's rows)``, or Nones."""
         if sample_weight is None:
-            return None
+            return None, None
         if is_torch_tensor(sample_weight):
             sample_weight = sample_weight.detach().cpu().numpy()
-        return torch.as_tensor(check_sample_weight(sample_weight, n), device=self.device)
+        w = check_sample_weight(sample_weight, n)
+        step = max(1, -(-n // SAMPLE_ROWS))     # the rows of _host_sample
+        return torch.as_tensor(w, device=self.device), w[::step]
 
     def prepare(self, plan: FitPlan, rng: np.random.Generator, *, sample_weight=None,
                 scaler: Standardizer | None = None, check_rows=None) -> Prepared:
         X, sample = self._checked(plan.dtype, lambda a: check_fit_rows(a, plan))
-        w = self._weights(sample_weight, X.shape[0])
+        w, sample_w = self._weights(sample_weight, X.shape[0])
         d = X.shape[1]
         if scaler is None:
-            scaler = Standardizer.fit(sample, plan.standardize)
+            scaler = Standardizer.fit(sample, plan.standardize, sample_w)
         elif len(scaler.center) != d:
             raise ValidationError(f"X has {d} features, but SGDGaussianMixture is expecting "
                                   f"{len(scaler.center)} features as input")
@@ -157,9 +160,9 @@ class TensorSource(Source):
             X, sample = self._checked(plan.dtype, lambda a: check_fit_rows(a, plan))
         else:
             X, sample = self._checked(model.params.dtype, lambda a: self._host_check(a, model))
-        w = self._weights(sample_weight, X.shape[0])
+        w, sample_w = self._weights(sample_weight, X.shape[0])
         if scaler is None:
-            scaler = Standardizer.fit(sample, plan.standardize)
+            scaler = Standardizer.fit(sample, plan.standardize, sample_w)
         Z = _transform(scaler, X)
         return Prepared(
             n_features=X.shape[1], scaler=scaler, train=Z, train_weight=w,
