@@ -152,14 +152,18 @@ def fit_em(
 
 def em_loop(stats_fn: Callable[[MixtureParams], EMStats],
             loglik_fn: Callable[[MixtureParams], float], params: MixtureParams, *,
-            max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6) -> EMResult:
+            max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6,
+            prior_loglik: float | None = None) -> EMResult:
     """The EM iteration, with the data behind two functions (the package's one EM loop).
 
     ``stats_fn(params)`` returns the combined :class:`EMStats` of all rows (an in-memory
     pass, a streamed pass or a map-reduce over Dask workers), ``loglik_fn(params)`` their
     mean log-likelihood.  Each iteration is an E-step and an M-step (eqs. 27-30);
     it stops when the mean log-likelihood of consecutive iterates changes by less than
-    ``tol``.
+    ``tol``.  ``prior_loglik`` (a warm start) is the mean log-likelihood of the iterate
+    before ``params``, so the first iteration can already detect convergence (as
+    scikit-learn compares with the previous fit's lower bound).  ``max_iter=0`` returns
+    ``params`` with their log-likelihood.
     """
     start = time.perf_counter()
     result = EMResult(params=params)
@@ -170,7 +174,8 @@ def em_loop(stats_fn: Callable[[MixtureParams], EMStats],
         result.log_likelihoods.append(ll_old)
         result.times.append(time.perf_counter() - start)
         result.n_iter = it
-        if it > 1 and abs(ll_old - result.log_likelihoods[-2]) < tol:
+        prev = result.log_likelihoods[-2] if it > 1 else prior_loglik
+        if prev is not None and abs(ll_old - prev) < tol:
             result.converged = True
             break
     # the likelihood of the returned parameters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ValidationError", "ModelFileError", "DataFileError", "ConvergenceWarning",
+__all__ = ["ValidationError", "ModelFileError", "DataFileError", "ConvergenceWarning",  # noqa: F822
            "FallbackWarning", "DroppedDataWarning"]
 
 
@@ -18,8 +18,20 @@ class DataFileError(ValueError):
     """A data file that cannot be read as the data it claims to hold."""
 
 
-class ConvergenceWarning(UserWarning):
-    """Training stopped at its epoch budget before the convergence criterion was met."""
+def __getattr__(name: str):
+    """``ConvergenceWarning`` is made on first use, as a subclass of scikit-learn's own
+    (code that filters scikit-learn's warning sees ours), so that importing the NumPy core
+    does not import scikit-learn."""
+    if name == "ConvergenceWarning":
+        from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+
+        cls = type("ConvergenceWarning", (SklearnConvergenceWarning,), {
+            "__module__": __name__,
+            "__doc__": "Training stopped at its budget before the convergence criterion was "
+                       "met (a subclass of ``sklearn.exceptions.ConvergenceWarning``)."})
+        globals()["ConvergenceWarning"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class FallbackWarning(RuntimeWarning):

@@ -70,7 +70,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         Restarts from different initialisations; the best validation NLL wins.
     init : {"kmeans++", "kmeans", "random_points"}, default="kmeans++"
     weights_init, means_init, variances_init : arrays or None
-        User-given initial parameters in data units (all three, or none).
+        User-given initial parameters in data units, (K,), (K, D), (K, D); any subset (the
+        others come from ``init``, as in scikit-learn); zero weights are allowed.
     standardize : bool, default=True
         Fit on per-feature standardised data (results are reported in data units).
     solver : {"sgd", "em", "online_em"}, default="sgd"
@@ -124,10 +125,18 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
     Attributes
     ----------
-    weights_ : (K,)   means_ : (K, D)   covariances_ : (K, D) diagonal variances
-    params_ : MixtureParams in data units
-    converged_ : bool   n_iter_ : int   n_features_in_ : int   lower_bound_ : float
-    history_ : dict of per-epoch lists ``epoch, train_nll, val_nll, lr, time``
+    weights_ : (K,)   means_ : (K, D)   covariances_, precisions_, precisions_cholesky_ : (K, D)
+    params_ : MixtureParams in data units   n_features_in_ : int
+    converged_ : bool
+        EM: the log-likelihood changed by less than ``tol``; SGD: early stopping ended the
+        fit (``early_stopping=False``: the NLL improved by less than ``tol`` over the last
+        ``patience`` periods).
+    n_iter_ : int
+        Epochs or EM iterations run by this call of ``fit`` (with ``warm_start`` the
+        cumulative count is ``history_["epoch"][-1]``); ``partial_fit`` counts all epochs.
+    lower_bound_ : float    mean log-likelihood per row of the fitted data
+    lower_bounds_ : list    the mean log-likelihood after each epoch or iteration of the call
+    history_ : dict of per-epoch lists ``epoch, train_nll, val_nll, lr, time`` (cumulative)
 
     Models save and load without loss with :meth:`save` / :meth:`load`
     (:mod:`mogsgd.model_io`).
@@ -256,7 +265,11 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         user = (self._params_std if continuing and not solver.stochastic  # EM continues
                 else None if warm_state is not None
                 else user_start(self.get_params(deep=False), scaler, prepared.n_features))
-        n_runs = 1 if warm_state is not None or user is not None else self.n_init
+        prior = None
+        if continuing and not solver.stochastic and len(self.history_["train_nll"]) >= 2:
+            # the mean log-likelihood before the previous fit's last step (standardised)
+            prior = scaler.log_det - self.history_["train_nll"][-2]
+        n_runs = 1 if warm_state is not None or isinstance(user, MixtureParams) else self.n_init
         writer = None
         if self.checkpoint_path is not None:
             writer = CheckpointWriter(
@@ -265,7 +278,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 scaler.scale, prepared.split_rng_state, n_runs)
         try:
             best = fit_runs(solver, prepared, settings, rng, n_runs=n_runs, user=user,
-                            warm_state=warm_state, ckpt=ckpt, writer=writer)
+                            warm_state=warm_state, ckpt=ckpt, writer=writer,
+                            prior_loglik=prior)
         except KeyboardInterrupt as exc:
             if writer is None or not writer.started_any:
                 raise
@@ -324,6 +338,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.history_ = run.history
         self.converged_ = bool(run.converged)
         self.n_iter_ = int(run.n_iter)
+        self.lower_bounds_ = list(run.lower_bounds)
         self.lower_bound_ = prepared.lower_bound(run.params)
         self._set_derived()
         bad = ~(np.isfinite(self.covariances_) & (self.covariances_ > 0))
@@ -343,6 +358,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         with np.errstate(divide="ignore", over="ignore", under="ignore"):
             # beyond the float range at extreme data scales: fit() warns about it
             self.covariances_ = self.params_.variances
+            self.precisions_ = 1.0 / self.covariances_
             self.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
 
     def export_fit_state(self) -> dict:

@@ -18,9 +18,9 @@ from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice
 
 __all__ = ["INIT_METHODS", "sq_distances", "distinct_rows", "kmeans_plusplus", "lloyd",
-           "params_from_centres", "init_params"]
+           "params_from_centres", "params_from_resp", "init_params"]
 
-INIT_METHODS = ("kmeans++", "kmeans", "random_points")
+INIT_METHODS = ("kmeans++", "kmeans", "random_points", "random_from_data", "random")
 
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
 IQR_NORMAL = 1.3489795003921634
@@ -150,6 +150,26 @@ def params_from_centres(
     return MixtureParams.from_moments(weights, centres, variances, dtype=X.dtype)
 
 
+def params_from_resp(
+    X: np.ndarray, resp: np.ndarray, min_variance: float,
+    sample_weight: np.ndarray | None = None, overall: np.ndarray | None = None,
+) -> MixtureParams:
+    """Weighted moments under soft assignments ``resp`` (n, K), rows normalised to one
+    (scikit-learn's ``init_params="random"``: uniform random responsibilities, then an
+    M-step); variances floored as in :func:`params_from_centres`."""
+    w = _unit(sample_weight, X.shape[0])
+    resp = resp / resp.sum(axis=1, keepdims=True)
+    wr = resp * w[:, None]
+    nk = wr.sum(axis=0) + 10 * np.finfo(np.float64).eps
+    means = wr.T @ X / nk[:, None]
+    variances = np.stack([wr[:, k] @ (X - means[k]) ** 2 for k in range(len(nk))]) / nk[:, None]
+    overall = _robust_variance(X, w) if overall is None else overall
+    floor = np.maximum(min_variance, 1e-3 * overall)
+    floor = np.where(floor > 0, floor, max(min_variance, 1e-12))
+    return MixtureParams.from_moments(nk / nk.sum(), means, np.maximum(variances, floor),
+                                      dtype=X.dtype)
+
+
 def _robust_variance(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Per-feature ``min(variance, (IQR / 1.349)^2)``, weighted; the variance where the IQR
     is 0.  Quantiles use the inverted CDF, so weights equal repeated rows exactly."""
@@ -172,8 +192,10 @@ def init_params(
     sample_weight: np.ndarray | None = None,
 ) -> MixtureParams:
     """Initial parameters by ``"kmeans++"`` (seeding, then 10 Lloyd steps),
-    ``"kmeans"`` (same, to convergence up to 100 steps) or ``"random_points"``
-    (K random distinct rows, drawn in proportion to their weight, as means).
+    ``"kmeans"`` (same, to convergence up to 100 steps), ``"random_points"`` (K random
+    distinct rows, drawn in proportion to their weight, as means; scikit-learn calls it
+    ``"random_from_data"``) or ``"random"`` (uniform random responsibilities, then the
+    weighted moments, :func:`params_from_resp`).
 
     Works on the distinct rows with their weights (:func:`distinct_rows`).
     ``n_candidates`` initialisations are drawn and the one with the lowest weighted
@@ -182,6 +204,7 @@ def init_params(
     before the distinct rows are taken, so large data sets are never sorted whole).
     """
     check_choice("init", method, INIT_METHODS)
+    method = "random_points" if method == "random_from_data" else method  # scikit-learn's name
     if X.shape[0] > max_rows:  # sorting all rows would cost more than the seeding itself
         keep = np.sort(rng.choice(X.shape[0], size=max_rows, replace=False))
         X = X[keep]
@@ -190,6 +213,13 @@ def init_params(
     overall = _robust_variance(X, w)
     best, best_nll = None, np.inf
     for _ in range(n_candidates):
+        if method == "random":
+            cand = params_from_resp(X, rng.uniform(size=(X.shape[0], n_components)),
+                                    min_variance, w, overall)
+            value = nll(X, cand, w)
+            if best is None or value < best_nll:
+                best, best_nll = cand, value
+            continue
         if method == "random_points":
             replace = X.shape[0] < n_components
             idx = rng.choice(X.shape[0], size=n_components, replace=replace,

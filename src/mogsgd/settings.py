@@ -47,7 +47,7 @@ def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
     e = SimpleNamespace(**p)
     check_positive_int("n_components", e.n_components)
     check_positive_int("n_init", e.n_init)
-    check_positive_int("max_iter", e.max_iter)
+    check_positive_int("max_iter", e.max_iter, minimum=0)
     check_choice("init", e.init, INIT_METHODS)
     check_choice("solver", e.solver, tuple(SOLVERS))
     check_choice("missing", e.missing, MISSING)
@@ -92,21 +92,54 @@ def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
     return plan, settings
 
 
-def user_start(p: dict, scaler, n_features: int) -> MixtureParams | None:
-    """The user's initial parameters (``weights_init``, ``means_init``, ``variances_init``
-    in data units), standardised by ``scaler``; ``None`` when none are given."""
-    given = [p[k] is not None for k in ("weights_init", "means_init", "variances_init")]
-    if not any(given):
+def user_start(p: dict, scaler, n_features: int):
+    """The user's initial parameters in standardised units: a :class:`MixtureParams` when
+    ``weights_init``, ``means_init`` and ``variances_init`` are all given, a dict of the
+    ones given (the others come from ``init``, as in scikit-learn), or ``None``.
+
+    Each array is checked under its own name: ``weights_init`` (K,) non-negative (zero
+    weights allowed) summing to one, ``means_init`` (K, D) finite, ``variances_init``
+    (K, D) finite and positive, in data units."""
+    k = p["n_components"]
+    given = {}
+    if p["weights_init"] is not None:
+        w = _init_array("weights_init", p["weights_init"], (k,), "(n_components,)")
+        if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-6:
+            raise ValidationError(f"weights_init must be >= 0 and sum to 1, got {w.tolist()} "
+                                  f"(sum {w.sum():.8g})")
+        given["weights"] = w / w.sum()
+    if p["means_init"] is not None:
+        m = _init_array("means_init", p["means_init"], (k, n_features),
+                        "(n_components, n_features)")
+        given["means"] = (m - scaler.center) / scaler.scale
+    if p["variances_init"] is not None:
+        v = _init_array("variances_init", p["variances_init"], (k, n_features),
+                        "(n_components, n_features)")
+        if np.any(v <= 0):
+            raise ValidationError("variances_init must be > 0 (diagonal variances in data "
+                                  "units)")
+        given["variances"] = v / scaler.scale ** 2
+    if not given:
         return None
-    if not all(given):
-        raise ValidationError("weights_init, means_init and variances_init must be given "
-                              "together (or none of them)")
-    start = MixtureParams.from_moments(p["weights_init"], p["means_init"], p["variances_init"])
-    if start.n_components != p["n_components"] or start.n_features != n_features:
-        raise ValidationError(
-            f"initial parameters have shape (K={start.n_components}, D={start.n_features}); "
-            f"the model needs K={p['n_components']}, D={n_features}")
-    return scaler.from_data(start.astype(compute_dtype(p["dtype"])))
+    if len(given) < 3:
+        return given
+    tiny = np.finfo(np.float64).tiny   # a zero weight: a component that starts empty
+    w = np.maximum(given["weights"], tiny)
+    return MixtureParams.from_moments(w / w.sum(), given["means"], given["variances"],
+                                      dtype=compute_dtype(p["dtype"]))
+
+
+def _init_array(name: str, value, shape: tuple, meaning: str) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} must be an array of numbers of shape {shape} "
+                              f"{meaning}") from None
+    if a.shape != shape:
+        raise ValidationError(f"{name} must have shape {shape} {meaning}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValidationError(f"{name} must be finite (no NaN or infinity)")
+    return a
 
 
 def _check_random_state_type(random_state) -> None:

@@ -99,7 +99,7 @@ class TrainConfig:
             check_positive_float("learning_rate", self.learning_rate)
         check_positive_float("decay_epochs", self.decay_epochs)
         check_positive_int("batch_size", self.batch_size)
-        check_positive_int("max_epochs", self.max_epochs, allow_none=True)
+        check_positive_int("max_epochs", self.max_epochs, minimum=0, allow_none=True)
         check_positive_int("target_steps", self.target_steps)
         check_fraction("momentum", self.momentum)
         check_positive_float("min_variance", self.min_variance)
@@ -125,7 +125,7 @@ class TrainConfig:
 
     def build_optimizer(self, n_train: int) -> Optimizer:
         steps_per_epoch = batch_count(n_train, self.batch_size)
-        total = steps_per_epoch * self.epochs_for(n_train)
+        total = steps_per_epoch * max(self.epochs_for(n_train), 1)
         schedule = make_schedule(self.schedule, self.lr, total_steps=total,
                                  decay_steps=self.decay_epochs * steps_per_epoch)
         return make_optimizer(self.optimizer, schedule, beta=self.momentum)

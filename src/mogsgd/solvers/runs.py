@@ -53,8 +53,9 @@ class RunSettings:
 @dataclass
 class Run:
     """One fit from one start: parameters (standardised), the stochastic state (``None``
-    for EM), the history, the score that ranks restarts (lower is better), convergence and
-    the number of epochs or EM iterations."""
+    for EM), the history, the score that ranks restarts (lower is better), convergence, the
+    number of epochs or EM iterations run by this call and the objective after each of them
+    (mean log-likelihood in data units; scikit-learn's ``lower_bounds_``)."""
 
     params: MixtureParams
     state: TrainState | None
@@ -62,6 +63,7 @@ class Run:
     score: float = np.inf
     converged: bool = False
     n_iter: int = 0
+    lower_bounds: list = field(default_factory=list)
 
 
 class StochasticSolver:
@@ -75,9 +77,14 @@ class StochasticSolver:
 
     def run(self, prepared: Prepared, start: MixtureParams | None, settings: RunSettings,
             rng: np.random.Generator, *, state: TrainState | None = None,
-            writer=None, extend: bool = False) -> Run:
+            writer=None, extend: bool = False, prior_loglik: float | None = None) -> Run:
         """One stochastic run; ``extend`` (warm start) trains ``max_epochs`` more epochs
-        instead of up to the budget (resuming a checkpoint counts from its epoch 0)."""
+        instead of up to the budget (resuming a checkpoint counts from its epoch 0).
+
+        ``converged``: early stopping ended it (with ``early_stopping=False``: the objective
+        improved by less than ``tol`` over the last ``patience`` periods, the criterion
+        early stopping would have used)."""
+        first_epoch = state.epoch if extend and state is not None else 0
         config = settings.config
         callback = settings.callback
         if writer is not None:
@@ -96,14 +103,18 @@ class StochasticSolver:
                       nll_offset=scaler.log_det,
                       max_epochs=config.epochs_for(n_train) if extend else None,
                       backend=settings.backend, engine=prepared.engine)
-        converged = bool(state.stopped)
-        if not converged and config.early_stopping:
-            warnings.warn(
-                f"SGD stopped at its budget of {state.epoch} epochs before the validation NLL "
-                "settled; raise max_epochs or the learning rate", ConvergenceWarning,
-                stacklevel=5)
-        return Run(state.params, state, state.history, state.best_score,
-                   converged or not config.early_stopping, state.epoch)
+        n_iter = state.epoch - first_epoch
+        if config.early_stopping:
+            converged = bool(state.stopped)
+            if not converged and n_iter > 0:
+                warnings.warn(
+                    f"SGD stopped at its budget of {state.epoch} epochs before the validation "
+                    "NLL settled; raise max_epochs or the learning rate", ConvergenceWarning,
+                    stacklevel=5)
+        else:
+            converged = n_iter > 0 and state.bad_epochs >= config.patience_epochs(n_train)
+        return Run(state.params, state, state.history, state.best_score, converged, n_iter,
+                   _lower_bounds(state.history, n_iter))
 
 
 class EMSolver:
@@ -113,10 +124,11 @@ class EMSolver:
     stochastic = False
 
     def run(self, prepared: Prepared, start: MixtureParams | None, settings: RunSettings,
-            rng: np.random.Generator, *, state=None, writer=None, extend: bool = False) -> Run:
+            rng: np.random.Generator, *, state=None, writer=None, extend: bool = False,
+            prior_loglik: float | None = None) -> Run:
         result = em_loop(prepared.em_stats, prepared.train_loglik, start,
                          max_iter=settings.max_iter, tol=settings.tol,
-                         reg_covar=settings.min_variance)
+                         reg_covar=settings.min_variance, prior_loglik=prior_loglik)
         return em_run(result, prepared, settings.max_iter)
 
 
@@ -130,10 +142,18 @@ def em_run(result: EMResult, prepared: Prepared, max_iter: int) -> Run:
                "val_nll": [None] * len(train_nll), "lr": [None] * len(train_nll),
                "time": result.times}
     score = train_nll[-1]
-    if not result.converged:
+    if not result.converged and max_iter > 0:
         warnings.warn(f"EM did not converge in {max_iter} iterations; raise max_iter",
                       ConvergenceWarning, stacklevel=5)
-    return Run(result.params, None, history, score, result.converged, result.n_iter)
+    return Run(result.params, None, history, score, result.converged, result.n_iter,
+               [-v for v in train_nll[1:]])
+
+
+def _lower_bounds(history: dict, n_iter: int) -> list[float]:
+    """The objective (mean log-likelihood, data units) after each of the last ``n_iter``
+    epochs: the epochs' mean batch NLLs, negated."""
+    values = history["train_nll"][len(history["train_nll"]) - n_iter:] if n_iter else []
+    return [-v for v in values]
 
 
 #: The solver registry: ``solver=`` name -> implementation.
@@ -149,19 +169,27 @@ def get_solver(name: str):
 
 
 def initial_params(prepared: Prepared, settings: RunSettings, rng: np.random.Generator,
-                   user: MixtureParams | None) -> MixtureParams:
+                   user=None) -> MixtureParams:
     """The user's initial parameters, else :func:`mogsgd.init.init_params` on the prepared
     initialisation rows (drawn with ``rng`` where the source draws them)."""
-    if user is not None:
+    if isinstance(user, MixtureParams):
         return user
     rows = prepared.init_rows(rng) if callable(prepared.init_rows) else prepared.init_rows
-    return init_params(rows, settings.n_components, settings.init, rng, settings.min_variance,
-                       sample_weight=prepared.init_weight)
+    start = init_params(rows, settings.n_components, settings.init, rng, settings.min_variance,
+                        sample_weight=prepared.init_weight)
+    if not user:
+        return start
+    # some initial arrays given: they replace the initialisation's (scikit-learn's rule)
+    weights = user.get("weights", start.weights)
+    return MixtureParams.from_moments(np.maximum(weights, np.finfo(np.float64).tiny)
+                                      / np.maximum(weights, np.finfo(np.float64).tiny).sum(),
+                                      user.get("means", start.means),
+                                      user.get("variances", start.variances), dtype=start.dtype)
 
 
 def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.Generator, *,
-             n_runs: int, user: MixtureParams | None = None,
-             warm_state: TrainState | None = None, ckpt=None, writer=None) -> Run:
+             n_runs: int, user=None, warm_state: TrainState | None = None, ckpt=None,
+             writer=None, prior_loglik: float | None = None) -> Run:
     """Run restarts ``0 .. n_runs - 1`` (from a checkpoint's restart) and keep the best.
 
     Each restart starts from the user's parameters ``user``, a warm start's state
@@ -191,7 +219,7 @@ def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.G
                 writer.started(start, rng)
         pending = None
         run = solver.run(prepared, start, settings, rng, state=state, writer=writer,
-                         extend=warm_state is not None)
+                         extend=warm_state is not None, prior_loglik=prior_loglik)
         if best is None or run.score < best.score:
             best = run
     if writer is not None:
@@ -222,4 +250,5 @@ def partial_epoch(prepared: Prepared, start: MixtureParams | None, state: TrainS
                   nll_offset=scaler.log_det,
                   record_params=scaler.to_data if settings.record_params else None,
                   backend=settings.backend, engine=prepared.engine)
-    return Run(state.params, state, state.history, state.best_score, False, state.epoch)
+    return Run(state.params, state, state.history, state.best_score, False, state.epoch,
+               _lower_bounds(state.history, 1))
