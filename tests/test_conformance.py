@@ -104,7 +104,7 @@ def make_input(request, tmp_path):
 def _settings(solver: str) -> dict:
     start = SGDGaussianMixture(K, solver="em", max_iter=1, random_state=0).fit(X)
     return dict(n_components=K, solver=solver, random_state=0, batch_size=4 * N,
-                early_stopping=False, max_epochs=3, max_iter=3, tol=0.0,
+                early_stopping=False, max_epochs=3, max_iter=3, tol=0.0, refine="none",
                 weights_init=start.weights_, means_init=start.means_,
                 variances_init=start.covariances_)
 
@@ -250,3 +250,16 @@ def test_streamed_npy_output_is_atomic(tmp_path, fitted):
     with pytest.raises(FileExistsError):
         write_npy(target, iter([fitted.predict(X)]), np.int64, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.npy"]
+
+
+@pytest.mark.parametrize("kind", [k for k, (_, key, _) in KIND_FACTORIES.items()
+                                  if "em" in KINDS[key][1] and "multi_pass" in KINDS[key][1]])
+def test_the_end_point_refinement_is_the_same_for_every_kind(kind, make_input):
+    """``refine="em"`` ends every kind with EM statistics on the same optimum."""
+    settings = {**_settings("sgd"), "refine": "em"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SGDGaussianMixture(**settings).fit(X)
+        est = SGDGaussianMixture(**settings).fit(make_input(kind))
+    assert ref.refine_iter_ > 0
+    _assert_same_fit(est, ref)

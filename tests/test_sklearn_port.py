@@ -195,3 +195,48 @@ def test_em_with_one_component_equals_the_sample_moments():
     gmm = SGDGaussianMixture(1, solver="em", min_variance=1e-12, random_state=0).fit(X)
     np.testing.assert_allclose(gmm.means_[0], X.mean(axis=0), rtol=1e-10)
     np.testing.assert_allclose(gmm.covariances_[0], X.var(axis=0), rtol=1e-8)
+
+
+def test_default_fit_with_one_component_equals_the_sample_moments():
+    """scikit-learn's "K=1 equals the sample moments" with the default solver (SGD): the
+    end-point refinement lands on the closed-form optimum, to 1e-6 relative (the variance
+    floor, 1e-6 of a standardised unit, is far below these variances)."""
+    X = random_data(12, n=3000, d=3, k=1, scale=10.0)[0] * [1.0, 30.0, 1e-3]
+    gmm = SGDGaussianMixture(1, random_state=0).fit(X)
+    np.testing.assert_allclose(gmm.means_[0], X.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(gmm.covariances_[0], X.var(axis=0), rtol=1e-6)
+    raw = SGDGaussianMixture(1, random_state=0, refine="none").fit(X)
+    assert raw.refine_iter_ == 0
+    assert np.max(np.abs(raw.means_[0] - X.mean(axis=0)) / X.std(axis=0)) > 1e-4  # noisy
+
+
+@pytest.mark.parametrize("seed, k, spread", [(13, 3, 2.0), (14, 4, 1.0), (15, 2, 0.7)])
+def test_default_fit_ends_on_the_em_fixed_point(seed, k, spread):
+    """The default fit's training NLL is within 1e-4 nats per row of the EM fixed point
+    reached from its own solution (issue 13's end-point criterion)."""
+    from mogsgd.em import fit_em
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, spread, (k, 2)) * 3
+    X = np.vstack([rng.normal(c, 1.0, (800, 2)) for c in centres])
+    gmm = SGDGaussianMixture(k, random_state=0).fit(X)
+    Z = gmm._scaler.transform(X)   # noqa: SLF001 - the test reads the fit's own coordinates
+    fixed = fit_em(Z, gmm._params_std, max_iter=20000, tol=1e-13, reg_covar=0.0)  # noqa: SLF001
+    fixed_nll = -(fixed.log_likelihoods[-1] - gmm._scaler.log_det)  # noqa: SLF001
+    assert -gmm.score(X) - fixed_nll < 1e-4
+
+
+def test_em_statistics_from_one_fused_gradient_pass_equal_the_e_step():
+    """stats_from_grad_sums (eqs. 13, 15, 17 read backwards) equals em_stats."""
+    from mogsgd import fast
+    from mogsgd.em import em_stats, stats_from_grad_sums
+    from mogsgd.params import MixtureParams
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5000, 3)) * [1, 10, 0.1]
+    p = MixtureParams.from_moments([0.2, 0.3, 0.5], rng.normal(size=(3, 3)),
+                                   rng.uniform(0.5, 2, (3, 3)))
+    for w in (None, rng.uniform(0, 2, len(X))):
+        a, b = em_stats(X, p, w), stats_from_grad_sums(fast.nll_grad_sums(X, p, w), p)
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-9)

@@ -18,10 +18,11 @@ from typing import NamedTuple
 import numpy as np
 
 from mogsgd.density import log_prob, log_prob_and_log_resp, observed_mask
+from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams
 
 __all__ = ["EMStats", "em_stats", "combine_stats", "m_step", "em_step", "fit_em", "em_loop",
-           "EMResult"]
+           "EMResult", "stats_from_grad_sums"]
 
 
 class EMStats(NamedTuple):
@@ -72,6 +73,19 @@ def em_stats(
     return EMStats(ll_sum, weight_sum, nk, nkd, sx, sxx)
 
 
+def stats_from_grad_sums(sums: GradSums, params: MixtureParams) -> EMStats:
+    """The E-step statistics from the analytic gradient sums of the same rows (no missing
+    values): the M-step is the zero of the gradient (eqs. 27-30), so the gradient sums hold
+    the centred statistics, ``N_k = W pi_k - g_alpha_k`` (eq. 17),
+    ``sx_kd = -sigma_kd^2 g_mu_kd`` (eq. 13) and ``sxx_kd = sigma_kd^2 (N_k - g_s_kd)``
+    (eq. 15).  One fused pass (:func:`mogsgd.fast.nll_grad_sums`) then serves EM too."""
+    var = np.exp(2.0 * params.log_sigma.astype(np.float64))
+    nk = sums.weight_sum * params.weights.astype(np.float64) - sums.logits
+    nkd = np.broadcast_to(nk[:, None], var.shape).copy()
+    return EMStats(-sums.nll_sum, sums.weight_sum, nk, nkd, -var * sums.means,
+                   var * (nkd - sums.log_sigma))
+
+
 def combine_stats(parts) -> EMStats:
     """Add :class:`EMStats` of disjoint row sets (all taken at the same parameters)."""
     parts = list(parts)
@@ -80,20 +94,24 @@ def combine_stats(parts) -> EMStats:
     return EMStats(*(sum(f) for f in zip(*parts, strict=True)))
 
 
-def m_step(stats: EMStats, params: MixtureParams, reg_covar: float) -> MixtureParams:
+def m_step(stats: EMStats, params: MixtureParams, reg_covar: float,
+           floor: float = 0.0) -> MixtureParams:
     """M-step from centred statistics (eqs. 27-30).
 
     ``pi_k = N_k / W``; ``mu_kd = mu_kd^old + sx_kd / N_kd``;
-    ``sigma_kd^2 = sxx_kd / N_kd - (sx_kd / N_kd)^2 + reg_covar``.  A component
-    with (numerically) no responsibility keeps its old mean and variance and
-    a tiny weight instead of producing NaN.
+    ``sigma_kd^2 = max(sxx_kd / N_kd - (sx_kd / N_kd)^2 + reg_covar, floor)``.  With
+    ``reg_covar=0`` and ``floor=v_min`` it is the exact maximiser under the variance floor
+    of SGD (eq. 26), the optimum SGD itself approaches.  A component with (numerically) no
+    responsibility keeps its old mean and variance and a tiny weight instead of producing
+    NaN.
     """
     tiny = 10.0 * np.finfo(np.float64).eps * max(stats.weight_sum, 1.0)
     nk = np.maximum(stats.nk, tiny)
     nkd = np.maximum(stats.nkd, tiny)
     shift = stats.sx / nkd
     means = params.means + shift
-    variances = np.maximum(stats.sxx / nkd - shift * shift, 0.0) + reg_covar
+    variances = np.maximum(np.maximum(stats.sxx / nkd - shift * shift, 0.0) + reg_covar,
+                           floor)
     dead = stats.nkd <= tiny
     if dead.any():
         means = np.where(dead, params.means, means)
@@ -153,7 +171,7 @@ def fit_em(
 def em_loop(stats_fn: Callable[[MixtureParams], EMStats],
             loglik_fn: Callable[[MixtureParams], float], params: MixtureParams, *,
             max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6,
-            prior_loglik: float | None = None) -> EMResult:
+            prior_loglik: float | None = None, floor: float = 0.0) -> EMResult:
     """The EM iteration, with the data behind two functions (the package's one EM loop).
 
     ``stats_fn(params)`` returns the combined :class:`EMStats` of all rows (an in-memory
@@ -170,7 +188,7 @@ def em_loop(stats_fn: Callable[[MixtureParams], EMStats],
     for it in range(1, max_iter + 1):
         stats = stats_fn(params)
         ll_old = stats.ll_sum / stats.weight_sum
-        params = m_step(stats, params, reg_covar)
+        params = m_step(stats, params, reg_covar, floor)
         result.log_likelihoods.append(ll_old)
         result.times.append(time.perf_counter() - start)
         result.n_iter = it

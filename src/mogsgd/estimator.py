@@ -122,6 +122,12 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         :mod:`mogsgd.fast` (fused gradients, whole epochs compiled); ``"numpy"`` the
         NumPy reference; ``"auto"`` numba where it works, else NumPy with one
         :class:`mogsgd.errors.FallbackWarning`.  Results agree to rounding.
+    refine : {"auto", "em", "none"}, default="auto"
+        End a stochastic fit on the optimum of its objective: EM steps from its solution,
+        with the variance floor as a projection, until a step gains < 1e-9 nats per row
+        (at most 100; ``refine_iter_`` counts them).  ``"auto"``: for in-memory rows (each
+        step is one pass over them); ``"em"``: also streams and Dask; ``"none"``: end at
+        the last stochastic iterate (which is within the gradient noise of the optimum).
 
     Attributes
     ----------
@@ -176,6 +182,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         device=None,
         missing: str = "error",
         backend: str = "auto",
+        refine: str = "auto",
     ) -> None:
         self.n_components = n_components
         self.optimizer = optimizer
@@ -208,6 +215,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.device = device
         self.missing = missing
         self.backend = backend
+        self.refine = refine
 
     # ------------------------------------------------------------ settings
     def _settings(self) -> tuple[FitPlan, RunSettings]:
@@ -339,6 +347,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.converged_ = bool(run.converged)
         self.n_iter_ = int(run.n_iter)
         self.lower_bounds_ = list(run.lower_bounds)
+        self.refine_iter_ = int(run.refine_iter)
         self.lower_bound_ = prepared.lower_bound(run.params)
         self._set_derived()
         bad = ~(np.isfinite(self.covariances_) & (self.covariances_ > 0))

@@ -35,6 +35,7 @@ from mogsgd.validation import (
 __all__ = ["fit_settings", "compute_dtype", "user_start", "MISSING"]
 
 MISSING = ("error", "marginalize")
+REFINE = ("auto", "em", "none")
 
 
 def compute_dtype(dtype) -> np.dtype:
@@ -66,6 +67,7 @@ def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
     path = check_path("checkpoint_path", e.checkpoint_path)
     check_positive_int("checkpoint_every", e.checkpoint_every)
     check_choice("backend", e.backend, fast.BACKENDS)
+    check_choice("refine", e.refine, REFINE)
     if path is not None:
         if not SOLVERS[e.solver].stochastic:
             raise ValidationError(
@@ -88,7 +90,8 @@ def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
     settings = RunSettings(config=config, max_iter=e.max_iter, tol=e.tol,
                            min_variance=e.min_variance, n_components=e.n_components,
                            init=e.init, callback=e.callback,
-                           record_params=e.record_params, backend=e.backend)
+                           record_params=e.record_params, backend=e.backend,
+                           refine=e.refine)
     return plan, settings
 
 

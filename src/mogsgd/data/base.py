@@ -93,7 +93,10 @@ class Prepared:
     ``lower_bound(params)`` the mean log-likelihood of all rows in data units (``params``
     standardised); ``engine`` the epoch engine for :func:`mogsgd.train.train` (``None``: the
     array engine); ``fingerprint`` the rows a checkpoint identifies the data by (in-memory
-    data only) and ``split_rng_state`` the generator state before the split.
+    data only), ``split_rng_state`` the generator state before the split and ``in_memory``
+    whether another pass over the rows is cheap (the default end-point refinement);
+    ``all_em_stats`` / ``all_loglik`` cover every row, the held-out ones too (the
+    refinement's objective; ``None``: the training rows are all the rows).
     """
 
     n_features: int
@@ -110,6 +113,9 @@ class Prepared:
     engine: Callable[..., Any] | None = None
     fingerprint: np.ndarray | None = None
     split_rng_state: dict | None = None
+    in_memory: bool = False
+    all_em_stats: Callable[[MixtureParams], EMStats] | None = None
+    all_loglik: Callable[[MixtureParams], float] | None = None
 
 
 @dataclass(frozen=True)

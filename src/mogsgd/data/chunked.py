@@ -109,9 +109,16 @@ class ChunkedSource(Source):
             total, count = self._loglik(scaler.to_data(params), plan.dtype, plan.allow_nan)
             return total / count
 
+        Z_val = scaler.transform(sample[:n_val]) if n_val else None
+
+        def all_em_stats(params: MixtureParams):
+            parts = [em_stats(piece, params) for piece in train_pieces(params.n_components)]
+            return combine_stats(parts + ([] if Z_val is None else [em_stats(Z_val, params)]))
+
         return Prepared(
-            n_features=d, scaler=scaler, train=data,
-            val=scaler.transform(sample[:n_val]) if n_val else None,
+            n_features=d, scaler=scaler, train=data, val=Z_val,
+            all_em_stats=all_em_stats,
+            all_loglik=lambda params: lower_bound(params) + scaler.log_det,
             init_rows=impute_for_init(scaler.transform(sample[n_val:])),
             em_stats=lambda params: combine_stats(
                 em_stats(piece, params) for piece in train_pieces(params.n_components)),

@@ -30,6 +30,7 @@ from mogsgd.distributed import (
     standardized_rows,
     take_rows,
 )
+from mogsgd.em import combine_stats, em_stats
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.stream import (
@@ -101,8 +102,13 @@ class DaskSource(Source):
                 count += len(Z_val)
             return total / count - scaler.log_det
 
+        def all_em_stats(params: MixtureParams):
+            stats = data.em_stats(params)
+            return stats if Z_val is None else combine_stats([stats, em_stats(Z_val, params)])
+
         return Prepared(
-            n_features=d, scaler=scaler, train=data, val=Z_val,
+            n_features=d, scaler=scaler, train=data, val=Z_val, all_em_stats=all_em_stats,
+            all_loglik=lambda params: lower_bound(params) + scaler.log_det,
             init_rows=impute_for_init(scaler.transform(sample[n_val:])),
             em_stats=data.em_stats, train_loglik=train_loglik, lower_bound=lower_bound)
 

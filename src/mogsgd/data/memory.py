@@ -20,13 +20,13 @@ from mogsgd.data.base import (
     check_fit_rows,
 )
 from mogsgd.density import log_prob
-from mogsgd.em import em_stats
+from mogsgd.em import em_stats, stats_from_grad_sums
 from mogsgd.errors import ValidationError
 from mogsgd.init import distinct_rows
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.validation import check_data, check_sample_weight
 
-__all__ = ["MemorySource", "check_width", "weighted_mean"]
+__all__ = ["MemorySource", "check_width", "weighted_mean", "em_stats_fn"]
 
 
 def check_width(n_features: int, expected: int | None, owner: str = "SGDGaussianMixture"):
@@ -41,6 +41,15 @@ def weighted_mean(values: np.ndarray, w: np.ndarray | None) -> float:
     if w is None:
         return float(values.mean())
     return float(np.asarray(w, dtype=values.dtype) @ values / w.sum())
+
+
+def em_stats_fn(backend: str, missing: bool):
+    """``stats(X, params, w)``: the E-step statistics by one fused gradient pass
+    (:func:`mogsgd.em.stats_from_grad_sums`) under the numba backend, else (and with missing
+    values, whose per-feature counts the gradient does not hold) :func:`mogsgd.em.em_stats`."""
+    if missing or fast.resolve_backend(backend) != "numba":
+        return em_stats
+    return lambda X, params, w: stats_from_grad_sums(fast.nll_grad_sums(X, params, w), params)
 
 
 class MemorySource(Source):
@@ -80,6 +89,7 @@ class MemorySource(Source):
             w_train = w[order[n_val:]] if n_val else w
             w_val = w[order[:n_val]] if n_val else None
         nll_fn = fast.nll_fn_for(plan.backend)
+        stats_fn = em_stats_fn(plan.backend, missing=bool(np.isnan(X).any()))
 
         def lower_bound(params):
             return float(-nll_fn(X_data, scaler.to_data(params), w_data))
@@ -88,9 +98,11 @@ class MemorySource(Source):
             n_features=X.shape[1], scaler=scaler, train=Z_train, train_weight=w_train,
             val=Z_val, val_weight=w_val, init_rows=impute_for_init(Z_train),
             init_weight=w_train,
-            em_stats=lambda params: em_stats(Z_train, params, w_train),
+            em_stats=lambda params: stats_fn(Z_train, params, w_train),
             train_loglik=lambda params: weighted_mean(log_prob(Z_train, params), w_train),
-            lower_bound=lower_bound, fingerprint=X, split_rng_state=split_rng_state)
+            lower_bound=lower_bound, fingerprint=X, split_rng_state=split_rng_state,
+            in_memory=True, all_em_stats=lambda params: stats_fn(Z, params, w),
+            all_loglik=lambda params: weighted_mean(log_prob(Z, params), w))
 
     def blocks(self, plan: FitPlan, sample_weight=None) -> Iterator[Source]:
         yield self
