@@ -13,8 +13,6 @@ kind.  Architecture: ``docs/architecture.md``.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
@@ -28,7 +26,7 @@ from mogsgd.params import MixtureParams
 from mogsgd.settings import fit_settings, user_start
 from mogsgd.solvers import SOLVERS, RunSettings, check_supported, fit_runs, partial_epoch
 from mogsgd.solvers.runs import Run, initial_params
-from mogsgd.standardize import Standardizer
+from mogsgd.standardize import Standardizer, warn_unrepresentable
 from mogsgd.validation import (
     check_choice,
     check_path,
@@ -350,15 +348,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.refine_iter_ = int(run.refine_iter)
         self.lower_bound_ = prepared.lower_bound(run.params)
         self._set_derived()
-        bad = ~(np.isfinite(self.covariances_) & (self.covariances_ > 0))
-        if bad.any():
-            k, d = np.argwhere(bad)[0]
-            warnings.warn(
-                f"covariances_[{k}, {d}] = exp(2 * {float(self.params_.log_sigma[k, d]):.6g}) is "
-                f"beyond the range of {self.params_.dtype} at this data scale; the model "
-                "itself is fine (params_.log_sigma holds it, scores are finite); rescale the "
-                "data or use dtype=None (float64) to read variances directly",
-                UserWarning, stacklevel=3)
+        warn_unrepresentable(self.params_, stacklevel=4)
 
     def _set_derived(self) -> None:
         """The scikit-learn views of ``params_`` (natural parameters in data units)."""

@@ -9,11 +9,14 @@ the problem, results are mapped back to data units exactly.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from mogsgd.params import MixtureParams
 
-__all__ = ["Standardizer", "impute_for_init", "IQR_NORMAL", "QUANTILE_ROWS", "OUTLIER_RATIO"]
+__all__ = ["Standardizer", "impute_for_init", "warn_unrepresentable", "IQR_NORMAL",
+           "QUANTILE_ROWS", "OUTLIER_RATIO"]
 
 
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
@@ -110,3 +113,20 @@ def _weighted_moments(Y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndar
 def impute_for_init(Z: np.ndarray) -> np.ndarray:
     """Missing entries set to the standardised mean (0), for the k-means++ seeding only."""
     return np.where(np.isnan(Z), 0.0, Z) if np.isnan(Z).any() else Z
+
+
+def warn_unrepresentable(params: MixtureParams, stacklevel: int = 2) -> None:
+    """Warn when a variance in data units, ``exp(2 log_sigma)``, is beyond the range of the
+    parameters' dtype (data at extreme scales): the model itself is fine (``log_sigma``
+    holds it and scores are finite), only the natural-parameter view overflows."""
+    with np.errstate(over="ignore", under="ignore"):
+        variances = params.variances
+    bad = ~(np.isfinite(variances) & (variances > 0))
+    if bad.any():
+        k, d = np.argwhere(bad)[0]
+        warnings.warn(
+            f"covariances_[{k}, {d}] = exp(2 * {float(params.log_sigma[k, d]):.6g}) is "
+            f"beyond the range of {params.dtype} at this data scale; the model "
+            "itself is fine (params_.log_sigma holds it, scores are finite); rescale the "
+            "data or use dtype=None (float64) to read variances directly",
+            UserWarning, stacklevel=stacklevel + 1)
