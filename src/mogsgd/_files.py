@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["check_writable", "atomic_write", "check_regular_file", "read_capped",
-           "loads_json", "lock_paths", "PathLockedError", "sibling_name",
+           "loads_json", "check_npy_header", "lock_paths", "PathLockedError", "sibling_name",
            "MAX_JSON_DEPTH"]
 
 #: Deepest JSON nesting read back (mogsgd's own files nest about 8 deep).
@@ -231,6 +231,35 @@ def loads_json(raw: bytes | str, what: str, *, max_depth: int = MAX_JSON_DEPTH):
                          "allowed; it is not a file mogsgd wrote")
     text = raw if isinstance(raw, str) else raw.decode("utf-8")
     return json.loads(text)
+
+
+def check_npy_header(fh, size: int, where: str) -> tuple:
+    """Read a ``.npy`` header from ``fh`` and check that the ``size`` bytes after the magic
+    hold the array it claims (a forged shape would make NumPy allocate it first).
+    Returns ``(shape, dtype)``; raises :class:`DataFileError`."""
+    import numpy as np
+    from numpy.lib import format as npformat
+
+    from mogsgd.errors import DataFileError
+
+    try:
+        version = npformat.read_magic(fh)
+        read = {(1, 0): npformat.read_array_header_1_0,
+                (2, 0): npformat.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, _, dtype = read(fh, max_header_size=10_000)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise DataFileError(f"{where}: not a readable .npy header: {exc}") from None
+    if dtype.hasobject:
+        raise DataFileError(f"{where}: holds Python objects, not numbers")
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    available = size - fh.tell()
+    if claimed > available:
+        raise DataFileError(f"{where}: the header claims shape {shape} of {dtype} "
+                            f"({claimed} bytes) but only {max(available, 0)} bytes follow "
+                            "(corrupt or truncated?)")
+    return shape, dtype
 
 
 # ------------------------------------------------------------------- locking
