@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from mogsgd._files import check_regular_file, lock_paths
 from mogsgd.errors import ModelFileError, ValidationError
 from mogsgd.model_io import (
     CHECKPOINT_FORMAT,
@@ -58,7 +59,7 @@ from mogsgd.state_checks import (
 from mogsgd.train import TrainState
 
 __all__ = ["TrainingInterrupted", "Checkpoint", "CheckpointWriter", "read_checkpoint",
-           "data_fingerprint", "is_checkpoint_file", "RESUME_SETTINGS"]
+           "data_fingerprint", "is_checkpoint_file", "locked", "RESUME_SETTINGS"]
 
 #: Settings that shape the trajectory up to the checkpoint and so must match on resume.
 #: The others (max_epochs, max_iter, patience, tol, verbose, callback, warm_start,
@@ -90,6 +91,13 @@ class TrainingInterrupted(KeyboardInterrupt):
         )
 
 
+def locked(path: str | os.PathLike | None):
+    """Context manager: hold the lock on the checkpoint ``path`` (``None``: no-op) for a
+    fit; raises :class:`mogsgd._files.PathLockedError` (an ``OSError``) at once when
+    another fit holds it.  Re-entrant within a process (the CLI takes it too)."""
+    return lock_paths(path, what="fit (checkpoint)")
+
+
 def data_fingerprint(X: np.ndarray) -> dict:
     """Shape, dtype and SHA-256 of the bytes of ``X`` (as validated), to recognise the data."""
     a = np.ascontiguousarray(X)
@@ -101,6 +109,7 @@ def data_fingerprint(X: np.ndarray) -> dict:
 def is_checkpoint_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` starts like a mogsgd checkpoint (cheap; used before overwriting it)."""
     try:
+        check_regular_file(path, "checkpoint")  # a FIFO would block the open below
         with open(path, "rb") as fh:
             head = fh.read(200)
     except OSError:
