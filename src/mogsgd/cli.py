@@ -509,7 +509,7 @@ def _print_result(args, result: dict) -> int:
             if isinstance(v, dict):
                 v = ", ".join(f"{a} {b:.4g}" for a, b in v.items())
             elif isinstance(v, float):
-                v = f"{v:.6g}"
+                v = f"{v:.6g}" if np.isfinite(v) else "not finite"
             print(f"{k:<{width}}  {v}")
     return 0
 
@@ -529,6 +529,7 @@ def cmd_predict(args) -> int:
         _check_features(model, data.X, args.data)
         chunks = iter([model.predict_proba(data.X) if args.proba
                        else model.predict(data.X)[:, None]])
+    chunks = (_finite_rows(values, args.data) for values in chunks)
     fmt = "%d" if not args.proba else ("%.17g" if args.out else "%.6g")
     count = 0
     if args.out:
@@ -545,6 +546,15 @@ def cmd_predict(args) -> int:
         for values in chunks:
             np.savetxt(sys.stdout, values, delimiter=",", fmt=fmt)
     return 0
+
+
+def _finite_rows(values: np.ndarray, data) -> np.ndarray:
+    """Refuse to print NaN: responsibilities of a row that no component can explain."""
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        i = int(np.argwhere(~np.isfinite(values))[0][0])
+        raise CLIError(f"{data}: the model gives no finite responsibilities for a row "
+                       f"(row {i} of a chunk); it is too far from every component")
+    return values
 
 
 def cmd_sample(args) -> int:
