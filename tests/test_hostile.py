@@ -92,7 +92,7 @@ DEEP = "[" * 100_000 + "]" * 100_000
 def test_deeply_nested_model_and_checkpoint_files_are_refused(tmp_path, data, capsys):
     for kind in ("model", "checkpoint"):
         path = tmp_path / f"deep.{kind}"
-        path.write_text('{"format": "mogsgd-%s", "body": %s}' % (kind, DEEP))
+        path.write_text(f'{{"format": "mogsgd-{kind}", "body": {DEEP}}}')
         argv = (["evaluate", path, data] if kind == "model"
                 else ["fit", data, "--resume", path, "--out", tmp_path / "o.json"])
         assert_one_line_error(*run(capsys, *argv)[::2], "nests")
