@@ -297,6 +297,9 @@ def _check_fit_targets(args, out: Path, checkpoint: Path | None) -> None:
         raise CLIError(f"cannot write {out}: directory {parent} does not exist")
     if out.is_dir():
         raise CLIError(f"--out {out} is a directory; give a file name")
+    if out.exists() and not out.is_file():
+        raise CLIError(f"--out {out} is not a regular file (a FIFO or device); choose "
+                       "another file name")
     if args.figures:
         _check_figures_target(Path(args.figures), args.force)
 
