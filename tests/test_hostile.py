@@ -242,9 +242,21 @@ def test_checkpoint_lock_is_reentrant_in_one_process(tmp_path):
 
 
 # ------------------------------------------------------- 9. resume command
-def test_printed_resume_command_runs_as_printed(tmp_path, capsys, monkeypatch):
+def interrupt_at(monkeypatch, epoch: int) -> None:
+    """Make the next in-process fit press Ctrl-C after ``epoch`` (the progress callback)."""
     from mogsgd import cli as cli_module
 
+    original = cli_module._Progress.__call__
+
+    def interrupt(self, state):
+        original(self, state)
+        if state.epoch == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module._Progress, "__call__", interrupt)
+
+
+def test_printed_resume_command_runs_as_printed(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "my data ($x)"
     folder.mkdir()
     rng = np.random.default_rng(1)
@@ -252,14 +264,7 @@ def test_printed_resume_command_runs_as_printed(tmp_path, capsys, monkeypatch):
     rows = "\n".join(f"{a!r},{b!r},{int(a > 0)}" for a, b in X.tolist())
     (folder / "d.csv").write_text("a,b,cls\n" + rows + "\n")
     out = folder / "model 'one'.json"
-    original = cli_module._Progress.__call__
-
-    def interrupt_at_epoch_2(self, state):
-        original(self, state)
-        if state.epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli_module._Progress, "__call__", interrupt_at_epoch_2)
+    interrupt_at(monkeypatch, 2)
     status, _, err = run(capsys, "fit", folder / "d.csv", "--label-column", "cls", "-k", 2,
                          "--epochs", 6, "--no-early-stopping", "--out", out)
     assert status == 130, err
@@ -430,15 +435,7 @@ def test_bool_npy_is_refused_loaded_and_streamed(tmp_path, capsys):
 
 
 def test_resume_refuses_other_settings(tmp_path, data, capsys, monkeypatch):
-    from mogsgd import cli as cli_module
-
-    original = cli_module._Progress.__call__
-
-    def interrupt(self, state):
-        original(self, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli_module._Progress, "__call__", interrupt)
+    interrupt_at(monkeypatch, 1)
     out = tmp_path / "m.json"
     assert run(capsys, "fit", data, "-k", 2, "--epochs", 5, "--out", out)[0] == 130
     monkeypatch.undo()

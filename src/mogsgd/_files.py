@@ -221,10 +221,14 @@ def json_depth(raw: bytes) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
-def loads_json(raw: bytes | str, what: str, *, max_depth: int = MAX_JSON_DEPTH):
-    """``json.loads`` refusing nesting deeper than ``max_depth`` (``ValueError``, one line)
-    instead of a ``RecursionError``; invalid JSON raises ``json.JSONDecodeError``."""
+def loads_json(raw: bytes | str, what: str, *, max_depth: int = MAX_JSON_DEPTH,
+               max_bytes: int = 1 << 30):
+    """``json.loads`` refusing text over ``max_bytes`` or nesting deeper than ``max_depth``
+    (``ValueError``, one line) instead of exhausting memory or raising ``RecursionError``;
+    invalid JSON raises ``json.JSONDecodeError``."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if len(data) > max_bytes:
+        raise ValueError(f"{what} is {len(data)} bytes, over the limit of {max_bytes}")
     depth = json_depth(data)
     if depth > max_depth:
         raise ValueError(f"{what} nests {depth} levels deep, more than the {max_depth} "

@@ -706,7 +706,7 @@ def _params_from_metadata(path, metadata: dict, n_features: int) -> MixtureParam
     if raw is None:
         return None
     try:
-        record = loads_json(raw, f"{path}: the mogsgd metadata")
+        record = loads_json(raw, f"{path}: the mogsgd metadata", max_bytes=1 << 24)
         if record.get("params") is None:
             return None
         params = MixtureParams.from_dict(record["params"])
