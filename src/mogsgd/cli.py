@@ -1,7 +1,10 @@
 """The ``mogsgd`` command line: parsing and printing only; the work is done by the library.
 
-Every error is reported as one line on stderr with exit status 2 (1 for an
-interrupted fit); ``--debug`` shows the traceback instead.
+Every failure a user can cause is reported as one line on stderr with exit status 2;
+an interrupted fit exits with 130 (Ctrl-C) or 143 (SIGTERM) after saving its checkpoint;
+anything else is a bug in mogsgd, shown with its traceback and exit status 1.
+``--debug`` shows the traceback of every error.  The safety nets around a fit (locks,
+signals, the resume command, divergence) are in :mod:`mogsgd.cli_safety`.
 """
 
 from __future__ import annotations
