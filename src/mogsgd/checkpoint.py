@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from mogsgd._files import check_regular_file, lock_paths
 from mogsgd.errors import ModelFileError, ValidationError
 from mogsgd.model_io import (
     CHECKPOINT_FORMAT,
@@ -49,10 +50,17 @@ from mogsgd.model_io import (
 )
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer
+from mogsgd.state_checks import (
+    check_int,
+    check_params,
+    check_rng_state,
+    check_scaler,
+    check_train_state,
+)
 from mogsgd.train import TrainState
 
 __all__ = ["TrainingInterrupted", "Checkpoint", "CheckpointWriter", "read_checkpoint",
-           "data_fingerprint", "is_checkpoint_file", "RESUME_SETTINGS"]
+           "data_fingerprint", "is_checkpoint_file", "locked", "RESUME_SETTINGS"]
 
 #: Settings that shape the trajectory up to the checkpoint and so must match on resume.
 #: The others (max_epochs, max_iter, patience, tol, verbose, callback, warm_start,
@@ -84,6 +92,13 @@ class TrainingInterrupted(KeyboardInterrupt):
         )
 
 
+def locked(path: str | os.PathLike | None):
+    """Context manager: hold the lock on the checkpoint ``path`` (``None``: no-op) for a
+    fit; raises :class:`mogsgd._files.PathLockedError` (an ``OSError``) at once when
+    another fit holds it.  Re-entrant within a process (the CLI takes it too)."""
+    return lock_paths(path, what="fit (checkpoint)")
+
+
 def data_fingerprint(X: np.ndarray) -> dict:
     """Shape, dtype and SHA-256 of the bytes of ``X`` (as validated), to recognise the data."""
     a = np.ascontiguousarray(X)
@@ -95,6 +110,7 @@ def data_fingerprint(X: np.ndarray) -> dict:
 def is_checkpoint_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` starts like a mogsgd checkpoint (cheap; used before overwriting it)."""
     try:
+        check_regular_file(path, "checkpoint")  # a FIFO would block the open below
         with open(path, "rb") as fh:
             head = fh.read(200)
     except OSError:
@@ -191,7 +207,34 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise ModelFileError(f"{str(path)!r}: incomplete checkpoint ({exc!r})") from None
     if not 0 <= ckpt.restart < max(ckpt.n_restarts, 1):
         raise ModelFileError(f"{str(path)!r}: restart {ckpt.restart} out of range")
+    try:
+        _check_checkpoint(ckpt)
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{str(path)!r}: invalid checkpoint: {exc}") from None
     return ckpt
+
+
+def _check_checkpoint(ckpt: Checkpoint) -> None:
+    """Types, shapes, finiteness and signs of every decoded field (see state_checks)."""
+    if not isinstance(ckpt.settings, dict) or not isinstance(ckpt.data, dict):
+        raise ValueError("settings and data must be records")
+    k = check_int("settings.n_components", ckpt.settings.get("n_components"), 1)
+    d = check_int("data.n_features", ckpt.data.get("n_features"), 1)
+    check_int("data.n_samples", ckpt.data.get("n_samples"), 1)
+    check_int("n_restarts", ckpt.n_restarts, 1)
+    check_scaler(ckpt.center, ckpt.scale, d)
+    check_rng_state("split_rng_state", ckpt.split_rng_state)
+    check_rng_state("position.rng_state", ckpt.rng_state)
+    if ckpt.start_params is not None:
+        check_params("position.start_params", ckpt.start_params, (k, d))
+    check_train_state("position.train_state", ckpt.train_state, (k, d))
+    if ckpt.best is not None:
+        if not isinstance(ckpt.best, dict) or "params" not in ckpt.best:
+            raise ValueError("best must be a record with params")
+        check_params("best.params", ckpt.best["params"], (k, d))
+        check_train_state("best.state", ckpt.best.get("state"), (k, d))
+    if not isinstance(ckpt.complete, bool):
+        raise ValueError("complete must be true or false")
 
 
 def _snapshot(state: TrainState) -> TrainState:

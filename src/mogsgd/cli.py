@@ -1,23 +1,37 @@
 """The ``mogsgd`` command line: parsing and printing only; the work is done by the library.
 
-Every error is reported as one line on stderr with exit status 2 (1 for an
-interrupted fit); ``--debug`` shows the traceback instead.
+Every failure a user can cause is reported as one line on stderr with exit status 2;
+an interrupted fit exits with 130 (Ctrl-C) or 143 (SIGTERM) after saving its checkpoint;
+anything else is a bug in mogsgd, shown with its traceback and exit status 1.
+``--debug`` shows the traceback of every error.  The safety nets around a fit (locks,
+signals, the resume command, divergence) are in :mod:`mogsgd.cli_safety`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
+import os
+import signal
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from mogsgd.cli_safety import Interrupts, divergence, json_safe, one_line, resume_command
+
 __all__ = ["main", "build_parser"]
 
 PROG = "mogsgd"
+#: ``fit -k`` when not given (the option's default is None so that ``--resume`` can tell
+#: whether it was given)
+DEFAULT_K = 3
+BUG_REPORT = "https://github.com/mogsgd/mogsgd/issues"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,17 +83,8 @@ def _k_range(text: str) -> list[int]:
 
 
 def _emit_json(obj) -> None:
-    print(json.dumps(obj, indent=2, default=_json_default))
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot serialise {type(o).__name__}")
+    """Valid JSON only: NaN and infinity become null (``json_safe``)."""
+    print(json.dumps(json_safe(obj), indent=2, allow_nan=False))
 
 
 def _info(args, msg: str) -> None:
@@ -144,7 +149,7 @@ def _estimator_from_args(args, checkpoint: Path | None):
             changes["max_epochs"] = args.epochs
         return est.set_params(**changes)
     return SGDGaussianMixture(
-        n_components=args.n_components, optimizer=args.optimizer,
+        n_components=args.n_components or DEFAULT_K, optimizer=args.optimizer,
         learning_rate=args.lr, schedule=args.schedule, batch_size=args.batch_size,
         max_epochs=args.epochs, early_stopping=not args.no_early_stopping,
         patience=args.patience, n_init=args.n_init, init=args.init, solver=args.solver,
@@ -208,10 +213,9 @@ def _streamed(args) -> bool:
     return stream.should_stream(args.data)
 
 
-def _fit_streamed(args, out: Path) -> int:
+def _fit_streamed(args, out: Path, guard: Interrupts) -> int:
     """Fit data too large to load: chunks from disk, a shuffle buffer, one pass to score."""
     from mogsgd import stream
-    from mogsgd.model_io import save_model
 
     if args.resume or args.checkpoint or args.weight_column or args.warm_start:
         raise CLIError("streamed fits do not support --resume, --checkpoint, --weight-column "
@@ -228,12 +232,13 @@ def _fit_streamed(args, out: Path) -> int:
         progress.close()
     seconds = time.perf_counter() - t0
     est.set_params(callback=None)
-    save_model(est, out, force=args.force)
+    _save_fitted(est, out, args, guard, None)
     n = source.n_samples
     total = est.lower_bound_ * n  # lower_bound_ is the mean log-likelihood of every row
     summary = {"model": str(out), "method": est.solver, "optimizer": est.optimizer,
                "streamed": True, "n_samples": n, "n_components": est.n_components,
-               "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
+               "epochs": est.n_iter_, "total_epochs": _total_epochs(est),
+        "converged": est.converged_, "seconds": seconds,
                "nll": -est.lower_bound_,
                "bic": -2.0 * total + est.n_parameters() * np.log(n),
                "aic": -2.0 * total + 2.0 * est.n_parameters(),
@@ -248,27 +253,148 @@ def _fit_streamed(args, out: Path) -> int:
     return 0
 
 
-def cmd_fit(args) -> int:
-    from mogsgd.checkpoint import TrainingInterrupted
+def _save_fitted(est, out: Path, args, guard: Interrupts, X) -> None:
+    """Save the model unless the fit diverged; a signal cannot abort the write."""
     from mogsgd.model_io import save_model
 
+    why = divergence(est, X)
+    if why is not None:
+        raise CLIError(f"the fit diverged ({why}); nothing was saved: lower the learning "
+                       "rate (--lr), or try --solver em")
+    with guard.saving():
+        save_model(est, out, force=args.force)
+
+
+def _remove_failed(checkpoint: Path | None) -> None:
+    """A checkpoint this run created can only reproduce its failure: remove it (a
+    checkpoint resumed from, or named by an earlier run, is kept)."""
+    if checkpoint is not None and checkpoint.exists():
+        checkpoint.unlink()
+
+
+def _same_file(a, b) -> bool:
+    return a is not None and b is not None and \
+        os.path.realpath(str(a)) == os.path.realpath(str(b))
+
+
+def _auto_checkpoint(out: Path) -> Path:
+    """``OUT.checkpoint``; a name too long for the file system is shortened with a hash."""
+    name = out.name + ".checkpoint"
+    if len(name.encode()) > 200:
+        digest = hashlib.sha256(out.name.encode()).hexdigest()[:16]
+        name = out.name.encode()[:120].decode(errors="ignore") + f"~{digest}.checkpoint"
+    return out.with_name(name)
+
+
+def _check_fit_targets(args, out: Path, checkpoint: Path | None) -> None:
+    """Refuse, before any training, output paths that would clash or fail at the end."""
+    paths = {"--out": out, "--checkpoint": checkpoint, "--resume": args.resume,
+             "--warm-start": args.warm_start}
+    for flag, path in paths.items():
+        if flag != "--resume" and flag != "--warm-start" and path is not None \
+                and _same_file(path, args.data):
+            raise CLIError(f"{flag} {path} is the data file; choose another file name")
+    if _same_file(out, checkpoint) or _same_file(out, args.resume):
+        raise CLIError(f"--out {out} is also the checkpoint; choose another file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise CLIError(f"cannot write {out}: directory {parent} does not exist")
+    if out.is_dir():
+        raise CLIError(f"--out {out} is a directory; give a file name")
+    if out.exists() and not out.is_file():
+        raise CLIError(f"--out {out} is not a regular file (a FIFO or device); choose "
+                       "another file name")
+    if args.figures:
+        _check_figures_target(Path(args.figures), args.force)
+
+
+#: Figures ``fit --figures`` may write (each as .png and .svg).
+FIT_FIGURES = ("density", "predictions", "pairs", "fit_vs_truth", "learning_curves",
+               "parameter_paths")
+
+
+def _check_figures_target(folder: Path, force: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise CLIError(f"--figures {folder} is a file, not a folder; choose a folder name")
+    if not force and folder.is_dir():
+        existing = [folder / f"{name}.{ext}" for name in FIT_FIGURES for ext in ("png", "svg")
+                    if (folder / f"{name}.{ext}").exists()]
+        if existing:
+            raise CLIError(f"{existing[0]} exists; pass --force to overwrite the figures or "
+                           "choose another --figures folder")
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not os.access(ancestor if str(ancestor) else ".", os.W_OK):
+        raise CLIError(f"cannot write figures into {folder}: {ancestor} is not writable")
+
+
+def _check_resume_settings(args) -> None:
+    """``--resume`` continues with the checkpoint's settings: refuse options that differ."""
+    from mogsgd.checkpoint import read_checkpoint
+
+    saved = read_checkpoint(args.resume).settings
+    given = {"-k": ("n_components", args.n_components, None),
+             "--lr": ("learning_rate", args.lr, None),
+             "--optimizer": ("optimizer", args.optimizer, "adam"),
+             "--schedule": ("schedule", args.schedule, "inverse_time"),
+             "--batch-size": ("batch_size", args.batch_size, 256),
+             "--solver": ("solver", args.solver, "sgd"),
+             "--n-init": ("n_init", args.n_init, 1),
+             "--init": ("init", args.init, "kmeans++"),
+             "--seed": ("random_state", args.seed, 0)}
+    differ = [f"{flag} {value} (the checkpoint has {saved.get(name)!r})"
+              for flag, (name, value, default) in given.items()
+              if value != default and name in saved and value != saved[name]]
+    if differ:
+        raise CLIError(f"--resume continues with the checkpoint's settings, but "
+                       f"{'; '.join(differ)}; drop these options to resume, or start a new fit")
+
+
+def _total_epochs(est) -> int:
+    """Epochs (or EM iterations) over every fit of the model: with ``--warm-start`` the
+    saved model's too (``n_iter_`` counts this fit only)."""
+    epochs = est.history_.get("epoch") or [0]
+    return int(epochs[-1])
+
+
+def cmd_fit(args) -> int:
+    from mogsgd._files import lock_paths
+
     out = Path(args.out) if args.out else Path(args.data).with_suffix(".model.json")
-    if out.exists() and not args.force:
-        raise CLIError(f"{out} exists; pass --force to overwrite it or choose --out")
-    if _streamed(args):
-        return _fit_streamed(args, out)
-    data = _load_data(args.data, args.label_column)
+    if args.solver == "em" and (args.checkpoint or args.resume):
+        raise CLIError("--checkpoint and --resume work with --solver sgd or online_em; batch "
+                       "EM runs are short and keep no checkpoint")
+    if args.weight_column and (args.checkpoint or args.resume):
+        raise CLIError("--checkpoint/--resume do not support --weight-column yet")
+    streamed = _streamed(args)
     # SGD and online EM always keep a checkpoint so that Ctrl-C can be resumed; an
     # automatic one is removed after a successful fit
     checkpoint = None
-    if args.weight_column and (args.checkpoint or args.resume):
-        raise CLIError("--checkpoint/--resume do not support --weight-column yet")
-    if args.solver != "em" and not args.weight_column:
+    if not streamed and args.solver != "em" and not args.weight_column:
         checkpoint = Path(args.checkpoint) if args.checkpoint else \
-            out.with_name(out.name + ".checkpoint")
-        if not args.checkpoint and not args.resume and checkpoint.exists():
+            Path(args.resume) if args.resume else _auto_checkpoint(out)
+    _check_fit_targets(args, out, checkpoint)
+    with lock_paths(out, checkpoint, what="mogsgd fit"), Interrupts(f"{PROG} fit") as guard:
+        if out.exists() and not args.force:
+            raise CLIError(f"{out} exists; pass --force to overwrite it or choose --out")
+        if streamed:
+            return _fit_streamed(args, out, guard)
+        return _fit_loaded(args, out, checkpoint, guard)
+
+
+def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> int:
+    from mogsgd.checkpoint import TrainingInterrupted
+
+    auto = checkpoint is not None and not args.checkpoint and not args.resume
+    if auto and checkpoint.exists():
+        if not args.force:
             raise CLIError(f"{checkpoint} exists from an earlier interrupted fit; continue it "
-                           f"with --resume {checkpoint} or delete it")
+                           f"with --resume {checkpoint}, or pass --force to start over")
+        checkpoint.unlink()
+    if args.resume:
+        _check_resume_settings(args)
+    data = _load_data(args.data, args.label_column)
     X, weights = _split_weights(data, args.weight_column)
     est = _estimator_from_args(args, checkpoint)
     method = est.solver
@@ -276,26 +402,42 @@ def cmd_fit(args) -> int:
     progress = _Progress(show, est.max_epochs, f"fit ({method}"
                          + (f"/{est.optimizer})" if method == "sgd" else ")"))
     est.set_params(callback=progress if show else None)
+    fresh = checkpoint is not None and not checkpoint.exists()
     t0 = time.perf_counter()
     try:
-        est.fit(X, sample_weight=weights, resume=args.resume)
+        with warnings.catch_warnings(record=True) as caught:
+            est.fit(X, sample_weight=weights, resume=args.resume)
     except TrainingInterrupted as exc:
         progress.close()
-        print(f"{PROG} fit: interrupted after epoch {exc.epoch}; the training state is saved "
-              f"in {exc.checkpoint_path}\n  continue with: mogsgd fit {args.data} --resume "
-              f"{exc.checkpoint_path} --out {out}", file=sys.stderr)
-        return 130
+        what = "interrupted" if guard.signum in (None, signal.SIGINT) else "terminated"
+        print(f"{PROG} fit: {what} after epoch {exc.epoch}; the training state is saved in "
+              f"{exc.checkpoint_path}\n  continue with: "
+              f"{resume_command(args, exc.checkpoint_path, out)}", file=sys.stderr)
+        return guard.exit_status
+    except Exception:
+        _remove_failed(checkpoint if fresh else None)
+        raise
     finally:
         progress.close()
     seconds = time.perf_counter() - t0
     est.set_params(callback=None)
-    save_model(est, out, force=args.force)
-    if checkpoint is not None and not args.checkpoint and checkpoint.exists():
-        checkpoint.unlink()
+    why = divergence(est, X)
+    for w in caught:  # the estimator's overflow note does not apply to a diverged fit
+        if why is None or "beyond the range" not in str(w.message):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    try:
+        _save_fitted(est, out, args, guard, X)
+    except Exception:
+        _remove_failed(checkpoint if fresh else None)
+        raise
+    if checkpoint is not None and not args.checkpoint and \
+            _same_file(checkpoint, _auto_checkpoint(out)) and checkpoint.exists():
+        checkpoint.unlink()  # the automatic checkpoint is done with
     summary = {
         "model": str(out), "method": method, "optimizer": est.optimizer,
         "n_samples": len(X), "n_components": est.n_components,
-        "epochs": est.n_iter_, "converged": est.converged_, "seconds": seconds,
+        "epochs": est.n_iter_, "total_epochs": _total_epochs(est),
+        "converged": est.converged_, "seconds": seconds,
         "nll": -est.score(X, sample_weight=weights), "bic": est.bic(X, sample_weight=weights),
         "aic": est.aic(X, sample_weight=weights),
         "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
@@ -382,7 +524,7 @@ def _print_result(args, result: dict) -> int:
             if isinstance(v, dict):
                 v = ", ".join(f"{a} {b:.4g}" for a, b in v.items())
             elif isinstance(v, float):
-                v = f"{v:.6g}"
+                v = f"{v:.6g}" if np.isfinite(v) else "not finite"
             print(f"{k:<{width}}  {v}")
     return 0
 
@@ -402,6 +544,7 @@ def cmd_predict(args) -> int:
         _check_features(model, data.X, args.data)
         chunks = iter([model.predict_proba(data.X) if args.proba
                        else model.predict(data.X)[:, None]])
+    chunks = (_finite_rows(values, args.data) for values in chunks)
     fmt = "%d" if not args.proba else ("%.17g" if args.out else "%.6g")
     count = 0
     if args.out:
@@ -418,6 +561,15 @@ def cmd_predict(args) -> int:
         for values in chunks:
             np.savetxt(sys.stdout, values, delimiter=",", fmt=fmt)
     return 0
+
+
+def _finite_rows(values: np.ndarray, data) -> np.ndarray:
+    """Refuse to print NaN: responsibilities of a row that no component can explain."""
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        i = int(np.argwhere(~np.isfinite(values))[0][0])
+        raise CLIError(f"{data}: the model gives no finite responsibilities for a row "
+                       f"(row {i} of a chunk); it is too far from every component")
+    return values
 
 
 def cmd_sample(args) -> int:
@@ -581,7 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(sub, "fit", "fit a mixture to a data file and write the model (JSON)", cmd_fit)
     p.add_argument("data", help="data file (.npz, .npy, .csv, .parquet)")
-    p.add_argument("--n-components", "-k", type=_positive_int, default=3)
+    p.add_argument("--n-components", "-k", type=_positive_int, default=None,
+                   help=f"number of components (default {DEFAULT_K})")
     p.add_argument("--solver", "--method", dest="solver", choices=["sgd", "em", "online_em"],
                    default="sgd", help="mini-batch SGD on the NLL, batch EM, or online EM "
                    "(--method is the old name); --optimizer picks SGD's update rule")
@@ -674,30 +827,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Failures a user can cause (bad input, files, settings, resources): one line, exit 2.
+#: Anything else is a bug in mogsgd: its traceback is shown with a request to report it.
+USER_ERRORS = (CLIError, ValueError, TypeError, OSError, EOFError, ImportError, MemoryError,
+               RecursionError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status: 0 success, 2 a failure the user can fix
+    (one line on stderr), 130/143 interrupted / terminated, 1 a bug (with traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    if not args.debug:  # warnings as one line each, without the source line
-        def show(message, category, filename, lineno, file=None, line=None):
-            print(f"{PROG} {args.command}: warning: {message}", file=sys.stderr)
+    with warnings.catch_warnings():
+        if not args.debug:
+            _one_line_warnings(args.command)
+        return _run(args)
 
-        warnings.showwarning = show
+
+def _one_line_warnings(command: str) -> None:
+    """Warnings as one line each, without the source line; NumPy's floating-point
+    RuntimeWarnings (overflow in an intermediate step) are not for the user."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category is RuntimeWarning:
+            return
+        print(f"{PROG} {command}: warning: {one_line(message)}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _run(args) -> int:
     try:
-        return args.func(args)
+        with np.errstate(all="ignore") if not args.debug else contextlib.nullcontext():
+            return args.func(args)
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, TypeError, OSError) as exc:
+    except USER_ERRORS as exc:
         if args.debug:
             raise
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, FileNotFoundError) and exc.filename:
+        message = one_line(str(exc)) or type(exc).__name__
+        if isinstance(exc, FileNotFoundError) and exc.filename and not exc.strerror:
             message = f"no such file: {exc.filename}"
+        elif isinstance(exc, FileNotFoundError) and exc.filename and \
+                "No such file" in (exc.strerror or ""):
+            message = f"no such file: {exc.filename}"
+        elif isinstance(exc, MemoryError):
+            message = "out of memory" + (f" ({message})" if str(exc) else "") + \
+                "; the data or the model is too large for this machine"
+        elif isinstance(exc, RecursionError):
+            message = "input nested too deeply to read"
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception:
+        if args.debug:
+            raise
+        traceback.print_exc()
+        print(f"{PROG} {args.command}: internal error: this is a bug in mogsgd, not a problem "
+              f"with your input; please report it with the command and the traceback above "
+              f"at {BUG_REPORT}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

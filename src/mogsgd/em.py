@@ -19,7 +19,7 @@ import numpy as np
 
 from mogsgd.density import log_prob, log_prob_and_log_resp, observed_mask
 from mogsgd.gradients import GradSums
-from mogsgd.params import MixtureParams
+from mogsgd.params import MixtureParams, bounded_variances
 
 __all__ = ["EMStats", "em_stats", "combine_stats", "m_step", "em_step", "fit_em", "em_loop",
            "EMResult", "stats_from_grad_sums"]
@@ -68,8 +68,14 @@ def em_stats(
             nkd[k] = resp[:, k] @ observed
         else:
             nkd[k] = nk[k]
-        sx[k] = resp[:, k] @ diff
-        sxx[k] = resp[:, k] @ (diff * diff)
+        # sqrt(r) * diff, squared and summed: a far row (diff * diff = inf) of zero
+        # responsibility adds 0, not 0 * inf = NaN
+        root = np.sqrt(resp[:, k])
+        scaled = root[:, None] * diff
+        if not np.isfinite(scaled).all():
+            scaled = np.where(root[:, None] > 0, scaled, 0.0)
+        sx[k] = root @ scaled
+        sxx[k] = np.einsum("ij,ij->j", scaled, scaled)
     return EMStats(ll_sum, weight_sum, nk, nkd, sx, sxx)
 
 
@@ -108,10 +114,13 @@ def m_step(stats: EMStats, params: MixtureParams, reg_covar: float,
     tiny = 10.0 * np.finfo(np.float64).eps * max(stats.weight_sum, 1.0)
     nk = np.maximum(stats.nk, tiny)
     nkd = np.maximum(stats.nkd, tiny)
-    shift = stats.sx / nkd
-    means = params.means + shift
-    variances = np.maximum(np.maximum(stats.sxx / nkd - shift * shift, 0.0) + reg_covar,
-                           floor)
+    with np.errstate(over="ignore", invalid="ignore"):
+        shift = stats.sx / nkd
+        means = params.means + shift
+        # data near the float range: bounded, not inf / NaN (the next step re-centres)
+        variances = bounded_variances(np.maximum(
+            np.maximum(stats.sxx / nkd - shift * shift, 0.0) + reg_covar, floor))
+    means = np.where(np.isfinite(means), means, params.means)
     dead = stats.nkd <= tiny
     if dead.any():
         means = np.where(dead, params.means, means)

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mogsgd._random import check_random_state
-from mogsgd.checkpoint import CheckpointWriter, read_checkpoint
+from mogsgd.checkpoint import CheckpointWriter, locked, read_checkpoint
 from mogsgd.data import FitPlan, Model, as_source
 from mogsgd.errors import ValidationError
 from mogsgd.model_io import load_model, register_estimator, save_model
@@ -276,20 +276,19 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
             # the mean log-likelihood before the previous fit's last step (standardised)
             prior = scaler.log_det - self.history_["train_nll"][-2]
         n_runs = 1 if warm_state is not None or isinstance(user, MixtureParams) else self.n_init
-        writer = None
-        if self.checkpoint_path is not None:
-            writer = CheckpointWriter(
+        with locked(self.checkpoint_path), locked(resume):  # one fit per checkpoint file
+            writer = None if self.checkpoint_path is None else CheckpointWriter(
                 check_path("checkpoint_path", self.checkpoint_path), self.checkpoint_every,
                 self.get_params(deep=False), prepared.fingerprint, scaler.center,
                 scaler.scale, prepared.split_rng_state, n_runs)
-        try:
-            best = fit_runs(solver, prepared, settings, rng, n_runs=n_runs, user=user,
-                            warm_state=warm_state, ckpt=ckpt, writer=writer,
-                            prior_loglik=prior)
-        except KeyboardInterrupt as exc:
-            if writer is None or not writer.started_any:
-                raise
-            raise writer.interrupted() from exc
+            try:
+                best = fit_runs(solver, prepared, settings, rng, n_runs=n_runs, user=user,
+                                warm_state=warm_state, ckpt=ckpt, writer=writer,
+                                prior_loglik=prior)
+            except KeyboardInterrupt as exc:
+                if writer is None or not writer.started_any:
+                    raise
+                raise writer.interrupted() from exc
         self._rng = rng
         self._set_fitted(best, prepared)
         return self

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from mogsgd.density import nll
-from mogsgd.params import MixtureParams
+from mogsgd.params import MixtureParams, bounded_variances
 from mogsgd.validation import check_choice
 
 __all__ = ["INIT_METHODS", "sq_distances", "distinct_rows", "kmeans_plusplus", "lloyd",
@@ -50,9 +50,10 @@ def distinct_rows(
     w = np.bincount(inverse.ravel(), weights=sample_weight, minlength=len(rows))
     keep = w > 0
     rows, w = rows[keep], w[keep]
-    mean = w @ rows / w.sum()
-    std = np.sqrt(w @ (rows - mean) ** 2 / w.sum())
-    key = (((rows - mean) / np.where(std > 0, std, 1.0)) ** 2).sum(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):  # rows near the float range
+        mean = w @ rows / w.sum()
+        std = np.sqrt(w @ (rows - mean) ** 2 / w.sum())
+        key = (((rows - mean) / np.where(std > 0, std, 1.0)) ** 2).sum(axis=1)
     order = np.argsort(key, kind="stable")
     return rows[order], w[order]
 
@@ -108,6 +109,7 @@ def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10,
         nonempty = mass > 0
         new = centres.copy()
         new[nonempty] = sums[nonempty] / mass[nonempty, None]
+        new = np.where(np.isfinite(new), new, centres)  # sums beyond the float range
         if np.allclose(new, centres, rtol=0, atol=1e-10):
             return new
         centres = new
@@ -137,14 +139,15 @@ def params_from_centres(
     floor = np.maximum(min_variance, 1e-3 * overall)
     floor = np.where(floor > 0, floor, max(min_variance, 1e-12))
     variances = np.empty((k, d))
-    for j in range(k):
-        members = labels == j
-        if members.sum() >= 2:
-            diff = X[members] - centres[j]
-            variances[j] = w[members] @ (diff * diff) / mass[j]
-        else:
-            variances[j] = overall / k
-    variances = np.maximum(variances, floor)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for j in range(k):
+            members = labels == j
+            if members.sum() >= 2:
+                scaled = np.sqrt(w[members] / mass[j])[:, None] * (X[members] - centres[j])
+                variances[j] = np.einsum("ij,ij->j", scaled, scaled)
+            else:
+                variances[j] = overall / k
+    variances = np.maximum(bounded_variances(variances), floor)
     weights = np.maximum(mass, 0.5 * min(1.0, w.min()))  # an empty cluster: half a row
     weights /= weights.sum()
     return MixtureParams.from_moments(weights, centres, variances, dtype=X.dtype)
@@ -173,12 +176,14 @@ def params_from_resp(
 def _robust_variance(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Per-feature ``min(variance, (IQR / 1.349)^2)``, weighted; the variance where the IQR
     is 0.  Quantiles use the inverted CDF, so weights equal repeated rows exactly."""
-    mean = w @ X / w.sum()
-    var = w @ ((X - mean) ** 2) / w.sum()
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = (w / w.sum()) @ X
+        scaled = np.sqrt(w / w.sum())[:, None] * (X - mean)
+        var = bounded_variances(np.einsum("ij,ij->j", scaled, scaled))
     q1, q3 = np.percentile(X, [25.0, 75.0], axis=0, weights=np.broadcast_to(
         w[:, None], X.shape), method="inverted_cdf")
     iqr_var = ((q3 - q1) / IQR_NORMAL) ** 2
-    return np.where(iqr_var > 0, np.minimum(var, iqr_var), var)
+    return bounded_variances(np.where(iqr_var > 0, np.minimum(var, iqr_var), var))
 
 
 def init_params(

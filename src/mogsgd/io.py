@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mogsgd._files import atomic_write
+from mogsgd._files import atomic_write, check_npy_header, check_regular_file, loads_json
 from mogsgd.errors import DataFileError, DroppedDataWarning, ValidationError
 from mogsgd.params import FIELDS, MixtureParams
 
@@ -226,11 +226,14 @@ def _suffix(path: Path, *, for_writing: bool) -> str:
 
 
 def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise DataFileError(f"{str(path)!r}: no such file")
-    if path.is_dir():
-        raise DataFileError(f"{str(path)!r} is a directory, not a data file")
-    if path.stat().st_size == 0:
+    """A regular, non-empty file (checked without opening it: a FIFO would block)."""
+    try:
+        st = check_regular_file(path, "data file")
+    except FileNotFoundError:
+        raise DataFileError(f"{str(path)!r}: no such file") from None
+    except OSError as exc:
+        raise DataFileError(str(exc)) from None
+    if st.st_size == 0:
         raise DataFileError(f"{str(path)!r} is empty (0 bytes)")
 
 
@@ -322,8 +325,24 @@ def _check_magic(path: Path, expected: str) -> None:
         raise DataFileError(f"{path}: holds {holds}, not {expected}; rename it to {actual}")
 
 
+def _check_npz_members(path: Path) -> None:
+    """Every member's header against its (uncompressed) size, before NumPy reads it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as fh:
+                        check_npy_header(fh, info.file_size, f"{path}: {info.filename}")
+    except DataFileError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise DataFileError(f"{path}: not a readable .npz archive (corrupt or truncated?): "
+                            f"{exc}") from None
+
+
 def _read_npz(path: Path, label_column: LabelColumn) -> Dataset:
     _check_magic(path, ".npz")
+    _check_npz_members(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -359,6 +378,8 @@ def _read_npz(path: Path, label_column: LabelColumn) -> Dataset:
 
 def _read_npy(path: Path) -> Dataset:
     _check_magic(path, ".npy")
+    with open(path, "rb") as fh:
+        check_npy_header(fh, os.fstat(fh.fileno()).st_size, str(path))
     try:
         arr = np.load(path, allow_pickle=False)
     except _NUMPY_READ_ERRORS as exc:
@@ -685,7 +706,7 @@ def _params_from_metadata(path, metadata: dict, n_features: int) -> MixtureParam
     if raw is None:
         return None
     try:
-        record = json.loads(raw)
+        record = loads_json(raw, f"{path}: the mogsgd metadata", max_bytes=1 << 24)
         if record.get("params") is None:
             return None
         params = MixtureParams.from_dict(record["params"])

@@ -46,12 +46,13 @@ from typing import Any
 import numpy as np
 
 import mogsgd
-from mogsgd._files import atomic_write
+from mogsgd._files import atomic_write, loads_json, read_capped
 from mogsgd.em import EMStats
 from mogsgd.errors import ModelFileError, ValidationError
 from mogsgd.online_em import OnlineEMState
 from mogsgd.optim import AdamState, MomentumState, SGDState
 from mogsgd.params import MixtureParams
+from mogsgd.state_checks import check_fitted_state
 from mogsgd.train import TrainState
 
 __all__ = [
@@ -76,6 +77,9 @@ MODEL_FORMAT = "mogsgd-model"
 CHECKPOINT_FORMAT = "mogsgd-checkpoint"
 _FORMATS = (MODEL_FORMAT, CHECKPOINT_FORMAT)
 _WHAT = {MODEL_FORMAT: "model", CHECKPOINT_FORMAT: "checkpoint"}
+#: Largest model or checkpoint file read (a model with per-epoch parameter paths of a
+#: large mixture is a few MiB; this only stops a wrong path from filling the memory).
+MAX_FILE_BYTES = 1 << 30
 
 
 def _package_version() -> str:
@@ -264,7 +268,7 @@ def decode(obj: Any, where: str = "$") -> Any:
             return from_fields(fields)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ModelFileError(f"{where}: malformed {tag} record ({exc})") from None
     raise ModelFileError(f"{where}: unknown record type {obj.get(tag)!r} ({tag})")
 
@@ -347,11 +351,11 @@ def read_document(path: str | os.PathLike, kind: str) -> dict:
     if p.is_dir():
         raise ModelFileError(f"{str(p)!r} is a directory, not a mogsgd {what} file")
     try:
-        raw = p.read_bytes()
+        raw = read_capped(p, f"{what} file", MAX_FILE_BYTES)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} file {str(p)!r} does not exist") from None
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = loads_json(raw, f"{str(p)!r}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         if raw.lstrip()[:1] == b"{" and b'"mogsgd-' in raw[:200]:
             raise ModelFileError(
@@ -361,6 +365,8 @@ def read_document(path: str | os.PathLike, kind: str) -> dict:
         raise ModelFileError(
             f"{str(p)!r} is not a mogsgd {what} file (it is not JSON text: {exc})"
         ) from None
+    except ValueError as exc:  # nested too deep, or a number too long to read
+        raise ModelFileError(f"{str(p)!r} is not a mogsgd {what} file: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") not in _FORMATS:
         raise ModelFileError(
             f"{str(p)!r} is not a mogsgd {what} file (no \"format\": \"{kind}\" header)"
@@ -500,13 +506,20 @@ def load_model(path: str | os.PathLike, *, n_features: int | None = None):
     fitted = _decode_body(path, body.get("fitted"), "fitted")
     if not isinstance(settings, dict) or not isinstance(fitted, dict):
         raise ModelFileError(f"{str(path)!r}: settings and fitted state must be records")
+    # a checkpoint file belongs to the fit that wrote it: a loaded model never writes to it
+    settings = {**settings, "checkpoint_path": None} if "checkpoint_path" in settings \
+        else settings
     try:
         estimator = cls(**settings)
     except TypeError as exc:
         raise ModelFileError(f"{str(path)!r}: unknown settings ({exc})") from None
     try:
+        check_fitted_state(fitted, estimator.n_components)
+    except ValueError as exc:
+        raise ModelFileError(f"{str(path)!r}: invalid fitted state: {exc}") from None
+    try:
         estimator.restore_fit_state(fitted, origin=f"the model loaded from {str(path)!r}")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         raise ModelFileError(f"{str(path)!r}: inconsistent fitted state ({exc})") from None
     if n_features is not None and n_features != estimator.n_features_in_:
         raise ValidationError(

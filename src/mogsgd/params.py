@@ -22,9 +22,16 @@ import numpy as np
 
 from mogsgd.errors import ValidationError
 
-__all__ = ["MixtureParams", "softmax", "log_softmax", "tree_map"]
+__all__ = ["MixtureParams", "softmax", "log_softmax", "tree_map", "bounded_variances",
+           "VARIANCE_MAX"]
 
 FIELDS = ("means", "log_sigma", "logits")
+
+#: Largest variance a moment estimate keeps.  Legal data near the float range (a row at
+#: 1.7e308, or 1e155 among unit-scale rows) has squared deviations beyond it; the true
+#: variance is then not representable, and this bound (16x below the float64 maximum,
+#: so ``exp(2 log_sigma)`` stays finite) stands in for it.
+VARIANCE_MAX = float(np.finfo(np.float64).max) / 16
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -218,6 +225,13 @@ class MixtureParams:
             f"MixtureParams(K={self.n_components}, D={self.n_features}, "
             f"weights={np.array2string(self.weights, precision=3)}, dtype={self.dtype})"
         )
+
+
+def bounded_variances(variances) -> np.ndarray:
+    """``variances`` (float64) with every value beyond :data:`VARIANCE_MAX` (``inf``, or NaN
+    from ``inf - inf`` when squared deviations overflowed) replaced by it."""
+    v = np.asarray(variances, dtype=np.float64)
+    return np.where(np.isnan(v) | (v > VARIANCE_MAX), VARIANCE_MAX, v)
 
 
 def tree_map(fn: Callable[..., np.ndarray], *trees: MixtureParams) -> MixtureParams:

@@ -25,6 +25,9 @@ IQR_NORMAL = 1.3489795003921634
 #: At most about this many evenly spaced rows go into the standardiser's quantiles.
 QUANTILE_ROWS = 100_000
 
+#: Standardised rows stay within this many scales of the centre (the scale grows if needed).
+MAX_STANDARDISED = 1e150
+
 #: A feature whose standard deviation exceeds this many robust spreads (IQR / IQR_NORMAL)
 #: is dominated by a few far outliers and is standardised robustly instead.
 OUTLIER_RATIO = 10.0
@@ -74,8 +77,15 @@ class Standardizer:
         q1, median, q3 = percentile(Y[::step], [25.0, 50.0, 75.0], axis=0)
         robust = (q3 - q1) / IQR_NORMAL
         outliers = (robust > 0) & (spread > OUTLIER_RATIO * robust)
-        center = np.where(outliers, median, center) * power
-        scale = np.where(outliers, robust, spread) * power
+        center_y = np.where(outliers, median, center)
+        scale_y = np.where(outliers, robust, spread)
+        # a robust scale far below the farthest row (a few rows at 1e-183 and one at 1,
+        # or one at -1.7e308 among unit-scale rows) would put standardised rows beyond
+        # what the kernels square safely: keep every |z| <= MAX_STANDARDISED
+        with np.errstate(invalid="ignore"):
+            reach = np.nanmax(np.abs(Y - center_y), axis=0) / MAX_STANDARDISED
+        scale_y = np.maximum(scale_y, np.where(np.isfinite(reach), reach, 0.0))
+        center, scale = center_y * power, scale_y * power
         center = np.where(np.isfinite(center), center, 0.0)
         scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         return cls(center, scale)
@@ -86,7 +96,14 @@ class Standardizer:
         return float(np.log(self.scale).sum())
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.center) / self.scale).astype(X.dtype, copy=False)
+        """``(x - c) / s``; rows whose difference overflows (``x`` and ``c`` near the float
+        range with opposite signs) are computed as ``x / s - c / s`` instead."""
+        with np.errstate(over="ignore"):
+            Z = (X - self.center) / self.scale
+        if np.isinf(Z).any() and np.isfinite(X[~np.isnan(X)]).all():
+            with np.errstate(over="ignore"):
+                Z = X / self.scale - self.center / self.scale
+        return Z.astype(X.dtype, copy=False)
 
     def to_data(self, p: MixtureParams) -> MixtureParams:
         """Parameters on standardised data -> parameters in data units (same dtype as ``p``)."""

@@ -93,12 +93,14 @@ from __future__ import annotations
 
 import mmap
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from mogsgd._files import check_npy_header, check_regular_file
 from mogsgd.errors import DataFileError, ValidationError
 from mogsgd.validation import check_data, check_positive_int
 
@@ -289,6 +291,8 @@ class NpySource(ArraySource):
         else:
             path = Path(path_or_memmap)
             _check_exists(path)
+            with open(path, "rb") as fh:
+                check_npy_header(fh, os.fstat(fh.fileno()).st_size, str(path))
             try:
                 mm = np.load(path, mmap_mode="r", allow_pickle=False)
             except (ValueError, OSError) as exc:
@@ -298,6 +302,7 @@ class NpySource(ArraySource):
         if mm.ndim != 2:
             raise DataFileError(f"{path}: holds an array of shape {mm.shape}; a data file "
                                 "must hold shape (n_samples, n_features)")
+        _check_numeric(path, mm.dtype)
         super().__init__(mm, chunk_rows=chunk_rows, buffer_rows=buffer_rows, name=str(path))
         self.path = path
 
@@ -317,6 +322,11 @@ class ZarrSource(ArraySource):
             name = str(path_or_array)
         else:
             array, name = path_or_array, None
+        if len(array.shape) != 2:
+            raise DataFileError(f"{name or 'the Zarr array'}: holds an array of shape "
+                                f"{tuple(array.shape)}; a data array must have shape "
+                                "(n_samples, n_features)")
+        _check_numeric(name or "the Zarr array", array.dtype)
         if chunk_rows is None:
             row_chunk = int(array.chunks[0])
             per = max(1, rows_for(DEFAULT_CHUNK_BYTES, array.shape[1]) // row_chunk)
@@ -361,10 +371,16 @@ class ParquetSource(ChunkSource):
         path = Path(path)
         _check_exists(path)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*")
+            found = [p for p in path.rglob("*") if not p.is_dir()]
+            files = sorted(p for p in found
                            if p.suffix.lower() in PARQUET_SUFFIXES and p.is_file())
             if not files:
                 raise DataFileError(f"{path}: a directory with no .parquet or .pq files")
+            others = sorted(set(found) - set(files))
+            if others:
+                warnings.warn(f"{path}: skipping {len(others)} entries that are not Parquet "
+                              f"files (e.g. {others[0].name!r}); only .parquet and .pq files "
+                              "are read", UserWarning, stacklevel=2)
         else:
             files = [path]
         groups, sizes = [], []
@@ -496,8 +512,19 @@ class IterableSource(ChunkSource):
 
 
 def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise DataFileError(f"{path}: no such file or directory")
+    """A regular file or a directory; a FIFO or device is refused before it is opened."""
+    try:
+        check_regular_file(path, "data file", allow_dir=True)
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: no such file or directory") from None
+    except OSError as exc:
+        raise DataFileError(str(exc)) from None
+
+
+def _check_numeric(path, dtype) -> None:
+    """Streamed data must be numeric, as loaded data must (bools are refused by both)."""
+    if np.dtype(dtype).kind not in "iuf":
+        raise DataFileError(f"{path}: X must be numeric, the file holds dtype {dtype}")
 
 
 def open_source(path, *, chunk_rows: int | None = None, buffer_rows: int | None = None,

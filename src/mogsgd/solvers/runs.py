@@ -25,7 +25,7 @@ import numpy as np
 
 from mogsgd.data.base import Prepared
 from mogsgd.em import EMResult, em_loop
-from mogsgd.errors import ConvergenceWarning
+from mogsgd.errors import ConvergenceWarning, ValidationError
 from mogsgd.init import init_params
 from mogsgd.params import MixtureParams
 from mogsgd.train import TrainConfig, TrainState, train
@@ -251,12 +251,18 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     wanted = settings.refine == "em" or (settings.refine == "auto" and prepared.in_memory)
     if not (solver.stochastic and wanted and prepared.em_stats is not None and run.n_iter > 0):
         return run   # (nothing trained, as with max_epochs=0: nothing to refine)
-    result = em_loop(prepared.all_em_stats or prepared.em_stats,
-                     prepared.all_loglik or prepared.train_loglik, run.params,
-                     max_iter=REFINE_MAX_ITER, tol=REFINE_TOL, reg_covar=0.0,
-                     floor=settings.min_variance)
-    params = result.params.astype(run.params.dtype)
-    return replace(run, params=params, refine_iter=result.n_iter)
+    try:
+        with np.errstate(all="ignore"):
+            result = em_loop(prepared.all_em_stats or prepared.em_stats,
+                             prepared.all_loglik or prepared.train_loglik, run.params,
+                             max_iter=REFINE_MAX_ITER, tol=REFINE_TOL, reg_covar=0.0,
+                             floor=settings.min_variance)
+    except (ValidationError, FloatingPointError):
+        return run   # a diverged stochastic fit: reported as it is, not refined
+    lls = result.log_likelihoods
+    if not (np.isfinite(lls[-1]) and lls[-1] >= lls[0]):
+        return run
+    return replace(run, params=result.params.astype(run.params.dtype), refine_iter=result.n_iter)
 
 
 def _as_dict(run: Run | None) -> dict | None:

@@ -1,0 +1,136 @@
+"""What the command line adds around a fit so that nothing hangs, crashes or is lost.
+
+* :class:`Interrupts`: Ctrl-C (SIGINT) and SIGTERM stop a fit the same way (its
+  checkpoint is saved); a second signal while that state, or the model, is being
+  written is ignored instead of aborting the write.
+* :func:`resume_command`: the exact, shell-quoted command that continues an
+  interrupted fit (with every option that defines the data).
+* :func:`divergence`: why a fitted model must not be saved (non-finite fit, variances
+  beyond anything the data can give), or ``None``.
+* :func:`json_safe` and :func:`one_line`: output that is valid JSON and errors that
+  are one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Interrupts", "resume_command", "divergence", "json_safe", "one_line",
+           "DATA_OPTIONS"]
+
+#: Options of ``mogsgd fit`` that decide which rows and columns are the data: a printed
+#: resume command repeats them (everything else is stored in the checkpoint).
+#: dest -> (flag, default)
+DATA_OPTIONS = {"label_column": ("--label-column", "auto"), "stream": ("--stream", "auto")}
+
+
+class Interrupts:
+    """Within ``with Interrupts(prog) as guard``: the first SIGINT or SIGTERM raises
+    ``KeyboardInterrupt`` (``guard.signum`` says which); later ones, and any during
+    ``with guard.saving():``, are reported and ignored so a write in progress
+    completes.  Outside the main thread it does nothing."""
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+        self.signum: int | None = None
+        self._saving = False
+        self._old: dict = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.getsignal(s)
+                signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None or self._saving:
+            print(f"{self.prog}: saving, please wait", file=sys.stderr)
+            return
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def saving(self) -> Iterator[None]:
+        self._saving = True
+        try:
+            yield
+        finally:
+            self._saving = False
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+def resume_command(args, checkpoint: Path, out: Path) -> str:
+    """``mogsgd fit DATA --resume CHECKPOINT --out OUT`` plus the data options, quoted."""
+    parts = ["mogsgd", "fit", str(args.data), "--resume", str(checkpoint), "--out", str(out)]
+    for dest, (flag, default) in DATA_OPTIONS.items():
+        value = getattr(args, dest, default)
+        if value != default:
+            parts += [flag, str(value)]
+    for flag, on in (("--force", args.force), ("--json", args.json), ("-q", args.quiet)):
+        if on:
+            parts.append(flag)
+    if args.figures:
+        parts += ["--figures", str(args.figures)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def divergence(est, X: np.ndarray | None = None) -> str | None:
+    """Why ``est`` is not a model to save, or ``None``: a non-finite log-likelihood or
+    weight, or a variance that is infinite, zero or (with ``X``) far beyond the spread of
+    the data, which only a diverged optimiser produces."""
+    with np.errstate(all="ignore"):
+        if not np.isfinite(est.lower_bound_):
+            return f"its log-likelihood is {est.lower_bound_}"
+        if not np.all(np.isfinite(est.weights_)):
+            return "its weights are not finite"
+        cov = np.asarray(est.covariances_, dtype=np.float64)
+        if X is None:
+            bad = ~np.isfinite(cov) | (cov <= 0)
+        else:
+            spread = (np.nanmax(X, axis=0) - np.nanmin(X, axis=0)).astype(np.float64) ** 2
+            bad = np.isfinite(spread) & (~np.isfinite(cov) | (cov <= 0)
+                                         | ((spread > 0) & (cov > 1e6 * spread)))
+    if bad.any():
+        k, d = np.argwhere(bad)[0]
+        return (f"covariances_[{k}, {d}] = {cov[k, d]:.3g} is beyond anything the data can "
+                "give")
+    return None
+
+
+def json_safe(obj):
+    """``obj`` with arrays as lists and NaN / infinity as ``None`` (JSON has no such
+    numbers; ``json.dumps`` would print the invalid tokens ``NaN`` / ``Infinity``)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def one_line(message: str) -> str:
+    """The message with its lines joined (a library may raise a multi-line one)."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
