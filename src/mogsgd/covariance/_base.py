@@ -134,10 +134,11 @@ def log_weights(logits: np.ndarray) -> np.ndarray:
 
 
 def weighted_resp(wlp: np.ndarray, sample_weight=None):
-    """From weighted log densities (n, K): ``(lp, w_i gamma_ik, W)`` (eqs. 10, 11, 31).
+    """From weighted log densities (n, K): ``(lp, w_i gamma_ik, W, sum_i w_i lp_i)``.
 
-    ``lp`` (n,) is ``log p(x_i)``, the responsibilities are multiplied by the
-    sample weights and ``W = sum_i w_i`` (``n`` without weights).
+    ``lp`` (n,) is ``log p(x_i)`` (eq. 10), the responsibilities (eq. 11) are
+    multiplied by the sample weights and ``W = sum_i w_i`` (``n`` without weights,
+    eq. 31).
     """
     lp = logsumexp(wlp, axis=1)
     resp = np.exp(wlp - lp[:, None])
@@ -182,7 +183,7 @@ def m_step_weights_means(stats, params):
     return nk / nk.sum(), means, shift, nk, dead
 
 
-def check_moments(weights, means, k_expected: int | None = None):
+def check_moments(weights, means):
     """Validated ``(weights (K,), means (K, D))`` as float64; weights renormalised."""
     w = np.asarray(weights, dtype=np.float64)
     m = np.asarray(means, dtype=np.float64)
@@ -197,6 +198,24 @@ def check_moments(weights, means, k_expected: int | None = None):
     if not np.all(np.isfinite(m)):
         raise ValidationError("means contains NaN or infinite values")
     return w / w.sum(), m
+
+
+def validated(cls, means, cov, logits, cov_shape):
+    """``cls(means, cov, logits)`` with read-only float64 copies, after checking shapes
+    (``cov_shape(K, D)`` for the covariance field) and finiteness."""
+    m, c, lg = frozen(means), frozen(cov), frozen(logits)
+    if m.ndim != 2 or min(m.shape) < 1:
+        raise ValidationError(f"means must have shape (K, D) with K, D >= 1, got {m.shape}")
+    k, d = m.shape
+    name = cls._fields[1]
+    if c.shape != cov_shape(k, d):
+        raise ValidationError(f"{name} must have shape {cov_shape(k, d)}, got {c.shape}")
+    if lg.shape != (k,):
+        raise ValidationError(f"logits must have shape ({k},), got {lg.shape}")
+    for field, a in zip(cls._fields, (m, c, lg), strict=True):
+        if not np.all(np.isfinite(a)):
+            raise ValidationError(f"{field} contains NaN or infinite values")
+    return cls(m, c, lg)
 
 
 def labels(params, rng: np.random.Generator, n: int) -> np.ndarray:

@@ -35,6 +35,7 @@ from mogsgd.covariance._base import (
     labels,
     log_weights,
     m_step_weights_means,
+    validated,
     weighted_resp,
 )
 from mogsgd.density import LOG_2PI
@@ -57,17 +58,9 @@ class FullParams(NamedTuple):
 
     @classmethod
     def create(cls, means, log_chol, logits) -> FullParams:
-        m, a, lg = frozen(means), frozen(log_chol), frozen(logits)
-        if m.ndim != 2 or min(m.shape) < 1:
-            raise ValidationError(f"means must have shape (K, D), got {m.shape}")
-        k, d = m.shape
-        if a.shape != (k, d, d):
-            raise ValidationError(f"log_chol must have shape (K, D, D) = {(k, d, d)}, "
-                                  f"got {a.shape}")
-        chol.check_log_chol("log_chol", a)
-        if lg.shape != (k,) or not np.all(np.isfinite(lg)) or not np.all(np.isfinite(m)):
-            raise ValidationError(f"logits must have shape ({k},); means and logits finite")
-        return cls(m, a, lg)
+        params = validated(cls, means, log_chol, logits, lambda k, d: (k, d, d))
+        chol.check_log_chol("log_chol", params.log_chol)
+        return params
 
     @property
     def weights(self) -> np.ndarray:
@@ -184,94 +177,124 @@ def scale_factor(log_chol: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ the family
 class FullFamily:
-    """``covariance_type="full"``: one positive-definite covariance per component."""
+    """``covariance_type="full"``: one positive-definite covariance per component.
+
+    :class:`~mogsgd.covariance.tied.TiedFamily` subclasses it: the hooks ``_stack``
+    (the factor of every component), ``_pool`` (a per-component array -> the stored
+    field's shape), ``_cov_shape`` and ``_m_step_cov`` are all that differ.
+    """
 
     name = "full"
     params_type = FullParams
+    gradsums_type = FullGradSums
+    stats_type = FullEMStats
 
+    # ------------------------------------------------------------------ hooks
+    def _cov_shape(self, k: int, d: int) -> tuple[int, ...]:
+        return (k, d, d)
+
+    def _stack(self, params) -> np.ndarray:
+        """The log-Cholesky factor of every component, (K, D, D)."""
+        return params.log_chol
+
+    def _pool(self, per_component: np.ndarray) -> np.ndarray:
+        """A (K, D, D) gradient or scatter -> the shape of the stored field."""
+        return per_component
+
+    def _m_step_cov(self, stats, params, shift, nk, dead, reg_covar):
+        """``Sigma_k = sxx_k / N_k - delta_k delta_k^T + reg I`` (eq. 47)."""
+        cov = with_reg(stats.sxx / nk[:, None, None]
+                       - shift[:, :, None] * shift[:, None, :], reg_covar)
+        if dead.any():
+            cov[dead] = self.covariances(params)[dead]
+        return cov
+
+    # -------------------------------------------------------------- protocol
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """``K D (D + 1) / 2 + K D + K - 1`` (eq. 51)."""
         k, d = n_components, n_features
         return k * d * (d + 1) // 2 + k * d + k - 1
 
-    def _from_cov(self, weights, means, cov) -> FullParams:
-        return FullParams.create(means, chol.log_factor(chol.factor_from_cov(cov)),
-                                 np.log(weights))
+    def _from_cov(self, weights, means, cov):
+        return self.params_type.create(means, chol.log_factor(chol.factor_from_cov(cov)),
+                                       np.log(weights))
 
-    def init_from_moments(self, weights, means, covariances, min_variance: float) -> FullParams:
-        """Covariances (K, D, D), eigenvalues floored at ``min_variance`` (eqs. 39, 46)."""
+    def init_from_moments(self, weights, means, covariances, min_variance: float):
+        """Covariances in scikit-learn's shape, eigenvalues floored at ``min_variance``
+        (eqs. 39, 46)."""
         w, m = check_moments(weights, means)
-        k, d = m.shape
+        shape = self._cov_shape(*m.shape)
         cov = np.asarray(covariances, dtype=np.float64)
-        if cov.shape != (k, d, d) or not np.all(np.isfinite(cov)):
-            raise ValidationError(f"covariances must be finite with shape {(k, d, d)}, "
+        if cov.shape != shape or not np.all(np.isfinite(cov)):
+            raise ValidationError(f"covariances must be finite with shape {shape}, "
                                   f"got {cov.shape}")
         return self._from_cov(w, m, chol.floor_eigenvalues(cov, min_variance))
 
-    def log_prob_components(self, X, params: FullParams) -> np.ndarray:
+    def log_prob_components(self, X, params) -> np.ndarray:
         """``log pi_k + log N(x_i | mu_k, Lambda_k^-1)``, shape (n, K) (eq. 40)."""
-        return component_log_prob(check_X(X, self.name), params.means, params.log_chol,
+        return component_log_prob(check_X(X, self.name), params.means, self._stack(params),
                                   params.logits)
 
-    def nll_grad_sums(self, X, params: FullParams, sample_weight=None) -> FullGradSums:
-        """Summed weighted NLL and its analytic gradient (eqs. 41-43)."""
-        return FullGradSums(*component_grad_sums(check_X(X, self.name), params.means,
-                                                 params.log_chol, params.logits,
-                                                 sample_weight))
+    def nll_grad_sums(self, X, params, sample_weight=None):
+        """Summed weighted NLL and its analytic gradient (eqs. 41-44)."""
+        nll_sum, weight_sum, g_means, g_chol, g_logits = component_grad_sums(
+            check_X(X, self.name), params.means, self._stack(params), params.logits,
+            sample_weight)
+        return self.gradsums_type(nll_sum, weight_sum, g_means, self._pool(g_chol), g_logits)
 
-    def em_stats(self, X, params: FullParams, sample_weight=None) -> FullEMStats:
+    def em_stats(self, X, params, sample_weight=None):
         """E-step statistics centred at the current means (eqs. 11, 27)."""
         X = check_X(X, self.name)
-        wlp = self.log_prob_components(X, params)
-        _, resp, weight_sum, ll_sum = weighted_resp(wlp, sample_weight)
-        return FullEMStats(ll_sum, weight_sum, *centred_moments(X, params.means, resp))
+        _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
+                                                    sample_weight)
+        nk, sx, sxx = centred_moments(X, params.means, resp)
+        return self.stats_type(ll_sum, weight_sum, nk, sx, self._pool(sxx))
 
-    def m_step(self, stats: FullEMStats, params: FullParams, reg_covar: float) -> FullParams:
-        """``Sigma_k = sxx_k / N_k - delta_k delta_k^T + reg I``, ``delta = sx / N`` (eq. 47)."""
+    def m_step(self, stats, params, reg_covar: float):
+        """Weights and means by eqs. 28-29, the covariance by eq. 47 (full) or 48 (tied)."""
         weights, means, shift, nk, dead = m_step_weights_means(stats, params)
-        cov = with_reg(stats.sxx / nk[:, None, None]
-                       - shift[:, :, None] * shift[:, None, :], reg_covar)
-        if dead.any():
-            cov[dead] = self.covariances(params)[dead]
+        cov = self._m_step_cov(stats, params, shift, nk, dead, reg_covar)
         return self._from_cov(weights, means, cov)
 
-    def project_floor(self, params: FullParams, min_variance: float) -> FullParams:
-        """Eigenvalue floor ``Sigma_k >= v_min I``, the Frobenius projection (eq. 46)."""
+    def project_floor(self, params, min_variance: float):
+        """Eigenvalue floor ``Sigma >= v_min I``, the Frobenius projection (eq. 46)."""
         projected = chol.project_factor(params.log_chol, min_variance)
         if projected is params.log_chol:
             return params
         return params._replace(log_chol=frozen(projected))
 
-    def covariances(self, params: FullParams) -> np.ndarray:
-        """(K, D, D), ``U^-T U^-1``."""
+    def covariances(self, params) -> np.ndarray:
+        """``U^-T U^-1`` in the stored shape: (K, D, D) full, (D, D) tied."""
         return chol.cov_from_factor(chol.factor(params.log_chol))
 
-    def precisions(self, params: FullParams) -> np.ndarray:
-        """(K, D, D), ``U U^T``."""
+    def precisions(self, params) -> np.ndarray:
+        """``U U^T`` in the stored shape."""
         U = chol.factor(params.log_chol)
         return U @ np.swapaxes(U, -1, -2)
 
-    def precisions_cholesky(self, params: FullParams) -> np.ndarray:
-        """(K, D, D), upper triangular ``U`` — scikit-learn's convention."""
+    def precisions_cholesky(self, params) -> np.ndarray:
+        """Upper-triangular ``U`` — scikit-learn's convention — in the stored shape."""
         return chol.factor(params.log_chol)
 
     def admissible_scale(self, scale: np.ndarray) -> np.ndarray:
-        """Any per-feature scale: a diagonal map keeps a full covariance full."""
+        """Any per-feature scale: a diagonal map keeps a full (tied) covariance full (tied)."""
         return np.asarray(scale, dtype=np.float64)
 
-    def to_data(self, params: FullParams, center, scale) -> FullParams:
+    def to_data(self, params, center, scale):
         """``mu = c + s * mu'``, ``U = diag(1/s) U'`` (eq. 50)."""
         s = check_scale(scale, params.means.shape[1])
-        return FullParams.create(params.means * s + center,
-                                 scale_factor(params.log_chol, 1.0 / s), params.logits)
+        return self.params_type.create(params.means * s + center,
+                                       scale_factor(params.log_chol, 1.0 / s), params.logits)
 
-    def from_data(self, params: FullParams, center, scale) -> FullParams:
+    def from_data(self, params, center, scale):
+        """Inverse of :meth:`to_data` (eq. 50)."""
         s = check_scale(scale, params.means.shape[1])
-        return FullParams.create((params.means - center) / s,
-                                 scale_factor(params.log_chol, s), params.logits)
+        return self.params_type.create((params.means - center) / s,
+                                       scale_factor(params.log_chol, s), params.logits)
 
-    def sample(self, params: FullParams, rng: np.random.Generator, n: int):
-        return sample_components(rng, params, chol.factor(params.log_chol), n)
+    def sample(self, params, rng: np.random.Generator, n: int):
+        """``x = mu_y + U_y^-T eps``."""
+        return sample_components(rng, params, chol.factor(self._stack(params)), n)
 
 
 FULL = FullFamily()

@@ -27,6 +27,7 @@ from mogsgd.covariance._base import (
     labels,
     log_weights,
     m_step_weights_means,
+    validated,
     weighted_resp,
 )
 from mogsgd.density import LOG_2PI
@@ -45,16 +46,7 @@ class SphericalParams(NamedTuple):
 
     @classmethod
     def create(cls, means, log_sigma, logits) -> SphericalParams:
-        m, ls, lg = frozen(means), frozen(log_sigma), frozen(logits)
-        if m.ndim != 2 or min(m.shape) < 1:
-            raise ValidationError(f"means must have shape (K, D), got {m.shape}")
-        k = m.shape[0]
-        if ls.shape != (k,) or lg.shape != (k,):
-            raise ValidationError(f"log_sigma and logits must have shape ({k},), "
-                                  f"got {ls.shape} and {lg.shape}")
-        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(ls)) and np.all(np.isfinite(lg))):
-            raise ValidationError("spherical parameters contain NaN or infinite values")
-        return cls(m, ls, lg)
+        return validated(cls, means, log_sigma, logits, lambda k, d: (k,))
 
     @property
     def weights(self) -> np.ndarray:
