@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from scipy import special, stats
 from sklearn.mixture import GaussianMixture
-from test_derivations import assert_close  # the same relative-error check as eqs. 1-38
 
 import mogsgd.covariance
 from mogsgd.covariance import DIAG, FULL, SPHERICAL, TIED, FullParams, TiedParams
@@ -26,6 +25,20 @@ DOC = ROOT / "docs" / "derivations.md"
 
 
 # --------------------------------------------------------------------------- helpers
+def rel_err(actual, expected) -> float:
+    """max |actual - expected| over the larger array's scale (as in test_derivations.py,
+    which imports the estimator layer; this file depends on the core only)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(float(np.max(np.abs(expected))), float(np.max(np.abs(actual))), 1e-300)
+    return float(np.max(np.abs(actual - expected))) / scale
+
+
+def assert_close(actual, expected, rtol: float, what: str) -> None:
+    err = rel_err(actual, expected)
+    assert err <= rtol, f"{what}: relative error {err:.3e} exceeds {rtol:.1e}"
+
+
 def central_diff(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
     """Central differences of the scalar ``f`` at every entry of the array ``x``."""
     x = np.asarray(x, dtype=np.float64)
