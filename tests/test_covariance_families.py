@@ -15,7 +15,7 @@ from scipy import special, stats
 from sklearn.mixture import GaussianMixture
 from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 
-from mogsgd import MixtureParams
+from mogsgd import MixtureParams, online_em
 from mogsgd.covariance import (
     FAMILIES,
     FULL,
@@ -27,6 +27,8 @@ from mogsgd.covariance import (
     get_family,
     log_prob,
     log_prob_and_log_resp,
+    online_em_init,
+    online_em_step,
     sklearn_attributes,
     tree_map,
 )
@@ -545,3 +547,96 @@ def test_create_refuses_entries_below_the_diagonal(name):
     A[..., 2, 0] = 1.0
     with pytest.raises(ValidationError, match="upper triangular"):
         type(params).create(params.means, A, params.logits)
+
+
+# ----------------------------------------------------------------------- online EM
+@pytest.mark.parametrize("name", NAMES)
+def test_initial_and_recentred_stats_reproduce_the_parameters(name):
+    rng = np.random.default_rng(19)
+    family = get_family(name)
+    params = family.init_from_moments([0.2, 0.8], rng.normal(size=(2, 3)),
+                                      random_covariances(name, rng, 2, 3), 1e-6)
+    for pseudo in (family.initial_stats(params, 1e-3),
+                  family.recentre(family.em_stats(random_data(rng, 20, 3), params), params,
+                                   1e-3)):
+        assert np.all(pseudo.sx == 0)
+        back = family.m_step(pseudo, params, 1e-3)
+        assert rel_err(family.covariances(back), family.covariances(params)) < 1e-12
+        assert rel_err(back.means, params.means) < 1e-14
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_online_em_first_step_with_unit_step_size_is_a_batch_em_step(name):
+    rng = np.random.default_rng(20)
+    family = get_family(name)
+    params = random_params(name, rng, 3, 2)
+    X = random_data(rng, 40, 2)
+    state = online_em_init(family, params, 1e-6)
+    new, state, batch_nll = online_em_step(family, X, params, state, alpha=1.0, t0=0.0,
+                                           reg_covar=1e-6)
+    ref, ll = em_step(family, X, params, reg_covar=1e-6)
+    assert batch_nll == pytest.approx(-ll, rel=1e-14)
+    for a, b in zip(new, ref, strict=True):
+        assert rel_err(a, b) < 1e-12
+    assert state.count == 1
+
+
+def test_online_em_on_the_diag_family_equals_mogsgd_online_em():
+    rng = np.random.default_rng(21)
+    params = random_params("diag", rng, 3, 2)
+    X = random_data(rng, 90, 2)
+    ours, ours_p = online_em_init(get_family("diag"), params, 1e-6), params
+    ref, ref_p = online_em.online_em_init(params, 1e-6), params
+    for b in range(6):
+        batch = X[15 * b: 15 * (b + 1)]
+        ours_p, ours, _ = online_em_step(get_family("diag"), batch, ours_p, ours)
+        ref_p, ref, _ = online_em.online_em_step(batch, ref_p, ref)
+    for a, b in zip(ours_p, ref_p, strict=True):
+        assert rel_err(a, b) < 1e-13
+
+
+def raw_online_em(name, X_batches, params, family, reg, alpha, t0):
+    """Eq. 36 with *raw* statistics (s0, s1, s2) = mean of (g, g x, g x x^T), independently."""
+    k, d = params.means.shape
+    pi = np.exp(special.log_softmax(params.logits))
+    cov = family.covariances(params)
+    cov_k = {"full": lambda: cov, "tied": lambda: np.broadcast_to(cov, (k, d, d)),
+             "spherical": lambda: cov[:, None, None] * np.eye(d)}[name]() - reg * np.eye(d)
+    mu = np.array(params.means)
+    s0, s1 = pi, pi[:, None] * mu
+    s2 = pi[:, None, None] * (cov_k + mu[:, :, None] * mu[:, None, :])
+    current = params
+    for t, X in enumerate(X_batches, start=1):
+        g = min(1.0, (t + t0) ** (-alpha))
+        gamma = np.exp(log_prob_and_log_resp(family, X, current)[1])
+        n = len(X)
+        s0 = (1 - g) * s0 + g * gamma.sum(0) / n
+        s1 = (1 - g) * s1 + g * gamma.T @ X / n
+        s2 = (1 - g) * s2 + g * np.einsum("ik,id,ie->kde", gamma, X, X) / n
+        mu = s1 / s0[:, None]
+        scatter = s2 - s0[:, None, None] * mu[:, :, None] * mu[:, None, :]
+        if name == "full":
+            new_cov = scatter / s0[:, None, None] + reg * np.eye(d)
+        elif name == "tied":
+            new_cov = scatter.sum(0) / s0.sum() + reg * np.eye(d)
+        else:
+            new_cov = np.trace(scatter, axis1=1, axis2=2) / (d * s0) + reg
+        current = family.init_from_moments(s0 / s0.sum(), mu, new_cov, 0.0)
+    return current
+
+
+@pytest.mark.parametrize("name", ["full", "tied", "spherical"])
+def test_online_em_equals_the_raw_moment_recursion(name):
+    rng = np.random.default_rng(22)
+    family = get_family(name)
+    params = family.init_from_moments([0.3, 0.7], [[0.0, 0.0, 0.0], [2.0, 1.0, -1.0]],
+                                      random_covariances(name, rng, 2, 3), 1e-6)
+    batches = [random_data(rng, 25, 3) for _ in range(6)]
+    state, current = online_em_init(family, params, 1e-4), params
+    for X in batches:
+        current, state, _ = online_em_step(family, X, current, state, alpha=0.7, t0=1.0,
+                                           reg_covar=1e-4)
+    ref = raw_online_em(name, batches, params, family, 1e-4, 0.7, 1.0)
+    assert rel_err(current.means, ref.means) < 1e-10
+    assert rel_err(family.covariances(current), family.covariances(ref)) < 1e-10
+    assert rel_err(special.softmax(current.logits), special.softmax(ref.logits)) < 1e-12

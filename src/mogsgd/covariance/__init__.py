@@ -32,6 +32,7 @@ from mogsgd.covariance._base import (
 )
 from mogsgd.covariance.diag import DIAG, DiagFamily
 from mogsgd.covariance.full import FULL, FullFamily, FullParams
+from mogsgd.covariance.online import OnlineState, online_em_init, online_em_step
 from mogsgd.covariance.spherical import SPHERICAL, SphericalFamily, SphericalParams
 from mogsgd.covariance.tied import TIED, TiedFamily, TiedParams
 from mogsgd.errors import ValidationError
@@ -40,7 +41,8 @@ from mogsgd.params import MixtureParams
 __all__ = ["CovarianceFamily", "FAMILIES", "get_family", "DIAG", "SPHERICAL", "FULL", "TIED",
            "DiagFamily", "SphericalFamily", "FullFamily", "TiedFamily", "MixtureParams",
            "SphericalParams", "FullParams", "TiedParams", "tree_map", "combine", "finalize",
-           "log_prob", "log_prob_and_log_resp", "em_step", "sklearn_attributes"]
+           "log_prob", "log_prob_and_log_resp", "em_step", "sklearn_attributes",
+           "OnlineState", "online_em_init", "online_em_step"]
 
 FAMILIES: dict[str, CovarianceFamily] = {f.name: f for f in (FULL, TIED, DIAG, SPHERICAL)}
 

@@ -60,6 +60,12 @@ class CovarianceFamily(Protocol):
     def m_step(self, stats, params, reg_covar: float) -> Any:
         """Closed-form M-step from :meth:`em_stats` (``reg_covar`` on the diagonal)."""
 
+    def initial_stats(self, params, reg_covar: float) -> NamedTuple:
+        """Online EM's starting statistics: one pseudo-point that reproduces ``params``."""
+
+    def recentre(self, stats, params, reg_covar: float) -> NamedTuple:
+        """``stats``' counts with ``sx = 0``, centred at ``params = m_step(stats)``."""
+
     def project_floor(self, params, min_variance: float) -> Any:
         """The nearest parameters whose covariances have every eigenvalue >= min_variance."""
 

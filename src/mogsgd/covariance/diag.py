@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mogsgd import density, em, gradients
+from mogsgd import density, em, gradients, online_em
 from mogsgd.covariance._base import check_moments, labels
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
@@ -52,6 +52,16 @@ class DiagFamily:
     def m_step(self, stats, params: MixtureParams, reg_covar: float) -> MixtureParams:
         """Eqs. 27-30."""
         return em.m_step(stats, params, reg_covar)
+
+    def initial_stats(self, params: MixtureParams, reg_covar: float) -> em.EMStats:
+        """:func:`mogsgd.online_em.online_em_init`'s statistics (eq. 36)."""
+        return online_em.online_em_init(params, reg_covar).stats
+
+    def recentre(self, stats, params: MixtureParams, reg_covar: float) -> em.EMStats:
+        """``sx = 0``, ``sxx = N_kd (sigma_kd^2 - reg)``, as ``online_em`` re-centres."""
+        return em.EMStats(stats.ll_sum, stats.weight_sum, stats.nk, stats.nkd,
+                          np.zeros_like(stats.sx),
+                          np.maximum(params.variances - reg_covar, 0.0) * stats.nkd)
 
     def project_floor(self, params: MixtureParams, min_variance: float) -> MixtureParams:
         """``log sigma <- max(log sigma, 1/2 log v_min)`` (eq. 26); the same rule as

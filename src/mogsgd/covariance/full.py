@@ -256,6 +256,22 @@ class FullFamily:
         cov = self._m_step_cov(stats, params, shift, nk, dead, reg_covar)
         return self._from_cov(weights, means, cov)
 
+    def _pseudo_stats(self, params, nk: np.ndarray, reg_covar: float, ll_sum=0.0, weight_sum=1.0):
+        """Statistics centred at ``params.means`` that the M-step maps back to ``params``:
+        ``sx = 0`` and ``sxx = N_k (Sigma_k - reg I)`` (eqs. 36, 47, 48)."""
+        k, d = params.means.shape
+        cov = np.broadcast_to(self.covariances(params), (k, d, d)) - reg_covar * np.eye(d)
+        return self.stats_type(ll_sum, weight_sum, nk, np.zeros((k, d)),
+                               self._pool(cov * nk[:, None, None]))
+
+    def initial_stats(self, params, reg_covar: float):
+        """One pseudo-point's statistics reproducing ``params``: ``N_k = pi_k`` (eq. 36)."""
+        return self._pseudo_stats(params, params.weights, reg_covar)
+
+    def recentre(self, stats, params, reg_covar: float):
+        """``stats``' counts, re-centred at ``params.means`` after ``params = m_step(stats)``."""
+        return self._pseudo_stats(params, stats.nk, reg_covar, stats.ll_sum, stats.weight_sum)
+
     def project_floor(self, params, min_variance: float):
         """Eigenvalue floor ``Sigma >= v_min I``, the Frobenius projection (eq. 46)."""
         projected = chol.project_factor(params.log_chol, min_variance)

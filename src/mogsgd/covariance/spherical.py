@@ -142,6 +142,18 @@ class SphericalFamily:
         var = np.where(dead, np.exp(2.0 * params.log_sigma), var + reg_covar)
         return SphericalParams.create(means, 0.5 * np.log(var), np.log(weights))
 
+    def initial_stats(self, params: SphericalParams, reg_covar: float) -> SphericalEMStats:
+        """One pseudo-point's statistics reproducing ``params``: ``N_k = pi_k`` (eq. 36)."""
+        return self.recentre(SphericalEMStats(0.0, 1.0, params.weights, None, None), params,
+                             reg_covar)
+
+    def recentre(self, stats, params: SphericalParams, reg_covar: float) -> SphericalEMStats:
+        """``sx = 0``, ``sxx = D N_k (sigma_k^2 - reg)``: the M-step maps them to ``params``."""
+        d = params.means.shape[1]
+        var = np.maximum(np.exp(2.0 * params.log_sigma) - reg_covar, 0.0)
+        return SphericalEMStats(stats.ll_sum, stats.weight_sum, stats.nk,
+                                np.zeros(params.means.shape), d * var * stats.nk)
+
     def project_floor(self, params: SphericalParams, min_variance: float):
         """``log sigma_k <- max(log sigma_k, 1/2 log v_min)`` (eqs. 26, 46)."""
         floor = 0.5 * np.log(min_variance)
