@@ -109,21 +109,30 @@ def component_grad_sums(X: np.ndarray, means: np.ndarray, log_chol: np.ndarray,
     """
     wlp = component_log_prob(X, means, log_chol, logits)
     _, resp, weight_sum, ll_sum = weighted_resp(wlp, sample_weight)
-    nk = resp.sum(axis=0)
     U = chol.factor(log_chol)
-    g_means = np.empty(means.shape, dtype=resp.dtype)
-    g_chol = np.empty(U.shape, dtype=resp.dtype)
-    for k in range(means.shape[0]):
+    k_comp, d = means.shape
+    gz = np.empty((k_comp, d), dtype=resp.dtype)
+    M = np.empty((k_comp, d, d), dtype=resp.dtype)
+    for k in range(k_comp):
         R = X - means[k]
         Z = R @ U[k]
-        gz = resp[:, k] @ Z                             # sum_i g_ik z_ik
-        g_means[k] = -U[k] @ gz                         # eq. 41
-        M = R.T @ (resp[:, k, None] * Z)                # sum_i g_ik r_ik z_ik^T
-        G = np.triu(M, 1)                               # eq. 42, strictly upper part
-        G[np.diag_indices(U.shape[-1])] = np.diag(M) * np.diag(U[k]) - nk[k]   # eq. 43
-        g_chol[k] = G
+        gz[k] = resp[:, k] @ Z                          # sum_i g_ik z_ik
+        M[k] = R.T @ (resp[:, k, None] * Z)             # sum_i g_ik r_ik z_ik^T
+    return (-ll_sum, weight_sum) + gradients_from_sums(U, logits, weight_sum,
+                                                       resp.sum(axis=0), gz, M)
+
+
+def gradients_from_sums(U: np.ndarray, logits: np.ndarray, weight_sum: float, nk: np.ndarray,
+                        gz: np.ndarray, M: np.ndarray):
+    """``(d/d means, d/d log_chol, d/d logits)`` of the summed NLL from the point sums
+    ``N_k``, ``sum_i g_ik z_ik`` (K, D) and ``M_k`` (K, D, D; only its upper triangle
+    is read) — eqs. 41-43, 17.  Shared by the NumPy pass and compiled kernels."""
+    g_means = -np.einsum("kde,ke->kd", U, gz)                               # eq. 41
+    g_chol = np.triu(M, 1)                                                   # eq. 42
+    idx = np.arange(U.shape[-1])
+    g_chol[:, idx, idx] = M[:, idx, idx] * U[:, idx, idx] - nk[:, None]      # eq. 43
     g_logits = weight_sum * np.exp(log_weights(logits)) - nk
-    return -ll_sum, weight_sum, g_means, g_chol, g_logits
+    return g_means, g_chol, g_logits
 
 
 def centred_moments(X: np.ndarray, means: np.ndarray, resp: np.ndarray):
@@ -179,8 +188,8 @@ def scale_factor(log_chol: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
 class FullFamily:
     """``covariance_type="full"``: one positive-definite covariance per component.
 
-    :class:`~mogsgd.covariance.tied.TiedFamily` subclasses it: the hooks ``_stack``
-    (the factor of every component), ``_pool`` (a per-component array -> the stored
+    :class:`~mogsgd.covariance.tied.TiedFamily` subclasses it: the hooks ``factor_stack``
+    (the factor of every component), ``pool`` (a per-component array -> the stored
     field's shape), ``_cov_shape`` and ``_m_step_cov`` are all that differ.
     """
 
@@ -193,11 +202,11 @@ class FullFamily:
     def _cov_shape(self, k: int, d: int) -> tuple[int, ...]:
         return (k, d, d)
 
-    def _stack(self, params) -> np.ndarray:
+    def factor_stack(self, params) -> np.ndarray:
         """The log-Cholesky factor of every component, (K, D, D)."""
         return params.log_chol
 
-    def _pool(self, per_component: np.ndarray) -> np.ndarray:
+    def pool(self, per_component: np.ndarray) -> np.ndarray:
         """A (K, D, D) gradient or scatter -> the shape of the stored field."""
         return per_component
 
@@ -232,15 +241,15 @@ class FullFamily:
 
     def log_prob_components(self, X, params) -> np.ndarray:
         """``log pi_k + log N(x_i | mu_k, Lambda_k^-1)``, shape (n, K) (eq. 40)."""
-        return component_log_prob(check_X(X, self.name), params.means, self._stack(params),
+        return component_log_prob(check_X(X, self.name), params.means, self.factor_stack(params),
                                   params.logits)
 
     def nll_grad_sums(self, X, params, sample_weight=None):
         """Summed weighted NLL and its analytic gradient (eqs. 41-44)."""
         nll_sum, weight_sum, g_means, g_chol, g_logits = component_grad_sums(
-            check_X(X, self.name), params.means, self._stack(params), params.logits,
+            check_X(X, self.name), params.means, self.factor_stack(params), params.logits,
             sample_weight)
-        return self.gradsums_type(nll_sum, weight_sum, g_means, self._pool(g_chol), g_logits)
+        return self.gradsums_type(nll_sum, weight_sum, g_means, self.pool(g_chol), g_logits)
 
     def em_stats(self, X, params, sample_weight=None):
         """E-step statistics centred at the current means (eqs. 11, 27)."""
@@ -248,7 +257,7 @@ class FullFamily:
         _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
                                                     sample_weight)
         nk, sx, sxx = centred_moments(X, params.means, resp)
-        return self.stats_type(ll_sum, weight_sum, nk, sx, self._pool(sxx))
+        return self.stats_type(ll_sum, weight_sum, nk, sx, self.pool(sxx))
 
     def m_step(self, stats, params, reg_covar: float):
         """Weights and means by eqs. 28-29, the covariance by eq. 47 (full) or 48 (tied)."""
@@ -262,7 +271,7 @@ class FullFamily:
         k, d = params.means.shape
         cov = np.broadcast_to(self.covariances(params), (k, d, d)) - reg_covar * np.eye(d)
         return self.stats_type(ll_sum, weight_sum, nk, np.zeros((k, d)),
-                               self._pool(cov * nk[:, None, None]))
+                               self.pool(cov * nk[:, None, None]))
 
     def initial_stats(self, params, reg_covar: float):
         """One pseudo-point's statistics reproducing ``params``: ``N_k = pi_k`` (eq. 36)."""
@@ -310,7 +319,7 @@ class FullFamily:
 
     def sample(self, params, rng: np.random.Generator, n: int):
         """``x = mu_y + U_y^-T eps``."""
-        return sample_components(rng, params, chol.factor(self._stack(params)), n)
+        return sample_components(rng, params, chol.factor(self.factor_stack(params)), n)
 
 
 FULL = FullFamily()

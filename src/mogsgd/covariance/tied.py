@@ -73,11 +73,11 @@ class TiedFamily(FullFamily):
     def _cov_shape(self, k: int, d: int) -> tuple[int, ...]:
         return (d, d)
 
-    def _stack(self, params) -> np.ndarray:
+    def factor_stack(self, params) -> np.ndarray:
         k = params.means.shape[0]
         return np.broadcast_to(params.log_chol, (k,) + params.log_chol.shape)
 
-    def _pool(self, per_component: np.ndarray) -> np.ndarray:
+    def pool(self, per_component: np.ndarray) -> np.ndarray:
         """The shared factor's gradient and scatter sum over components (eqs. 44, 48)."""
         return per_component.sum(axis=0)
 
