@@ -40,6 +40,31 @@ CHUNK_ROWS = 1 << 14
 _JIT = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": EXACT_MATH}
 
 
+@njit(inline="always", **_JIT)
+def _row_of_z(R, U, e, nb, ze):
+    """``ze[j] = sum_{a <= e} U_ae R[a, j]`` (eq. 40), four terms of ``a`` per pass over
+    the points, so each pass loads and stores ``ze`` once for four multiply-adds; the
+    terms are added in the order of ``a``."""
+    n_a = e + 1
+    r0 = R[0]
+    u0 = U[0, e]
+    for j in range(nb):
+        ze[j] = u0 * r0[j]
+    a = 1
+    while a + 4 <= n_a:
+        r0, r1, r2, r3 = R[a], R[a + 1], R[a + 2], R[a + 3]
+        u0, u1, u2, u3 = U[a, e], U[a + 1, e], U[a + 2, e], U[a + 3, e]
+        for j in range(nb):
+            ze[j] = (((ze[j] + u0 * r0[j]) + u1 * r1[j]) + u2 * r2[j]) + u3 * r3[j]
+        a += 4
+    while a < n_a:
+        r0 = R[a]
+        u0 = U[a, e]
+        for j in range(nb):
+            ze[j] += u0 * r0[j]
+        a += 1
+
+
 @njit(**_JIT)
 def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_out):
     """Rows ``lo:hi``: ``acc += (sum w log p, sum w)`` and, with ``need_grad``, ``nk``,
@@ -63,21 +88,14 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
             lwk = lw[k]
             for j in range(nb):
                 lwk[j] = 0.0
-            for e in range(d):
-                ze = Zk[e]
-                for j in range(nb):
-                    ze[j] = 0.0
             for a in range(d):
                 ra = R[a]
                 xa = xt[a]
                 mu = means[k, a]
                 for j in range(nb):
                     ra[j] = xa[j] - mu
-                for e in range(a, d):           # z_e += U_ae r_a  (eq. 40)
-                    u = U[k, a, e]
-                    ze = Zk[e]
-                    for j in range(nb):
-                        ze[j] += u * ra[j]
+            for e in range(d):
+                _row_of_z(R, U[k], e, nb, Zk[e])
             for e in range(d):
                 ze = Zk[e]
                 for j in range(nb):
