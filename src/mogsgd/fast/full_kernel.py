@@ -22,13 +22,16 @@ order, so the result is the same bit for bit serially or in parallel.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from mogsgd.covariance import _cholesky as chol
 from mogsgd.covariance._base import check_X, log_weights
 from mogsgd.covariance.full import FullFamily, gradients_from_sums
 from mogsgd.density import LOG_2PI
-from mogsgd.fast._simd import EXACT_MATH, lane_dot_sum, load_rows, vexp_neg, vlog
+from mogsgd.fast._simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
 
 __all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "nll_grad_sums", "log_prob_components"]
 
@@ -38,6 +41,57 @@ BLOCK_ROWS = 256
 CHUNK_ROWS = 1 << 14
 
 _JIT = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": EXACT_MATH}
+
+
+@intrinsic
+def lane_dot4(typingctx, a, b0, b1, b2, b3, n):
+    """``(sum_j a[j] b0[j], ..., sum_j a[j] b3[j])`` over ``j < n`` (1-D float64).
+
+    Each sum is rounded exactly as :func:`mogsgd.fast._simd.lane_dot_sum` rounds it
+    (eight lanes of consecutive points, the fixed tree ((0+4)+(2+6)) + ((1+5)+(3+7)),
+    then the tail in order), so the result is the same bits; but the four sums run in
+    four independent vector accumulators that share the loads of ``a``, so the loop is
+    not bound by the latency of one chain of multiply-adds.
+    """
+    sig = types.UniTuple(types.float64, 4)(a, b0, b1, b2, b3, n)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        vty = ir.VectorType(ir.DoubleType(), LANES)
+        ptrs = [context.make_array(ty)(context, builder, v).data
+                for ty, v in zip(signature.args[:5], args[:5], strict=True)]
+        n_val = args[5]
+
+        def vload(bld, base, idx):
+            return bld.load(bld.bitcast(bld.gep(base, [idx]), vty.as_pointer()), align=8)
+
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * LANES))
+                for _ in range(4)]
+        n_main = builder.sub(n_val, builder.srem(n_val, ir.Constant(i64, LANES)))
+        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_main,
+                                     ir.Constant(i64, LANES)) as (idx, _):
+            av = vload(builder, ptrs[0], idx)
+            for acc, base in zip(accs, ptrs[1:], strict=True):
+                prod = builder.fmul(av, vload(builder, base, idx), flags=("contract",))
+                builder.store(builder.fadd(builder.load(acc), prod, flags=("contract",)), acc)
+        sums = []
+        for acc in accs:
+            vec = builder.load(acc)
+            lanes = [builder.extract_element(vec, ir.Constant(ir.IntType(32), i))
+                     for i in range(LANES)]
+            while len(lanes) > 1:
+                half = len(lanes) // 2
+                lanes = [builder.fadd(lanes[i], lanes[i + half]) for i in range(half)]
+            sums.append(cgutils.alloca_once_value(builder, lanes[0]))
+        with cgutils.for_range_slice(builder, n_main, n_val, ir.Constant(i64, 1)) as (j, _):
+            aj = builder.load(builder.gep(ptrs[0], [j]))
+            for total, base in zip(sums, ptrs[1:], strict=True):
+                bj = builder.load(builder.gep(base, [j]))
+                builder.store(builder.fadd(builder.load(total), builder.fmul(aj, bj)), total)
+        return context.make_tuple(builder, signature.return_type,
+                                  [builder.load(t) for t in sums])
+
+    return sig, codegen
 
 
 @njit(inline="always", **_JIT)
@@ -144,8 +198,17 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
                 mu = means[k, a]
                 for j in range(nb):
                     ra[j] = gk[j] * (xa[j] - mu)
-                for e in range(a, d):           # upper triangle of sum g r z^T (eq. 43)
+                e = a                           # upper triangle of sum g r z^T (eq. 43)
+                while e + 4 <= d:
+                    m0, m1, m2, m3 = lane_dot4(ra, Zk[e], Zk[e + 1], Zk[e + 2], Zk[e + 3], nb)
+                    M[k, a, e] += m0
+                    M[k, a, e + 1] += m1
+                    M[k, a, e + 2] += m2
+                    M[k, a, e + 3] += m3
+                    e += 4
+                while e < d:
                     M[k, a, e] += lane_dot_sum(ra, Zk[e], nb)[0]
+                    e += 1
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
