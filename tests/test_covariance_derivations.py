@@ -18,7 +18,7 @@ from sklearn.mixture import GaussianMixture
 
 import mogsgd.covariance
 from mogsgd.covariance import DIAG, FULL, SPHERICAL, TIED, FullParams, TiedParams
-from mogsgd.covariance import _cholesky as chol
+from mogsgd.covariance import cholesky as chol
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "derivations.md"

@@ -32,7 +32,7 @@ from mogsgd.covariance import (
     sklearn_attributes,
     tree_map,
 )
-from mogsgd.covariance import _cholesky as chol
+from mogsgd.covariance import cholesky as chol
 from mogsgd.errors import ValidationError
 
 NAMES = sorted(FAMILIES)

@@ -22,6 +22,7 @@ import numpy as np
 
 from mogsgd.covariance._base import (
     CovarianceFamily,
+    check_X,
     combine,
     em_step,
     finalize,
@@ -42,7 +43,7 @@ __all__ = ["CovarianceFamily", "FAMILIES", "get_family", "DIAG", "SPHERICAL", "F
            "DiagFamily", "SphericalFamily", "FullFamily", "TiedFamily", "MixtureParams",
            "SphericalParams", "FullParams", "TiedParams", "tree_map", "combine", "finalize",
            "log_prob", "log_prob_and_log_resp", "em_step", "sklearn_attributes",
-           "OnlineState", "online_em_init", "online_em_step"]
+           "OnlineState", "online_em_init", "online_em_step", "check_X"]
 
 FAMILIES: dict[str, CovarianceFamily] = {f.name: f for f in (FULL, TIED, DIAG, SPHERICAL)}
 

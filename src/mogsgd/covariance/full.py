@@ -3,7 +3,7 @@
 Component ``k`` is stored as its mean ``mu_k`` (D,) and the log-Cholesky factor
 ``A_k`` (D, D) of its *precision* ``Lambda_k = U_k U_k^T``: ``U_k`` is upper
 triangular with ``U_kdd = exp(A_kdd)`` and ``U_kde = A_kde`` above the diagonal
-(eq. 39; see :mod:`mogsgd.covariance._cholesky`).  With ``r_ik = x_i - mu_k`` and
+(eq. 39; see :mod:`mogsgd.covariance.cholesky`).  With ``r_ik = x_i - mu_k`` and
 ``z_ik = U_k^T r_ik``,
 
     log N_ik = -D/2 log 2 pi + sum_d A_kdd - 1/2 ||z_ik||^2                     (eq. 40)
@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd.covariance import _cholesky as chol
+from mogsgd.covariance import cholesky as chol
 from mogsgd.covariance._base import (
     check_moments,
     check_X,

@@ -33,11 +33,12 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from mogsgd.covariance import _cholesky as chol
-from mogsgd.covariance._base import check_X, log_weights
+from mogsgd.covariance import check_X
+from mogsgd.covariance import cholesky as chol
 from mogsgd.covariance.full import FullFamily, gradients_from_sums
 from mogsgd.density import LOG_2PI
 from mogsgd.fast._simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
+from mogsgd.params import log_softmax
 
 __all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "nll_grad_sums", "log_prob_components"]
 
@@ -234,7 +235,7 @@ def _prepare(family: FullFamily, X, params):
     stack = np.ascontiguousarray(family.factor_stack(params), dtype=np.float64)
     U = chol.factor(stack)
     d = X.shape[1]
-    const = chol.log_det_half(stack) - 0.5 * d * LOG_2PI + log_weights(params.logits)
+    const = chol.log_det_half(stack) - 0.5 * d * LOG_2PI + log_softmax(params.logits)
     d4 = -(-d // 4) * 4
     padded = np.zeros((U.shape[0], d4, d4))
     padded[:, :d, :d] = U
