@@ -21,6 +21,7 @@ from mogsgd.covariance import (
     FULL,
     SPHERICAL,
     TIED,
+    CovarianceFamily,
     combine,
     em_step,
     finalize,
@@ -640,3 +641,14 @@ def test_online_em_equals_the_raw_moment_recursion(name):
     assert rel_err(current.means, ref.means) < 1e-10
     assert rel_err(family.covariances(current), family.covariances(ref)) < 1e-10
     assert rel_err(special.softmax(current.logits), special.softmax(ref.logits)) < 1e-12
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_family_implements_the_protocol(name):
+    family = get_family(name)
+    assert isinstance(family, CovarianceFamily)
+    for method in ("n_parameters", "init_from_moments", "log_prob_components",
+                   "nll_grad_sums", "em_stats", "m_step", "project_floor", "covariances",
+                   "precisions", "precisions_cholesky", "admissible_scale", "to_data",
+                   "from_data", "sample", "initial_stats", "recentre"):
+        assert callable(getattr(family, method)), method

@@ -14,6 +14,25 @@ type           parameters                 stored covariance field       sklearn 
 
 ``log_chol`` is the log-Cholesky factor of the precision (eq. 39).  The maths is in
 ``docs/derivations.md``, section 7 (eqs. 39-51).
+
+The protocol (:class:`CovarianceFamily`; every method takes the family's parameter
+NamedTuple ``params``):
+
+* ``n_parameters(K, D)``; ``init_from_moments(weights, means, covariances, min_variance)``
+* ``log_prob_components(X, params)`` -> (n, K) ``log pi_k + log N_ik``
+* ``nll_grad_sums(X, params, sample_weight)`` -> ``(nll_sum, weight_sum, *grad fields)``;
+  :func:`finalize` divides by the weight, :func:`combine` adds row blocks
+* ``em_stats(X, params, sample_weight)`` (centred, additive), ``m_step(stats, params,
+  reg_covar)``; online EM: ``initial_stats``, ``recentre`` (:mod:`.online`)
+* ``project_floor(params, min_variance)`` (eigenvalue floor, eq. 46)
+* ``covariances`` / ``precisions`` / ``precisions_cholesky(params)`` in scikit-learn's
+  shapes, :func:`sklearn_attributes`
+* ``admissible_scale(scale)``, ``to_data`` / ``from_data(params, center, scale)`` (eq. 50)
+* ``sample(params, rng, n)`` -> ``(X, y)``
+
+Parameters and gradients share one type, so :func:`tree_map` applies an optimiser leaf
+by leaf.  Only ``diag`` accepts NaN (it marginalises missing values, eq. 34).  A
+compiled pass for ``full`` and ``tied`` is :mod:`mogsgd.fast.full_kernel`.
 """
 
 from __future__ import annotations
