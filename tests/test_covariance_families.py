@@ -652,3 +652,21 @@ def test_every_family_implements_the_protocol(name):
                    "precisions", "precisions_cholesky", "admissible_scale", "to_data",
                    "from_data", "sample", "initial_stats", "recentre"):
         assert callable(getattr(family, method)), method
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_m_step_keeps_precision_far_from_the_origin(name):
+    # centred statistics: a covariance of order 1 at an offset of 1e7 is exact to ~1e-9,
+    # where raw second moments (x^2 ~ 1e14) would keep only ~1e-2 of it
+    rng = np.random.default_rng(23)
+    family = get_family(name)
+    d = 3
+    X_local = rng.normal(size=(400, d)) @ np.diag([1.0, 0.5, 2.0])
+    X = X_local + 1e7
+    cov = np.cov(X_local.T, bias=True)
+    ref = {"full": cov[None], "tied": cov, "diag": np.diag(cov)[None],
+           "spherical": np.array([np.trace(cov) / d])}[name]
+    params = family.init_from_moments([1.0], X[:1] + 0.5, ref * 2.0 + 0.1, 1e-12)
+    new, _ = em_step(family, X, params, reg_covar=0.0)
+    assert rel_err(new.means, X.mean(axis=0, keepdims=True)) < 1e-15
+    assert rel_err(family.covariances(new), ref) < 1e-8
