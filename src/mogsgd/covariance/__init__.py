@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from mogsgd.covariance._base import (
+    CentredStats,
     CovarianceFamily,
     check_X,
     combine,
@@ -58,7 +59,8 @@ from mogsgd.covariance.tied import TIED, TiedFamily, TiedParams
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
 
-__all__ = ["CovarianceFamily", "FAMILIES", "get_family", "DIAG", "SPHERICAL", "FULL", "TIED",
+__all__ = ["CovarianceFamily", "CentredStats", "FAMILIES", "get_family", "DIAG", "SPHERICAL",
+           "FULL", "TIED",
            "DiagFamily", "SphericalFamily", "FullFamily", "TiedFamily", "MixtureParams",
            "SphericalParams", "FullParams", "TiedParams", "tree_map", "combine", "finalize",
            "log_prob", "log_prob_and_log_resp", "em_step", "sklearn_attributes",

@@ -27,7 +27,7 @@ from mogsgd.density import logsumexp
 from mogsgd.errors import ValidationError
 from mogsgd.params import log_softmax
 
-__all__ = ["CovarianceFamily", "tree_map", "combine", "finalize", "log_prob",
+__all__ = ["CovarianceFamily", "CentredStats", "tree_map", "combine", "finalize", "log_prob",
            "log_prob_and_log_resp", "em_step", "weighted_resp", "check_X", "frozen"]
 
 
@@ -92,6 +92,23 @@ class CovarianceFamily(Protocol):
 
 
 # ----------------------------------------------------------------- containers
+class CentredStats(NamedTuple):
+    """Additive E-step statistics of the spherical, full and tied families, centred at
+    the current means (``g = w gamma``):
+
+    ``ll_sum = sum_i w_i log p(x_i)``, ``weight_sum = sum_i w_i``, ``nk`` (K,) ``= sum_i g_ik``,
+    ``sx`` (K, D) ``= sum_i g_ik (x_i - mu_k)`` and ``sxx``, the second moment in the
+    family's shape: ``sum_i g_ik ||x_i - mu_k||^2`` (K,) spherical,
+    ``sum_i g_ik (x_i - mu_k)(x_i - mu_k)^T`` (K, D, D) full, its sum over ``k`` (D, D) tied.
+    """
+
+    ll_sum: float
+    weight_sum: float
+    nk: np.ndarray
+    sx: np.ndarray
+    sxx: np.ndarray
+
+
 def frozen(a, dtype=np.float64) -> np.ndarray:
     """A read-only float copy of ``a``."""
     out = np.array(a, dtype=dtype, copy=True)

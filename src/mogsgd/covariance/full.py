@@ -29,6 +29,7 @@ import numpy as np
 
 from mogsgd.covariance import cholesky as chol
 from mogsgd.covariance._base import (
+    CentredStats,
     check_moments,
     check_X,
     frozen,
@@ -41,7 +42,7 @@ from mogsgd.covariance._base import (
 from mogsgd.density import LOG_2PI
 from mogsgd.errors import ValidationError
 
-__all__ = ["FullParams", "FullGradSums", "FullEMStats", "FullFamily", "FULL"]
+__all__ = ["FullParams", "LogCholGradSums", "FullFamily", "FULL"]
 
 
 class FullParams(NamedTuple):
@@ -67,25 +68,15 @@ class FullParams(NamedTuple):
         return np.exp(log_weights(self.logits))
 
 
-class FullGradSums(NamedTuple):
-    """``nll_sum``, ``weight_sum`` and the gradient of ``nll_sum`` per field of FullParams."""
+class LogCholGradSums(NamedTuple):
+    """``nll_sum``, ``weight_sum`` and the gradient of ``nll_sum`` per field of
+    :class:`FullParams` or :class:`~mogsgd.covariance.tied.TiedParams`."""
 
     nll_sum: float
     weight_sum: float
     means: np.ndarray
     log_chol: np.ndarray
     logits: np.ndarray
-
-
-class FullEMStats(NamedTuple):
-    """Centred E-step statistics: ``nk`` (K,), ``sx = sum g (x - mu_k)`` (K, D) and
-    ``sxx = sum g (x - mu_k)(x - mu_k)^T`` (K, D, D), ``g = w gamma``."""
-
-    ll_sum: float
-    weight_sum: float
-    nk: np.ndarray
-    sx: np.ndarray
-    sxx: np.ndarray
 
 
 # ------------------------------------------------- per-component maths (K factors)
@@ -195,8 +186,7 @@ class FullFamily:
 
     name = "full"
     params_type = FullParams
-    gradsums_type = FullGradSums
-    stats_type = FullEMStats
+    gradsums_type = LogCholGradSums
 
     # ------------------------------------------------------------------ hooks
     def _cov_shape(self, k: int, d: int) -> tuple[int, ...]:
@@ -257,7 +247,7 @@ class FullFamily:
         _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
                                                     sample_weight)
         nk, sx, sxx = centred_moments(X, params.means, resp)
-        return self.stats_type(ll_sum, weight_sum, nk, sx, self.pool(sxx))
+        return CentredStats(ll_sum, weight_sum, nk, sx, self.pool(sxx))
 
     def m_step(self, stats, params, reg_covar: float):
         """Weights and means by eqs. 28-29, the covariance by eq. 47 (full) or 48 (tied)."""
@@ -270,7 +260,7 @@ class FullFamily:
         ``sx = 0`` and ``sxx = N_k (Sigma_k - reg I)`` (eqs. 36, 47, 48)."""
         k, d = params.means.shape
         cov = np.broadcast_to(self.covariances(params), (k, d, d)) - reg_covar * np.eye(d)
-        return self.stats_type(ll_sum, weight_sum, nk, np.zeros((k, d)),
+        return CentredStats(ll_sum, weight_sum, nk, np.zeros((k, d)),
                                self.pool(cov * nk[:, None, None]))
 
     def initial_stats(self, params, reg_covar: float):

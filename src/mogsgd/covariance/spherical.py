@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mogsgd.covariance._base import (
+    CentredStats,
     check_moments,
     check_X,
     frozen,
@@ -33,8 +34,7 @@ from mogsgd.covariance._base import (
 from mogsgd.density import LOG_2PI
 from mogsgd.errors import ValidationError
 
-__all__ = ["SphericalParams", "SphericalGradSums", "SphericalEMStats", "SphericalFamily",
-           "SPHERICAL"]
+__all__ = ["SphericalParams", "SphericalGradSums", "SphericalFamily", "SPHERICAL"]
 
 
 class SphericalParams(NamedTuple):
@@ -61,16 +61,6 @@ class SphericalGradSums(NamedTuple):
     means: np.ndarray
     log_sigma: np.ndarray
     logits: np.ndarray
-
-
-class SphericalEMStats(NamedTuple):
-    """``nk`` (K,), ``sx = sum g (x - mu_k)`` (K, D), ``sxx = sum g ||x - mu_k||^2`` (K,)."""
-
-    ll_sum: float
-    weight_sum: float
-    nk: np.ndarray
-    sx: np.ndarray
-    sxx: np.ndarray
 
 
 class SphericalFamily:
@@ -120,7 +110,7 @@ class SphericalFamily:
         g_logits = weight_sum * params.weights - nk
         return SphericalGradSums(-ll_sum, weight_sum, g_means, g_log_sigma, g_logits)
 
-    def em_stats(self, X, params: SphericalParams, sample_weight=None) -> SphericalEMStats:
+    def em_stats(self, X, params: SphericalParams, sample_weight=None) -> CentredStats:
         """E-step statistics centred at the current means (eqs. 11, 27)."""
         X = check_X(X, self.name)
         _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
@@ -132,9 +122,9 @@ class SphericalFamily:
             R = X - params.means[k]
             sx[k] = resp[:, k] @ R
             sxx[k] = resp[:, k] @ np.einsum("ij,ij->i", R, R)
-        return SphericalEMStats(ll_sum, weight_sum, resp.sum(axis=0), sx, sxx)
+        return CentredStats(ll_sum, weight_sum, resp.sum(axis=0), sx, sxx)
 
-    def m_step(self, stats: SphericalEMStats, params: SphericalParams, reg_covar: float):
+    def m_step(self, stats: CentredStats, params: SphericalParams, reg_covar: float):
         """``sigma_k^2 = (sxx_k / N_k - ||delta_k||^2) / D + reg`` (eq. 49)."""
         weights, means, shift, nk, dead = m_step_weights_means(stats, params)
         d = means.shape[1]
@@ -142,16 +132,16 @@ class SphericalFamily:
         var = np.where(dead, np.exp(2.0 * params.log_sigma), var + reg_covar)
         return SphericalParams.create(means, 0.5 * np.log(var), np.log(weights))
 
-    def initial_stats(self, params: SphericalParams, reg_covar: float) -> SphericalEMStats:
+    def initial_stats(self, params: SphericalParams, reg_covar: float) -> CentredStats:
         """One pseudo-point's statistics reproducing ``params``: ``N_k = pi_k`` (eq. 36)."""
-        return self.recentre(SphericalEMStats(0.0, 1.0, params.weights, None, None), params,
+        return self.recentre(CentredStats(0.0, 1.0, params.weights, None, None), params,
                              reg_covar)
 
-    def recentre(self, stats, params: SphericalParams, reg_covar: float) -> SphericalEMStats:
+    def recentre(self, stats, params: SphericalParams, reg_covar: float) -> CentredStats:
         """``sx = 0``, ``sxx = D N_k (sigma_k^2 - reg)``: the M-step maps them to ``params``."""
         d = params.means.shape[1]
         var = np.maximum(np.exp(2.0 * params.log_sigma) - reg_covar, 0.0)
-        return SphericalEMStats(stats.ll_sum, stats.weight_sum, stats.nk,
+        return CentredStats(stats.ll_sum, stats.weight_sum, stats.nk,
                                 np.zeros(params.means.shape), d * var * stats.nk)
 
     def project_floor(self, params: SphericalParams, min_variance: float):

@@ -19,7 +19,7 @@ from mogsgd.covariance import cholesky as chol
 from mogsgd.covariance._base import log_weights, validated
 from mogsgd.covariance.full import FullFamily, with_reg
 
-__all__ = ["TiedParams", "TiedGradSums", "TiedEMStats", "TiedFamily", "TIED"]
+__all__ = ["TiedParams", "TiedFamily", "TIED"]
 
 
 class TiedParams(NamedTuple):
@@ -41,34 +41,11 @@ class TiedParams(NamedTuple):
         return np.exp(log_weights(self.logits))
 
 
-class TiedGradSums(NamedTuple):
-    """``nll_sum``, ``weight_sum`` and the gradient of ``nll_sum`` per field of TiedParams."""
-
-    nll_sum: float
-    weight_sum: float
-    means: np.ndarray
-    log_chol: np.ndarray
-    logits: np.ndarray
-
-
-class TiedEMStats(NamedTuple):
-    """``nk`` (K,), ``sx`` (K, D) and ``sxx = sum_k sum_i g_ik (x_i - mu_k)(x_i - mu_k)^T``
-    (D, D), centred at each component's current mean."""
-
-    ll_sum: float
-    weight_sum: float
-    nk: np.ndarray
-    sx: np.ndarray
-    sxx: np.ndarray
-
-
 class TiedFamily(FullFamily):
     """``covariance_type="tied"``: all components share one covariance."""
 
     name = "tied"
     params_type = TiedParams
-    gradsums_type = TiedGradSums
-    stats_type = TiedEMStats
 
     def _cov_shape(self, k: int, d: int) -> tuple[int, ...]:
         return (d, d)
