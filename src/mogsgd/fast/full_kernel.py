@@ -125,8 +125,10 @@ def _z_tile(R, U, a0, e0, nb, Z):
 @njit(**_JIT)
 def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_out):
     """Rows ``lo:hi``: ``acc += (sum w log p, sum w)`` and, with ``need_grad``, ``nk``,
-    ``gz`` (K, D) and the upper triangle of ``M`` (K, D, D).  With ``lw_out`` of shape
-    (n, K) (else (0, K)) the weighted log densities are written there instead."""
+    ``gz`` (K, D4) and the upper triangle of ``M`` (K, D4, D4), ``D4`` being ``D`` rounded up
+    to a multiple of 4 (the shape of the padded ``U``; entries past ``D`` stay 0).  With
+    ``lw_out`` of shape (n, K) (else (0, K)) the weighted log densities are written there
+    instead."""
     k_comp, d = means.shape
     d4 = U.shape[1]  # D rounded up to a multiple of 4, U padded with zeros
     B = BLOCK_ROWS
@@ -179,8 +181,9 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
         for j in range(nb):
             lp[j] = 0.0
         for k in range(k_comp):
+            lwk = lw[k]
             for j in range(nb):
-                lp[j] += vexp_neg(lw[k, j] - top[j])
+                lp[j] += vexp_neg(lwk[j] - top[j])
         for j in range(nb):
             lp[j] = top[j] + vlog(lp[j])        # eqs. 10, 25
         if has_w:
@@ -193,31 +196,32 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
             continue
         for k in range(k_comp):
             gk = g[k]
+            lwk = lw[k]
             for j in range(nb):
-                gk[j] = wb[j] * vexp_neg(lw[k, j] - lp[j])   # w gamma, eq. 11
+                gk[j] = wb[j] * vexp_neg(lwk[j] - lp[j])   # w gamma, eq. 11
             Zk = Z[k]
-            for e in range(d):
-                s_gz, s_g = lane_dot_sum(gk, Zk[e], nb)
-                gz[k, e] += s_gz
-                if e == 0:
-                    nk[k] += s_g
+            nk[k] += lane_dot_sum(gk, gk, nb)[1]
+            for e in range(0, d4, 4):           # rows of z past D are 0
+                s0, s1, s2, s3 = lane_dot4(gk, Zk[e], Zk[e + 1], Zk[e + 2], Zk[e + 3], nb)
+                gz[k, e] += s0
+                gz[k, e + 1] += s1
+                gz[k, e + 2] += s2
+                gz[k, e + 3] += s3
             for a in range(d):
                 ra = R[a]
                 xa = xt[a]
                 mu = means[k, a]
                 for j in range(nb):
                     ra[j] = gk[j] * (xa[j] - mu)
-                e = a                           # upper triangle of sum g r z^T (eq. 43)
-                while e + 4 <= d:
+                # sum g r z^T, row a, in aligned groups of four columns from the one that
+                # holds the diagonal: the few entries below the diagonal are computed and
+                # never read (eq. 43 reads the upper triangle only)
+                for e in range(a - a % 4, d4, 4):
                     m0, m1, m2, m3 = lane_dot4(ra, Zk[e], Zk[e + 1], Zk[e + 2], Zk[e + 3], nb)
                     M[k, a, e] += m0
                     M[k, a, e + 1] += m1
                     M[k, a, e + 2] += m2
                     M[k, a, e + 3] += m3
-                    e += 4
-                while e < d:
-                    M[k, a, e] += lane_dot_sum(ra, Zk[e], nb)[0]
-                    e += 1
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -246,9 +250,9 @@ def log_prob_components(family: FullFamily, X, params) -> np.ndarray:
     """``family.log_prob_components(X, params)``, compiled; (n, K)."""
     X, means, _, padded, const = _prepare(family, X, params)
     out = np.empty((X.shape[0], means.shape[0]))
-    k, d = means.shape
+    k, d4 = means.shape[0], padded.shape[1]
     _range(X, 0, X.shape[0], np.empty(0), False, means, padded, const, False, np.zeros(2),
-           np.zeros(k), np.zeros((k, d)), np.zeros((k, d, d)), out)
+           np.zeros(k), np.zeros((k, d4)), np.zeros((k, d4, d4)), out)
     return out
 
 
@@ -265,7 +269,8 @@ def nll_grad_sums(family: FullFamily, X, params, sample_weight=None, *, parallel
     w = np.ascontiguousarray(sample_weight, dtype=np.float64) if has_w else np.empty(0)
     n_chunks = max(1, -(-n // CHUNK_ROWS))
     scal, nk = np.zeros((n_chunks, 2)), np.zeros((n_chunks, k))
-    gz, M = np.zeros((n_chunks, k, d)), np.zeros((n_chunks, k, d, d))
+    d4 = padded.shape[1]
+    gz, M = np.zeros((n_chunks, k, d4)), np.zeros((n_chunks, k, d4, d4))
     if parallel:
         _chunks(X, w, has_w, means, padded, const, True, scal, nk, gz, M)
     else:
@@ -277,7 +282,7 @@ def nll_grad_sums(family: FullFamily, X, params, sample_weight=None, *, parallel
     ll_sum, weight_sum = scal.sum(axis=0)
     weight_sum = float(weight_sum) if has_w else float(n)
     g_means, g_chol, g_logits = gradients_from_sums(U, params.logits, weight_sum,
-                                                    nk.sum(axis=0), gz.sum(axis=0),
-                                                    M.sum(axis=0))
+                                                    nk.sum(axis=0), gz.sum(axis=0)[:, :d],
+                                                    M.sum(axis=0)[:, :d, :d])
     return family.gradsums_type(float(-ll_sum), weight_sum, g_means, family.pool(g_chol),
                                 g_logits)
