@@ -18,7 +18,7 @@ stride and vectorises.  Per block and component, in one read of the rows:
    re-association.
 
 Measured (``benchmarks/bench_full_kernel.py``, D = 16, K = 8, one thread, CPU time on a
-shared 2-core VM): 2.7x the NumPy pass at 256 rows, 5.5x at 4096, 9.5x at 65536.
+shared 2-core VM): 4.0x the NumPy pass at 256 rows, 7.0x at 4096, 9.7x at 65536.
 
 Cost O(K D^2) per point; buffers O(block K D); no (n, K) or (n, D) temporaries.  Each
 chunk of :data:`CHUNK_ROWS` rows has its own accumulator and the chunks are summed in
