@@ -670,3 +670,25 @@ def test_m_step_keeps_precision_far_from_the_origin(name):
     new, _ = em_step(family, X, params, reg_covar=0.0)
     assert rel_err(new.means, X.mean(axis=0, keepdims=True)) < 1e-15
     assert rel_err(family.covariances(new), ref) < 1e-8
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_projected_gradient_descent_reaches_the_em_optimum(name):
+    # the pieces an SGD solver will use: finalize, tree_map, project_floor
+    rng = np.random.default_rng(24)
+    family = get_family(name)
+    X = np.concatenate([rng.normal(0.0, 1.0, (150, 2)) @ [[1.0, 0.6], [0.0, 0.8]],
+                        rng.normal(0.0, 0.5, (100, 2)) + [4.0, 1.0]])
+    unit = {"full": np.stack([np.eye(2)] * 2), "tied": np.eye(2), "diag": np.ones((2, 2)),
+            "spherical": np.ones(2)}[name]
+    start = family.init_from_moments([0.5, 0.5], [[0.5, 0.5], [3.0, 0.5]], unit, 1e-3)
+    em = start
+    for _ in range(300):
+        em, _ = em_step(family, X, em, reg_covar=0.0)
+    params = start
+    for _ in range(1500):
+        _, grad = finalize(family.nll_grad_sums(X, params), family.params_type)
+        params = family.project_floor(tree_map(lambda p, g: p - 0.1 * g, params, grad), 1e-3)
+    nll_gd = -log_prob(family, X, params).mean()
+    nll_em = -log_prob(family, X, em).mean()
+    assert nll_gd == pytest.approx(nll_em, abs=1e-5)
