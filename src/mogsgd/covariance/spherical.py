@@ -1,0 +1,197 @@
+"""Mixtures of spherical Gaussians, ``Sigma_k = sigma_k^2 I`` (eqs. 45, 49).
+
+One ``log sigma_k`` per component, as the diagonal model has one per feature
+(eq. 15).  With ``r_ik = x_i - mu_k``, ``q_ik = ||r_ik||^2 / sigma_k^2`` and
+``g_ik = w_i gamma_ik``:
+
+    log N_ik = -D/2 log 2 pi - D log sigma_k - q_ik / 2                           (eq. 45)
+
+and the gradients of the summed NLL are ``-sum_i g_ik r_ik / sigma_k^2`` (means),
+``D N_k - sum_i g_ik q_ik`` (log_sigma) and ``W pi_k - N_k`` (logits).
+
+A spherical covariance stays spherical only under a *uniform* rescaling of the
+features, so :meth:`SphericalFamily.admissible_scale` replaces per-feature scales
+by one common scale and :meth:`~SphericalFamily.to_data` refuses anything else.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from mogsgd.covariance._base import (
+    CentredStats,
+    check_moments,
+    check_X,
+    frozen,
+    labels,
+    log_weights,
+    m_step_weights_means,
+    validated,
+    weighted_resp,
+)
+from mogsgd.density import LOG_2PI
+from mogsgd.errors import ValidationError
+
+__all__ = ["SphericalParams", "SphericalGradSums", "SphericalFamily", "SPHERICAL"]
+
+
+class SphericalParams(NamedTuple):
+    """``means`` (K, D); ``log_sigma`` (K,), ``Sigma_k = exp(2 log_sigma_k) I``; ``logits`` (K,)."""
+
+    means: np.ndarray
+    log_sigma: np.ndarray
+    logits: np.ndarray
+
+    @classmethod
+    def create(cls, means, log_sigma, logits) -> SphericalParams:
+        return validated(cls, means, log_sigma, logits, lambda k, d: (k,))
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.exp(log_weights(self.logits))
+
+
+class SphericalGradSums(NamedTuple):
+    """``nll_sum``, ``weight_sum`` and the gradient of ``nll_sum`` per field."""
+
+    nll_sum: float
+    weight_sum: float
+    means: np.ndarray
+    log_sigma: np.ndarray
+    logits: np.ndarray
+
+
+class SphericalFamily:
+    """``covariance_type="spherical"``: one variance per component."""
+
+    name = "spherical"
+    params_type = SphericalParams
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        """``K + K D + K - 1`` (eq. 51)."""
+        k, d = n_components, n_features
+        return k + k * d + k - 1
+
+    def init_from_moments(self, weights, means, covariances, min_variance: float):
+        """Variances (K,), floored at ``min_variance`` (eq. 26)."""
+        w, m = check_moments(weights, means)
+        v = np.asarray(covariances, dtype=np.float64)
+        if v.shape != w.shape or not np.all(np.isfinite(v)) or np.any(v <= 0):
+            raise ValidationError(f"covariances must be {len(w)} finite positive variances")
+        return SphericalParams.create(m, 0.5 * np.log(np.maximum(v, min_variance)), np.log(w))
+
+    def log_prob_components(self, X, params: SphericalParams) -> np.ndarray:
+        """``log pi_k + log N(x_i | mu_k, sigma_k^2 I)``, shape (n, K) (eq. 45)."""
+        X = check_X(X, self.name)
+        d = X.shape[1]
+        inv_var = np.exp(-2.0 * params.log_sigma)
+        out = np.empty((X.shape[0], len(inv_var)), dtype=np.result_type(X, inv_var))
+        for k in range(len(inv_var)):
+            R = X - params.means[k]
+            out[:, k] = -0.5 * np.einsum("ij,ij->i", R, R) * inv_var[k]
+        return out - d * params.log_sigma - 0.5 * d * LOG_2PI + log_weights(params.logits)
+
+    def nll_grad_sums(self, X, params: SphericalParams, sample_weight=None):
+        """Summed weighted NLL and its analytic gradient (eq. 45)."""
+        X = check_X(X, self.name)
+        d = X.shape[1]
+        _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
+                                                    sample_weight)
+        nk = resp.sum(axis=0)
+        inv_var = np.exp(-2.0 * params.log_sigma)
+        g_means = np.empty(params.means.shape, dtype=resp.dtype)
+        g_log_sigma = np.empty(len(nk), dtype=resp.dtype)
+        for k in range(len(nk)):
+            R = X - params.means[k]
+            g_means[k] = -(resp[:, k] @ R) * inv_var[k]
+            g_log_sigma[k] = d * nk[k] - (resp[:, k] @ np.einsum("ij,ij->i", R, R)) * inv_var[k]
+        g_logits = weight_sum * params.weights - nk
+        return SphericalGradSums(-ll_sum, weight_sum, g_means, g_log_sigma, g_logits)
+
+    def em_stats(self, X, params: SphericalParams, sample_weight=None) -> CentredStats:
+        """E-step statistics centred at the current means (eqs. 11, 27)."""
+        X = check_X(X, self.name)
+        _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
+                                                    sample_weight)
+        k_comp, d = params.means.shape
+        sx = np.empty((k_comp, d))
+        sxx = np.empty(k_comp)
+        for k in range(k_comp):
+            R = X - params.means[k]
+            sx[k] = resp[:, k] @ R
+            sxx[k] = resp[:, k] @ np.einsum("ij,ij->i", R, R)
+        return CentredStats(ll_sum, weight_sum, resp.sum(axis=0), sx, sxx)
+
+    def m_step(self, stats: CentredStats, params: SphericalParams, reg_covar: float):
+        """``sigma_k^2 = (sxx_k / N_k - ||delta_k||^2) / D + reg`` (eq. 49)."""
+        weights, means, shift, nk, dead = m_step_weights_means(stats, params)
+        d = means.shape[1]
+        var = np.maximum(stats.sxx / nk - np.einsum("kd,kd->k", shift, shift), 0.0) / d
+        var = np.where(dead, np.exp(2.0 * params.log_sigma), var + reg_covar)
+        return SphericalParams.create(means, 0.5 * np.log(var), np.log(weights))
+
+    def initial_stats(self, params: SphericalParams, reg_covar: float) -> CentredStats:
+        """One pseudo-point's statistics reproducing ``params``: ``N_k = pi_k`` (eq. 36)."""
+        return self.recentre(CentredStats(0.0, 1.0, params.weights, None, None), params,
+                             reg_covar)
+
+    def recentre(self, stats, params: SphericalParams, reg_covar: float) -> CentredStats:
+        """``sx = 0``, ``sxx = D N_k (sigma_k^2 - reg)``: the M-step maps them to ``params``."""
+        d = params.means.shape[1]
+        var = np.maximum(np.exp(2.0 * params.log_sigma) - reg_covar, 0.0)
+        return CentredStats(stats.ll_sum, stats.weight_sum, stats.nk,
+                                np.zeros(params.means.shape), d * var * stats.nk)
+
+    def project_floor(self, params: SphericalParams, min_variance: float):
+        """``log sigma_k <- max(log sigma_k, 1/2 log v_min)`` (eqs. 26, 46)."""
+        floor = 0.5 * np.log(min_variance)
+        if np.all(params.log_sigma >= floor):
+            return params
+        return params._replace(log_sigma=frozen(np.maximum(params.log_sigma, floor)))
+
+    def covariances(self, params: SphericalParams) -> np.ndarray:
+        """(K,), the variances."""
+        return np.exp(2.0 * params.log_sigma)
+
+    def precisions(self, params: SphericalParams) -> np.ndarray:
+        """(K,)."""
+        return np.exp(-2.0 * params.log_sigma)
+
+    def precisions_cholesky(self, params: SphericalParams) -> np.ndarray:
+        """(K,), ``1 / sigma_k``."""
+        return np.exp(-params.log_sigma)
+
+    def admissible_scale(self, scale: np.ndarray) -> np.ndarray:
+        """One common scale, the geometric mean, so ``sum_d log s_d`` is unchanged (eq. 50)."""
+        s = np.asarray(scale, dtype=np.float64)
+        return np.full(s.shape, np.exp(np.mean(np.log(s))))
+
+    def _common(self, scale, d: int) -> float:
+        s = np.broadcast_to(np.asarray(scale, dtype=np.float64), (d,))
+        if not np.all(np.isfinite(s)) or np.any(s <= 0) or np.ptp(s) > 1e-12 * s.max():
+            raise ValidationError(
+                "a spherical covariance stays spherical only under one common scale for "
+                f"every feature, got scale={s}; use SphericalFamily.admissible_scale"
+            )
+        return float(s[0])
+
+    def to_data(self, params: SphericalParams, center, scale) -> SphericalParams:
+        """``mu = c + s mu'``, ``log sigma = log sigma' + log s`` (eq. 50)."""
+        s = self._common(scale, params.means.shape[1])
+        return SphericalParams.create(params.means * s + center, params.log_sigma + np.log(s),
+                                      params.logits)
+
+    def from_data(self, params: SphericalParams, center, scale) -> SphericalParams:
+        s = self._common(scale, params.means.shape[1])
+        return SphericalParams.create((params.means - center) / s,
+                                      params.log_sigma - np.log(s), params.logits)
+
+    def sample(self, params: SphericalParams, rng: np.random.Generator, n: int):
+        y = labels(params, rng, n)
+        eps = rng.standard_normal((n, params.means.shape[1]))
+        return params.means[y] + eps * np.exp(params.log_sigma)[y, None], y
+
+
+SPHERICAL = SphericalFamily()
