@@ -15,14 +15,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mogsgd"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("mogsgd", "params", "density", "gradients", "em", "online_em", "optim", "init",
               "standardize", "validation", "errors", "_random", "_files", "io", "datasets",
-              "metrics")),
+              "metrics", "covariance")),
     ("backends", ("fast", "backends")),
     ("data", ("data", "stream", "distributed")),
     ("solvers", ("train", "solvers")),
-    ("persistence", ("model_io", "checkpoint")),
+    ("persistence", ("model_io", "checkpoint", "state_checks")),
     ("estimator", ("estimator", "settings")),
     ("applications", ("selection", "report", "plotting", "plot_training", "_plot_common",
-                      "cli", "__main__")),
+                      "cli", "cli_safety", "__main__")),
 ]
 
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd.covariance import cholesky as chol
+import mogsgd.covariance.cholesky as chol
 from mogsgd.covariance._base import (
     CentredStats,
     check_moments,

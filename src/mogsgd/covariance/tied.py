@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd.covariance import cholesky as chol
+import mogsgd.covariance.cholesky as chol
 from mogsgd.covariance._base import log_weights, validated
 from mogsgd.covariance.full import FullFamily, with_reg
 
