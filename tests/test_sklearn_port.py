@@ -240,3 +240,27 @@ def test_em_statistics_from_one_fused_gradient_pass_equal_the_e_step():
         a, b = em_stats(X, p, w), stats_from_grad_sums(fast.nll_grad_sums(X, p, w), p)
         for x, y in zip(a, b, strict=True):
             np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-9)
+
+
+def test_dataframe_column_names_are_recorded_checked_and_saved(tmp_path):
+    """scikit-learn's check_dataframe_column_names_consistency, run explicitly (it is not in
+    check_estimator's run for this estimator), plus the model-file round trip."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.utils.estimator_checks import check_dataframe_column_names_consistency
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check_dataframe_column_names_consistency(
+            "SGDGaussianMixture", SGDGaussianMixture(2, random_state=0, max_epochs=3))
+    X = random_data(16, d=3)[0]
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    gmm = SGDGaussianMixture(2, random_state=0).fit(df)
+    np.testing.assert_array_equal(gmm.feature_names_in_, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="same order as they were in fit"):
+        gmm.predict(df[["c", "b", "a"]])
+    gmm.save(tmp_path / "m.json")
+    loaded = SGDGaussianMixture.load(tmp_path / "m.json")
+    np.testing.assert_array_equal(loaded.feature_names_in_, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="Feature names unseen at fit time"):
+        loaded.score(df.rename(columns={"a": "z"}))
+    np.testing.assert_array_equal(loaded.predict(df), gmm.predict(df))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from mogsgd._random import check_random_state
 from mogsgd.checkpoint import CheckpointWriter, locked, read_checkpoint
@@ -247,6 +247,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         solver = SOLVERS[self.solver]
         check_supported(source, solver=self.solver, sample_weight=sample_weight is not None,
                         checkpoint=resume is not None or self.checkpoint_path is not None)
+        _check_feature_names(self, X, reset=True)   # feature_names_in_ from a DataFrame
         if "multi_pass" not in source.capabilities:  # read once: one pass of partial_fit
             if not self.warm_start:
                 self._state = None
@@ -306,6 +307,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         source = as_source(X, device=self.device)
         check_supported(source, solver=self.solver, sample_weight=sample_weight is not None,
                         partial=True)
+        _check_feature_names(self, X, reset=not hasattr(self, "params_"))
         return self._partial_fit(source, plan, settings, sample_weight)
 
     def _partial_fit(self, source, plan: FitPlan, settings: RunSettings,
@@ -366,7 +368,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 "params_std": self._params_std, "scaler_center": self._scaler.center,
                 "scaler_scale": self._scaler.scale, "train_state": self._state,
                 "history_": self.history_, "converged_": self.converged_,
-                "n_iter_": self.n_iter_, "lower_bound_": self.lower_bound_}
+                "n_iter_": self.n_iter_, "lower_bound_": self.lower_bound_,
+                "lower_bounds_": [float(v) for v in getattr(self, "lower_bounds_", [])],
+                "feature_names_in_": (None if not hasattr(self, "feature_names_in_")
+                                      else [str(n) for n in self.feature_names_in_])}
 
     def restore_fit_state(self, fit: dict, origin: str | None = None) -> SGDGaussianMixture:
         """Inverse of :meth:`export_fit_state` (:func:`mogsgd.model_io.load_model`);
@@ -388,6 +393,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.converged_ = bool(fit["converged_"])
         self.n_iter_ = int(fit["n_iter_"])
         self.lower_bound_ = float(fit["lower_bound_"])
+        self.lower_bounds_ = [float(v) for v in fit.get("lower_bounds_", [])]
+        if fit.get("feature_names_in_") is not None:
+            self.feature_names_in_ = np.asarray(fit["feature_names_in_"], dtype=object)
         self._rng = np.random.default_rng()  # partial_fit restores it from the train state
         self._origin = origin
         self._set_derived()
@@ -415,9 +423,15 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         return Model(self.params_, self.n_features_in_, self.missing == "marginalize",
                      getattr(self, "_origin", None) or type(self).__name__, self.backend)
 
-    def _infer(self, X, name: str):
+    def _source_for(self, X):
+        """``(model, source)`` for inference; a DataFrame's columns must be those of fit."""
         model = self._model()
-        return as_source(X, device=self.device, inference=True).map_rows(name, model)
+        _check_feature_names(self, X, reset=False)
+        return model, as_source(X, device=self.device, inference=True)
+
+    def _infer(self, X, name: str):
+        model, source = self._source_for(X)
+        return source.map_rows(name, model)
 
     def score_samples(self, X) -> np.ndarray:
         """``log p(x_i)`` under the fitted model, shape (n_samples,), in the input's kind."""
@@ -434,14 +448,13 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     def iter_predict(self, X, what: str = "predict"):
         """``predict`` (or ``"predict_proba"``, ``"score_samples"``) one chunk at a time, in
         the input's order: for outputs of out-of-core inputs larger than memory."""
-        model = self._model()
         check_choice("what", what, ("predict", "predict_proba", "score_samples"))
-        return as_source(X, device=self.device, inference=True).iter_rows(what, model)
+        model, source = self._source_for(X)
+        return source.iter_rows(what, model)
 
     def _weighted_loglik(self, X, sample_weight) -> tuple[float, float]:
         """``(sum_i w_i log p(x_i), sum_i w_i)``; unit weights without ``sample_weight``."""
-        model = self._model()
-        source = as_source(X, device=self.device, inference=True)
+        model, source = self._source_for(X)
         if sample_weight is not None:
             check_supported(source, solver="sgd", sample_weight=True)
         return source.loglik_sum(model, sample_weight)

@@ -152,7 +152,9 @@ def check_train_state(name: str, state, shape: tuple) -> None:
 
 
 def check_fitted_state(fitted: dict, n_components) -> None:
-    """Every field of a model file's fitted state (see ``SGDGaussianMixture._get_fit_state``)."""
+    """Every field of a model file's fitted state (see
+    ``SGDGaussianMixture.export_fit_state``); the optional ``feature_names_in_`` is a list
+    of ``n_features_in_`` strings, ``lower_bounds_`` a list of numbers."""
     k = check_int("n_components", n_components, 1)
     missing = [f for f in ("n_features_in_", "params_", "params_std", "scaler_center",
                            "scaler_scale", "train_state", "history_", "converged_", "n_iter_",
@@ -172,3 +174,12 @@ def check_fitted_state(fitted: dict, n_components) -> None:
         raise ValueError("converged_ must be true or false")
     check_int("n_iter_", fitted["n_iter_"])
     _check_real("lower_bound_", fitted["lower_bound_"])
+    names = fitted.get("feature_names_in_")
+    if names is not None and (not isinstance(names, list) or len(names) != d
+                              or not all(isinstance(n, str) for n in names)):
+        raise ValueError(f"feature_names_in_ must be a list of {d} strings")
+    bounds = fitted.get("lower_bounds_", [])
+    if not isinstance(bounds, list):
+        raise ValueError("lower_bounds_ must be a list of numbers")
+    for value in bounds:
+        _check_real("lower_bounds_", value)
