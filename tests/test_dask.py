@@ -158,3 +158,87 @@ def test_bad_blocks_are_reported(client):
     X[321, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         SGDGaussianMixture(3, max_epochs=1).fit(da.from_array(X, chunks=100))
+
+
+# ------------------------------------------------------------------ local SGD
+class _InProcessShards:
+    """DaskData's shard protocol without a cluster: one shard per array, run here."""
+
+    mode, sync_rows = "local", None
+
+    def __init__(self, shards, n_features):
+        self._shards = [(x, len(x), f"w{i}") for i, x in enumerate(shards)]
+        self.shape = (sum(len(x) for x in shards), n_features)
+        self.rows_per_trajectory = max(len(x) for x in shards)
+
+    def shards(self):
+        return self._shards
+
+    def map_shards(self, fn, shared, per_shard):
+        return [fn(x, *shared, *extra) for (x, _, _), extra in zip(self._shards, per_shard)]
+
+
+def test_local_sgd_with_one_worker_is_the_single_process_compiled_epoch_bit_for_bit():
+    from mogsgd import fast
+    from mogsgd.fast.epoch import CompiledEpoch
+    from mogsgd.solvers.local_sgd import LocalSGDEngine
+    from mogsgd.train import TrainConfig, make_stepper
+
+    X = data(5000, 40)
+    config = TrainConfig(batch_size=128, max_epochs=3)
+    start = SGDGaussianMixture(3, solver="em", max_iter=2, random_state=0).fit(X).params_
+    stepper = make_stepper(config, len(X), fast.kernels_for("auto")[0])
+    opt_state = stepper.init(start)
+    engine = LocalSGDEngine(_InProcessShards([X], 3), stepper, config,
+                            np.random.default_rng(5), params=start)
+    got = engine.epoch(start, opt_state, True)
+    seed = int(np.random.default_rng(5).integers(0, 2**63 - 1, size=1)[0])
+    order = np.random.default_rng(seed).permutation(len(X))
+    compiled = CompiledEpoch(X, None, config.build_optimizer(len(X)), 128, config.min_variance)
+    want = compiled(order, start, opt_state)
+    assert np.array_equal(got[0].ravel(), want[0].ravel())
+    assert got[1].count == want[1].count and np.array_equal(got[1].mu.ravel(), want[1].mu.ravel())
+    assert got[2] == want[2] and got[3] == want[3]
+
+
+def test_local_sgd_averages_rows_weighted_states():
+    from mogsgd.optim import AdamState
+    from mogsgd.params import MixtureParams
+    from mogsgd.solvers.local_sgd import average_states
+
+    a = MixtureParams.from_moments([0.5, 0.5], [[0.0], [1.0]], [[1.0], [1.0]])
+    b = MixtureParams.from_moments([0.5, 0.5], [[3.0], [4.0]], [[1.0], [1.0]])
+    zero = MixtureParams.zeros_like(a)
+    avg, state = average_states([a, b], [AdamState(10, a, zero), AdamState(12, b, zero)],
+                                np.array([1.0, 3.0]))
+    np.testing.assert_allclose(avg.means, 0.25 * a.means + 0.75 * b.means)
+    np.testing.assert_allclose(state.mu.means, 0.25 * a.means + 0.75 * b.means)
+    assert state.count == 12  # 0.25 * 10 + 0.75 * 12 = 11.5, rounded
+
+
+def test_local_sgd_on_the_cluster_reaches_the_in_memory_fit(client):
+    """The default Dask fit (local SGD, averaged per round) is as good as in memory."""
+    from mogsgd.data.dask import DaskSource
+
+    X, X_test = data(40_000, 41), data(10_000, 42)
+    kw = {"random_state": 3, "batch_size": 256, "refine": "none"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = SGDGaussianMixture(3, **kw).fit(X)
+        local = SGDGaussianMixture(3, **kw).fit(
+            DaskSource(da.from_array(X, chunks=(10_000, 3)), client, sync_rows=5_000))
+    assert abs(local.score(X_test) - mem.score(X_test)) < 0.01
+    assert local.n_iter_ >= 1
+
+
+def test_sync_mode_stays_available(client):
+    from mogsgd.data.dask import DaskSource
+
+    X = data(3000, 43)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = SGDGaussianMixture(3, random_state=0, max_epochs=2, batch_size=1024).fit(
+            DaskSource(da.from_array(X, chunks=(1000, 3)), client, mode="sync"))
+    assert est.n_iter_ == 2
+    with pytest.raises(ValueError, match="unknown mode"):
+        DaskSource(da.from_array(X, chunks=(1000, 3)), client, mode="fast")

@@ -137,6 +137,10 @@ def take_rows(x, start, stop):
     return x[start:stop]
 
 
+def _concatenate(parts):
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _shuffle_rows(x, seed):
     return x[np.random.default_rng(seed).permutation(len(x))]
 
@@ -241,10 +245,12 @@ class DaskData:
     """
 
     def __init__(self, client, parts: list, sizes: list[int], workers: list[str],
-                 n_features: int) -> None:
+                 n_features: int, *, mode: str = "local", sync_rows: int | None = None) -> None:
         self.client, self.parts, self.sizes, self.workers = client, parts, sizes, workers
         self.shape = (int(sum(sizes)), n_features)
         self.fast = True
+        self.mode, self.sync_rows = mode, sync_rows
+        self._shards: list | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -277,6 +283,37 @@ class DaskData:
         futures = [self.client.submit(fn, [self.parts[i] for i in idx], params, pure=False,
                                       workers=[w], allow_other_workers=True)
                    for w, idx in groups.items()]
+        return self.client.gather(futures)
+
+    @property
+    def rows_per_trajectory(self) -> int:
+        """Rows one optimiser walks through per epoch: all of them (``"sync"``), or the
+        largest worker's share (``"local"``: every worker runs its own steps)."""
+        if self.mode == "sync":
+            return self.shape[0]
+        return max(r for _, r, _ in self.shards())
+
+    def shards(self) -> list[tuple[object, int, str]]:
+        """The training rows as one block per worker: ``(future, rows, address)``, made
+        once (the blocks a worker holds, concatenated where they are)."""
+        if self._shards is None:
+            groups: dict[str, list[int]] = defaultdict(list)
+            for i, w in enumerate(self.workers):
+                if self.sizes[i]:
+                    groups[w].append(i)
+            self._shards = [
+                (self.client.submit(_concatenate, [self.parts[i] for i in idx], pure=False,
+                                    workers=[w], allow_other_workers=True),
+                 sum(self.sizes[i] for i in idx), w)
+                for w, idx in sorted(groups.items())]
+        return self._shards
+
+    def map_shards(self, fn, shared: tuple, per_shard: list[tuple]) -> list:
+        """``fn(shard, *shared, *per_shard[j])`` on the worker holding shard ``j`` (one
+        task per worker; the rows never move); the results in shard order."""
+        futures = [self.client.submit(fn, shard, *shared, *extra, pure=False, workers=[w],
+                                      allow_other_workers=True)
+                   for (shard, _, w), extra in zip(self.shards(), per_shard, strict=True)]
         return self.client.gather(futures)
 
     def em_stats(self, params: MixtureParams):

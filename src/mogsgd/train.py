@@ -322,11 +322,14 @@ def train(
     (the last ones when early stopping is off).
     """
     n = X.shape[0]
+    # steps per epoch follow the rows one optimiser walks through: all of them, or one
+    # worker's share under local SGD (mogsgd.solvers.local_sgd)
+    n_steps = getattr(X, "rows_per_trajectory", n)
     rng = rng if rng is not None else np.random.default_rng()
     grad_sums_fn, nll_fn = fast.kernels_for(backend, grad_sums_fn)
-    stepper = make_stepper(config, n, getattr(X, "grad_sums_fn", grad_sums_fn))
+    stepper = make_stepper(config, n_steps, getattr(X, "grad_sums_fn", grad_sums_fn))
     state = start_state(params, state, stepper.init, rng, config, record_params)
-    epochs = max_epochs if max_epochs is not None else config.epochs_for(n)
+    epochs = max_epochs if max_epochs is not None else config.epochs_for(n_steps)
     last_epoch = state.epoch + epochs if max_epochs is not None else epochs
     w = sample_weight
     if w is not None:  # mean one, so batch sums / |B| are unbiased (eq. 32)
@@ -353,7 +356,7 @@ def train(
             val_nll = None if val_nll is None else val_nll + nll_offset
             state.elapsed += time.perf_counter() - clock
             clock = time.perf_counter()
-            record_epoch(state, config, n, train_nll=train_nll, val_nll=val_nll, lr=lr_now,
+            record_epoch(state, config, n_steps, train_nll=train_nll, val_nll=val_nll, lr=lr_now,
                          report=report, record_params=record_params)
             state.last_params = params
             state.opt_state = opt_state

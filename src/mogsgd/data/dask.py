@@ -40,6 +40,7 @@ from mogsgd.stream import (
     ArraySource,
     rows_for,
 )
+from mogsgd.validation import check_choice, check_positive_int
 
 __all__ = ["DaskSource"]
 
@@ -49,10 +50,16 @@ class DaskSource(Source):
 
     kind = "dask"
 
-    def __init__(self, X, client) -> None:
+    def __init__(self, X, client, *, mode: str = "local", sync_rows: int | None = None) -> None:
+        """``mode="local"`` (default): local SGD, every worker trains on its own rows and the
+        driver averages every ``sync_rows`` rows per worker
+        (:mod:`mogsgd.solvers.local_sgd`); ``"sync"``: synchronous data-parallel SGD, one
+        round trip per optimiser step (exact per step, latency-bound)."""
         self.X = as_dask_2d(X)
         self.client = client
         self.n_features = self.X.shape[1]
+        self.mode = check_choice("mode", mode, ("local", "sync"))
+        self.sync_rows = check_positive_int("sync_rows", sync_rows, allow_none=True)
 
     def prepare(self, plan: FitPlan, rng: np.random.Generator, *, sample_weight=None,
                 scaler: Standardizer | None = None, check_rows=None) -> Prepared:
@@ -88,7 +95,7 @@ class DaskSource(Source):
                  for f, v, w in zip(shuffled, val, workers, strict=True)]
         del shuffled
         data = DaskData(client, parts, [s - v for s, v in zip(sizes, val, strict=True)],
-                        workers, d)
+                        workers, d, mode=self.mode, sync_rows=self.sync_rows)
 
         def train_loglik(params: MixtureParams) -> float:
             total, count = data.loglik(params)

@@ -28,6 +28,7 @@ from mogsgd.em import EMResult, em_loop
 from mogsgd.errors import ConvergenceWarning, ValidationError
 from mogsgd.init import init_params
 from mogsgd.params import MixtureParams
+from mogsgd.solvers.local_sgd import LocalSGDEngine
 from mogsgd.train import TrainConfig, TrainState, train
 
 __all__ = ["Run", "RunSettings", "StochasticSolver", "EMSolver", "SOLVERS", "get_solver",
@@ -104,14 +105,17 @@ class StochasticSolver:
                 return None if user_callback is None else user_callback(s)
 
         scaler = prepared.scaler
-        n_train = prepared.train.shape[0]
+        n_train = getattr(prepared.train, "rows_per_trajectory", prepared.train.shape[0])
+        engine = prepared.engine
+        if engine is None and getattr(prepared.train, "mode", None) == "local":
+            engine = LocalSGDEngine   # rows on Dask workers: local SGD, averaged per round
         state = train(prepared.train, start, config=config, rng=rng, X_val=prepared.val,
                       val_weight=prepared.val_weight, sample_weight=prepared.train_weight,
                       state=state, callback=callback,
                       record_params=scaler.to_data if settings.record_params else None,
                       nll_offset=scaler.log_det,
                       max_epochs=config.epochs_for(n_train) if extend else None,
-                      backend=settings.backend, engine=prepared.engine)
+                      backend=settings.backend, engine=engine)
         n_iter = state.epoch - first_epoch
         if config.early_stopping:
             converged = bool(state.stopped)
