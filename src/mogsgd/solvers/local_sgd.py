@@ -37,7 +37,7 @@ from mogsgd.train import TrainConfig, make_stepper
 __all__ = ["LocalSGDEngine", "local_round", "average_states", "SYNC_ROWS"]
 
 #: Rows each worker trains on between two averagings, by default.
-SYNC_ROWS = 1 << 18
+SYNC_ROWS = 1 << 20
 
 
 def local_round(X: np.ndarray, params: MixtureParams, opt_state, config: TrainConfig,
