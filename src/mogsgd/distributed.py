@@ -18,7 +18,11 @@ With a ``dask.distributed`` client active, ``SGDGaussianMixture.fit(X)`` on a Da
    :data:`mogsgd.stream.MAX_VALIDATION_ROWS`) and the initialisation rows, from which the
    standardiser is fitted (exact when the sample holds every row);
 3. standardises the training rows on the workers;
-4. runs synchronous data-parallel mini-batch SGD.  An epoch reshuffles each block on its
+4. trains.  By default (``mode="local"``) with local SGD: every worker runs compiled steps
+   on its own rows and the driver averages parameters and optimiser states every
+   ``sync_rows`` rows per worker (:mod:`mogsgd.solvers.local_sgd`, :meth:`DaskData.shards`,
+   :meth:`DaskData.map_shards`).  With ``mode="sync"``, synchronous data-parallel mini-batch
+   SGD, described next.  An epoch reshuffles each block on its
    worker and has ``S = ceil(n_train / batch_size)`` steps; at step ``s`` block ``i``
    contributes its rows ``[s n_i / S, (s + 1) n_i / S)``, so a batch has about
    ``batch_size`` rows, stratified across blocks, and every row is used once per epoch.
