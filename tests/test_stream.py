@@ -480,3 +480,38 @@ def test_everything_else_works_without_dask_pyarrow_and_zarr(tmp_path):
     """
     out = run_python(code, tmp_path)
     assert "pip install mogsgd[parquet]" in out
+
+
+def test_a_large_memmap_is_streamed_without_a_full_copy(tmp_path, monkeypatch):
+    """A memory-mapped array larger than MEMMAP_STREAM_BYTES takes the streaming path: the
+    fit's Python allocations (tracemalloc) do not grow with the file (fixed samples and
+    buffers only), and stay far below the larger file's size."""
+    import tracemalloc
+
+    import mogsgd.data as data_module
+
+    monkeypatch.setattr(data_module, "MEMMAP_STREAM_BYTES", 8 << 20)
+    monkeypatch.setattr(stream, "DEFAULT_BUFFER_BYTES", 2 << 20)
+    rng = np.random.default_rng(0)
+    warm = rng.normal(size=(5000, 2))
+    SGDGaussianMixture(2, max_epochs=1, random_state=0).fit(warm).predict(warm)  # imports
+    SGDGaussianMixture(2, max_epochs=1, random_state=0).fit(lambda: iter([warm]))
+    peaks = []
+    for n in (1_000_000, 3_000_000):
+        X = np.concatenate([rng.normal(0, 1, (n // 2, 2)), rng.normal(4, 1, (n // 2, 2))])
+        np.save(tmp_path / "big.npy", X)
+        del X
+        mm = np.load(tmp_path / "big.npy", mmap_mode="r")
+        assert data_module.as_source(mm).kind == "stream"
+        tracemalloc.start()
+        try:
+            est = SGDGaussianMixture(2, max_epochs=1, batch_size=4096, random_state=0).fit(mm)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert est.n_iter_ == 1 and np.isfinite(est.lower_bound_)
+        labels = est.predict(mm)
+        assert isinstance(labels, np.ndarray) and labels.shape == (n,)
+        del mm, labels, est
+    assert peaks[1] < 1.2 * peaks[0] + (1 << 20), peaks     # 3x the rows, same memory
+    assert peaks[1] < 48_000_000 / 2, peaks                 # the 48 MB file is never copied

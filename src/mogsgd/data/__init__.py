@@ -5,10 +5,11 @@
 ==========================================  ===============================================
 input                                       source
 ==========================================  ===============================================
-NumPy array, list, ``np.memmap``, anything  :class:`~mogsgd.data.memory.MemorySource`
-``np.asarray`` reads
+NumPy array, list, a small ``np.memmap``,   :class:`~mogsgd.data.memory.MemorySource`
+anything ``np.asarray`` reads
 a path (``.npy``, ``.zarr``, Parquet file   :class:`~mogsgd.data.chunked.ChunkedSource`
-or folder), a ``ChunkSource``, a Zarr
+or folder), a ``np.memmap`` over 64 MiB,
+a ``ChunkSource``, a Zarr
 array, a re-iterable of chunks or a
 function returning an iterator
 a one-shot iterator of chunks               :class:`~mogsgd.data.chunked.OneShotSource`
@@ -112,6 +113,15 @@ def as_chunks(X, *, chunk_rows: int | None = None,
     return IterableSource(X, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
 
 
+#: A memory-mapped array larger than this is streamed chunk by chunk (never copied whole
+#: into memory); a smaller one is read as an ordinary array.
+MEMMAP_STREAM_BYTES = 64 << 20
+
+
+def _large_memmap(X) -> bool:
+    return isinstance(X, np.memmap) and X.nbytes > MEMMAP_STREAM_BYTES
+
+
 def _chunked(chunks: ChunkSource) -> ChunkedSource:
     return ChunkedSource(chunks) if chunks.reiterable else OneShotSource(chunks)
 
@@ -144,7 +154,7 @@ def as_source(X, *, device=None, inference: bool = False) -> Source:
         from mogsgd.distributed import as_dask_2d
 
         return _chunked(ArraySource(as_dask_2d(X)))
-    if is_out_of_core(X):
+    if is_out_of_core(X) or _large_memmap(X):
         return _chunked(as_chunks(X))
     if uses_torch(device, X):
         if inference and device is not None and not _torch_device_usable(device, X):
