@@ -60,6 +60,16 @@ def _dask(X, tmp_path):
     return da.from_array(X, chunks=(100, D))
 
 
+def _dask_cluster(X, tmp_path):
+    """On the cluster, synchronous SGD: exact per step (local SGD, the default, averages
+    the workers' trajectories and is held to the in-memory quality in tests/test_dask.py)."""
+    from distributed import default_client
+
+    from mogsgd.data.dask import DaskSource
+
+    return DaskSource(_dask(X, tmp_path), default_client(), mode="sync")
+
+
 def _tensor(X, tmp_path):
     torch = pytest.importorskip("torch")
     return torch.as_tensor(X)
@@ -73,7 +83,7 @@ KIND_FACTORIES = {
     "re-iterable-chunks": (_chunks, "stream", False),
     "one-shot-iterator": (_one_shot, "one-shot iterator", False),
     "dask-streamed": (_dask, "stream", False),
-    "dask-cluster": (_dask, "dask", True),
+    "dask-cluster": (_dask_cluster, "dask", True),
     "torch-tensor": (_tensor, "tensor", False),
 }
 

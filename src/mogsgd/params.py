@@ -47,6 +47,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _float_dtype(*arrays: np.ndarray) -> np.dtype:
+    if all(a.dtype == np.float64 for a in arrays):   # the common case, without result_type
+        return np.dtype(np.float64)
     dtype = np.result_type(*arrays)
     if dtype == np.float32:
         return np.dtype(np.float32)
@@ -101,7 +103,7 @@ class MixtureParams:
         if logits.shape != (k,):
             raise ValidationError(f"logits must have shape (K,) = ({k},), got {logits.shape}")
         for f, a in arrs.items():
-            if not np.all(np.isfinite(a)):
+            if not np.isfinite(a).all():   # the method: no wrapper dispatch on the hot path
                 raise ValidationError(f"{f} contains NaN or infinite values")
             a.setflags(write=False)
             object.__setattr__(self, f, a)

@@ -89,6 +89,7 @@ class TrainConfig:
     oem_alpha: float = 0.6
     oem_t0: float = 2.0
     oem_average: bool = True
+    min_steps_per_period: int = MIN_STEPS_PER_PERIOD
 
     def __post_init__(self) -> None:
         check_choice("solver", self.solver, SOLVERS)
@@ -118,10 +119,11 @@ class TrainConfig:
         return int(np.clip(np.ceil(self.target_steps / steps), 20, 2000))
 
     def patience_epochs(self, n_train: int) -> int:
-        """``patience`` counts periods of at least :data:`MIN_STEPS_PER_PERIOD` steps, so tiny
-        data sets (one step per epoch) are not stopped after a handful of steps."""
+        """``patience`` counts periods of at least ``min_steps_per_period`` steps
+        (:data:`MIN_STEPS_PER_PERIOD` by default), so tiny data sets (one step per epoch) are
+        not stopped after a handful of steps."""
         per_epoch = batch_count(n_train, self.batch_size)
-        return self.patience * max(1, -(-MIN_STEPS_PER_PERIOD // per_epoch))
+        return self.patience * max(1, -(-self.min_steps_per_period // per_epoch))
 
     def build_optimizer(self, n_train: int) -> Optimizer:
         steps_per_epoch = batch_count(n_train, self.batch_size)

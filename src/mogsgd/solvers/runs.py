@@ -57,6 +57,8 @@ class RunSettings:
 #: than this (nats per row, standardised units), or after REFINE_MAX_ITER steps.
 REFINE_TOL = 1e-9
 REFINE_MAX_ITER = 100
+#: Early stopping's period (optimiser steps) when the refinement follows.
+REFINED_STEPS_PER_PERIOD = 20
 
 
 @dataclass
@@ -96,6 +98,10 @@ class StochasticSolver:
         early stopping would have used)."""
         first_epoch = state.epoch if extend and state is not None else 0
         config = settings.config
+        if _refines(settings, prepared):
+            # EM finishes the convergence: SGD only has to find the basin, so patience
+            # counts short periods (REFINED_STEPS_PER_PERIOD steps) on small data
+            config = replace(config, min_steps_per_period=REFINED_STEPS_PER_PERIOD)
         callback = settings.callback
         if writer is not None:
             user_callback = settings.callback
@@ -252,8 +258,7 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     ``"em"`` wherever the source has EM statistics (one pass over the rows per step),
     ``"none"`` never.
     """
-    wanted = settings.refine == "em" or (settings.refine == "auto" and prepared.in_memory)
-    if not (solver.stochastic and wanted and prepared.em_stats is not None and run.n_iter > 0):
+    if not (solver.stochastic and _refines(settings, prepared) and run.n_iter > 0):
         return run   # (nothing trained, as with max_epochs=0: nothing to refine)
     try:
         with np.errstate(all="ignore"):
@@ -267,6 +272,12 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     if not (np.isfinite(lls[-1]) and lls[-1] >= lls[0]):
         return run
     return replace(run, params=result.params.astype(run.params.dtype), refine_iter=result.n_iter)
+
+
+def _refines(settings: RunSettings, prepared: Prepared) -> bool:
+    """Whether the fit ends with the EM refinement (``refine`` and the source allow it)."""
+    wanted = settings.refine == "em" or (settings.refine == "auto" and prepared.in_memory)
+    return wanted and prepared.em_stats is not None
 
 
 def _as_dict(run: Run | None) -> dict | None:
