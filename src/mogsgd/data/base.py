@@ -28,12 +28,13 @@ import numpy as np
 
 from mogsgd.density import log_prob, log_resp
 from mogsgd.em import EMStats
+from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer
 from mogsgd.validation import check_data
 
 __all__ = ["CAPABILITIES", "KINDS", "FitPlan", "Prepared", "Source", "Model", "ROW_FUNCTIONS",
-           "check_fit_rows", "count_distinct_rows"]
+           "check_fit_rows", "count_distinct_rows", "split_rows", "check_width"]
 
 #: What a source may support.  ``multi_pass``: rows can be read more than once (epochs,
 #: EM iterations); ``weights``: ``sample_weight``; ``checkpoint``: ``checkpoint_path`` and
@@ -193,6 +194,22 @@ class Source:
     def loglik_sum(self, model: Model, sample_weight=None) -> tuple[float, float]:
         """``(sum_i w_i log p(x_i), sum_i w_i)`` (unit weights without ``sample_weight``)."""
         raise TypeError(f"{self.kind} input cannot be scored")  # pragma: no cover
+
+
+def split_rows(Z, w, order, n_val: int):
+    """``(Z_train, w_train, Z_val, w_val)``: the rows ``order[:n_val]`` held out for early
+    stopping, the rest for training (arrays or tensors alike; ``None`` where absent)."""
+    if not n_val:
+        return Z, w, None, None
+    train, val = order[n_val:], order[:n_val]
+    return (Z[train], None if w is None else w[train], Z[val], None if w is None else w[val])
+
+
+def check_width(n_features: int, expected: int | None, owner: str = "SGDGaussianMixture"):
+    """Refuse data whose feature count differs from the model's (warm start, scoring)."""
+    if expected is not None and n_features != expected:
+        raise ValidationError(f"X has {n_features} features, but {owner} is expecting "
+                              f"{expected} features as input")
 
 
 def count_distinct_rows(X: np.ndarray, at_least: int) -> int:

@@ -29,8 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from mogsgd._files import atomic_write
-from mogsgd.data.base import ROW_FUNCTIONS, FitPlan, Model, Prepared, Source, check_fit_rows
-from mogsgd.data.memory import MemorySource, check_width
+from mogsgd.data.base import (
+    ROW_FUNCTIONS,
+    FitPlan,
+    Model,
+    Prepared,
+    Source,
+    check_fit_rows,
+    check_width,
+)
+from mogsgd.data.memory import MemorySource
 from mogsgd.density import log_prob
 from mogsgd.em import combine_stats, em_stats
 from mogsgd.params import MixtureParams
@@ -198,11 +206,3 @@ def _npy_header(dtype, shape: tuple) -> bytes:
     body_len = _NPY_HEADER_BYTES - 10
     text = text.ljust(body_len - 1) + "\n"
     return b"\x93NUMPY\x01\x00" + body_len.to_bytes(2, "little") + text.encode("latin1")
-
-
-def row_output(name: str, model: Model) -> tuple[np.dtype, int | None]:
-    """The ``.npy`` dtype and width of an inference output."""
-    width, dtype = ROW_FUNCTIONS[name][1:]
-    return (np.dtype(dtype or model.params.dtype),
-            None if width is None else model.params.n_components)
-

@@ -16,9 +16,17 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from mogsgd.data.base import ROW_FUNCTIONS, FitPlan, Model, Prepared, Source, check_fit_rows
+from mogsgd.data.base import (
+    ROW_FUNCTIONS,
+    FitPlan,
+    Model,
+    Prepared,
+    Source,
+    check_fit_rows,
+    check_width,
+)
 from mogsgd.data.chunked import consecutive_blocks
-from mogsgd.data.memory import MemorySource, check_width
+from mogsgd.data.memory import MemorySource
 from mogsgd.density import log_prob
 from mogsgd.distributed import (
     DaskData,

@@ -18,22 +18,16 @@ from mogsgd.data.base import (
     Prepared,
     Source,
     check_fit_rows,
+    check_width,
+    split_rows,
 )
 from mogsgd.density import log_prob
 from mogsgd.em import em_stats, stats_from_grad_sums
-from mogsgd.errors import ValidationError
 from mogsgd.init import distinct_rows
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.validation import check_data, check_sample_weight
 
 __all__ = ["MemorySource", "check_width", "weighted_mean", "em_stats_fn"]
-
-
-def check_width(n_features: int, expected: int | None, owner: str = "SGDGaussianMixture"):
-    """Refuse data whose feature count differs from the model's (warm start, scoring)."""
-    if expected is not None and n_features != expected:
-        raise ValidationError(f"X has {n_features} features, but {owner} is expecting "
-                              f"{expected} features as input")
 
 
 def weighted_mean(values: np.ndarray, w: np.ndarray | None) -> float:
@@ -81,13 +75,7 @@ class MemorySource(Source):
         split_rng_state = copy.deepcopy(rng.bit_generator.state)
         Z = scaler.transform(X)
         n_val = plan.n_validation(len(Z))
-        order = rng.permutation(len(Z))
-        Z_val = Z[order[:n_val]] if n_val else None
-        Z_train = Z[order[n_val:]] if n_val else Z
-        w_train = w_val = None
-        if w is not None:
-            w_train = w[order[n_val:]] if n_val else w
-            w_val = w[order[:n_val]] if n_val else None
+        Z_train, w_train, Z_val, w_val = split_rows(Z, w, rng.permutation(len(Z)), n_val)
         nll_fn = fast.nll_fn_for(plan.backend)
         stats_fn = em_stats_fn(plan.backend, missing=bool(np.isnan(X).any()))
 

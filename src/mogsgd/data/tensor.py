@@ -19,7 +19,15 @@ import numpy as np
 from mogsgd.backends import import_torch, is_cuda_dlpack, is_torch_tensor
 from mogsgd.backends.torch_ops import log_prob, log_resp, nll, to_torch
 from mogsgd.backends.torch_train import TorchEngine, seeded_randperm
-from mogsgd.data.base import FitPlan, Model, Prepared, Source, check_fit_rows
+from mogsgd.data.base import (
+    FitPlan,
+    Model,
+    Prepared,
+    Source,
+    check_fit_rows,
+    check_width,
+    split_rows,
+)
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer
@@ -130,21 +138,13 @@ class TensorSource(Source):
         X, sample = self._checked(plan.dtype, lambda a: check_fit_rows(a, plan))
         w, sample_w = self._weights(sample_weight, X.shape[0])
         d = X.shape[1]
+        check_width(d, None if scaler is None else len(scaler.center))
         if scaler is None:
             scaler = Standardizer.fit(sample, plan.standardize, sample_w)
-        elif len(scaler.center) != d:
-            raise ValidationError(f"X has {d} features, but SGDGaussianMixture is expecting "
-                                  f"{len(scaler.center)} features as input")
         Z = _transform(scaler, X)
         n_val = plan.n_validation(len(Z))
-        order = seeded_randperm(rng, self.device)(len(Z))
-        Z_val = Z[order[:n_val]] if n_val else None
-        Z_train = Z[order[n_val:]] if n_val else Z
-        w_train = w_val = None
-        if w is not None:
-            w_train = w[order[n_val:]] if n_val else w
-            w_val = w[order[:n_val]] if n_val else None
-        del order
+        Z_train, w_train, Z_val, w_val = split_rows(
+            Z, w, seeded_randperm(rng, self.device)(len(Z)), n_val)
 
         return Prepared(
             n_features=d, scaler=scaler, train=Z_train, train_weight=w_train, val=Z_val,
