@@ -135,3 +135,4 @@ def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None =
         return float(-np.mean(lp))
     w = np.asarray(sample_weight, dtype=lp.dtype)
     return float(-(w @ lp) / w.sum())
+standardised = _standardised  # public name (gradients uses it)

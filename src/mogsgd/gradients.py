@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd.density import _standardised, logsumexp, observed_mask, weighted_log_prob
+from mogsgd.density import logsumexp, observed_mask, standardised, weighted_log_prob
 from mogsgd.params import MixtureParams
 
 __all__ = ["GradSums", "nll_grad_sums", "combine_sums", "finalize", "nll_grad"]
@@ -71,7 +71,7 @@ def nll_grad_sums(
     g_log_sigma = np.empty((k_comp, d), dtype=resp.dtype)
     inv_sigma = np.exp(-params.log_sigma)
     for k in range(k_comp):
-        z = _standardised(X, params, k, observed)         # (n, D)
+        z = standardised(X, params, k, observed)          # (n, D)
         rz = resp[:, k] @ z                               # sum_i r_ik z_ikd
         rz2 = resp[:, k] @ (z * z)                        # sum_i r_ik z_ikd^2
         counted = nk[k] if observed is None else resp[:, k] @ observed

@@ -38,7 +38,7 @@ READ_AHEAD_ROWS = 1 << 16
 def supports(optimizer: Optimizer, X: np.ndarray, params: MixtureParams) -> bool:
     """Whether :class:`CompiledEpoch` can run this optimiser on this data: a built-in
     optimiser, float64 parameters, float32/float64 ``X`` without NaN."""
-    from mogsgd.fast import _kernels as kern
+    import mogsgd.fast._kernels as kern
 
     X = np.asarray(X)
     return (optimizer.name in _OPT_CODES and params.dtype == np.float64
@@ -67,7 +67,7 @@ class CompiledEpoch:
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None, optimizer: Optimizer,
                  batch_size: int, min_variance: float, block: int | None = None) -> None:
-        from mogsgd.fast import _kernels as kern
+        import mogsgd.fast._kernels as kern
 
         self._kern = kern
         self.X = np.ascontiguousarray(X)
