@@ -175,7 +175,8 @@ class _InProcessShards:
         return self._shards
 
     def map_shards(self, fn, shared, per_shard):
-        return [fn(x, *shared, *extra) for (x, _, _), extra in zip(self._shards, per_shard, strict=True)]
+        return [fn(x, *shared, *extra)
+                for (x, _, _), extra in zip(self._shards, per_shard, strict=True)]
 
 
 def test_local_sgd_with_one_worker_is_the_single_process_compiled_epoch_bit_for_bit():
