@@ -32,13 +32,16 @@ def check_data(
     ``dtype=None`` keeps float32 input as float32 and turns everything else into
     float64.  NaN is refused unless ``allow_nan`` (missing values); infinity always.
     Text arrays are refused (``TypeError``) even when the strings hold numbers;
-    object arrays are converted when every entry is a number (``None`` becomes NaN).
+    object arrays are converted when every entry is a number.  A pandas data frame with
+    nullable numeric columns (``Float64``, ``Int64``, ``boolean``) is read with ``pd.NA``
+    as NaN, so NA is a missing value like NaN.
     ``min_samples_reason`` explains the minimum in the error message.
     """
     if isinstance(X, str | bytes):
         raise TypeError(f"{name} must be a numeric array, got a string")
     if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
         raise TypeError(f"sparse input is not supported; pass {name}.toarray() instead")
+    X = _nullable_to_nan(X)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged nested lists and the like
@@ -119,6 +122,20 @@ def check_data(
                 f"{name} row {int(np.argmax(empty))} has every feature missing; drop such rows"
             )
     return arr
+
+
+def _nullable_to_nan(X):
+    """A pandas frame (or series) whose columns are all numeric or boolean, with at least
+    one nullable extension dtype (``Float64``, ``Int64``, ``boolean``), as a float64 array
+    with ``pd.NA`` as NaN; anything else unchanged.  Duck-typed: pandas is not imported."""
+    if not type(X).__module__.startswith("pandas") or not hasattr(X, "to_numpy"):
+        return X
+    dtypes = list(getattr(X, "dtypes", [getattr(X, "dtype", None)]))
+    numeric = all(getattr(dt, "kind", "O") in "biuf" for dt in dtypes)
+    nullable = any(not isinstance(dt, np.dtype) for dt in dtypes)
+    if not (dtypes and numeric and nullable):
+        return X
+    return np.ascontiguousarray(X.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def check_sample_weight(sample_weight, n_samples: int, dtype=np.float64) -> np.ndarray | None:
