@@ -88,11 +88,39 @@ def round_trip(client, futures, workers, repeat: int = 30) -> float:
     return best
 
 
+def round_cost(X_shard, params, opt_state, config, repeat: int = 3) -> float:
+    """Seconds of one local-SGD round over a whole shard, run in this process: the
+    permutation plus the compiled epoch -- exactly what a worker computes in a round."""
+    from mogsgd.solvers.local_sgd import local_round
+
+    n = len(X_shard)
+    best = np.inf
+    for seed in range(repeat):
+        t0 = time.perf_counter()
+        local_round(X_shard, params, opt_state, config, n, 0, n, seed)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def averaging_cost(params, opt_state, workers: int, repeat: int = 200) -> float:
+    """Seconds the driver spends averaging ``workers`` states (:func:`average_states`)."""
+    from mogsgd.solvers.local_sgd import average_states
+
+    rows = np.ones(workers)
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        average_states([params] * workers, [opt_state] * workers, rows)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def main(argv=None) -> int:
     import dask.array as da
     import distributed
 
     from mogsgd.data.dask import DaskSource
+    from mogsgd.train import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=float, default=2e6)
@@ -108,15 +136,33 @@ def main(argv=None) -> int:
         rows.append((what, figure, note))
         print(f"{what}: {figure} {note}", flush=True)
 
+    # warm-up: compile (or load the cache) before anything is timed
+    timed_fit(lambda: SGDGaussianMixture(3, random_state=0, max_epochs=2), X[:20_000])
     # 1. one process
     mem, t_mem = timed_fit(lambda: SGDGaussianMixture(3, random_state=0), X)
     ll_mem = mem.score(X_test)
     rate_mem = epoch_rate(mem, int(0.9 * n))
-    c = 1.0 / rate_mem
     row("one process: default fit", f"{t_mem:.2f} s, held-out LL {ll_mem:.4f}",
         f"({mem.n_iter_} epochs, refinement {mem.refine_iter_} EM steps)")
     row("one process: training throughput", f"{rate_mem / 1e6:.2f} M rows/s",
-        f"(c = {c * 1e9:.1f} ns per row)")
+        "(fastest epoch, validation scoring included)")
+
+    # the cost model's inputs, each measured on its own in this process
+    P = 2
+    n_local = int(0.9 * n) // P
+    rounds = max(1, -(-n_local // args.sync_rows))
+    R = n_local // rounds
+    shard = np.ascontiguousarray((X[:n_local] - X.mean(0)) / X.std(0))
+    params, opt_state = mem._state.params, mem._state.opt_state  # noqa: SLF001 - the model's inputs
+    config = TrainConfig()
+    c = round_cost(shard[:R], params, opt_state, config) / R
+    g = averaging_cost(params, opt_state, P)
+    nbytes = len(pickle.dumps((params, opt_state, config, n_local)))
+    row("cost model: compute per row of a round, c (permutation + compiled steps)",
+        f"{c * 1e9:.1f} ns", f"(one round = {R} rows per worker)")
+    row("cost model: driver averaging per worker, g", f"{g / P * 1e6:.1f} us")
+    row("cost model: bytes per synchronisation and worker (task arguments)",
+        f"{nbytes} B out, about the same back")
 
     results = {}
     with warnings.catch_warnings():
@@ -125,7 +171,15 @@ def main(argv=None) -> int:
                                            dashboard_address=None)
         client = distributed.Client(cluster)
     try:
+        futures = client.scatter([np.zeros(1)] * 2, broadcast=False)
+        workers = sorted(client.scheduler_info()["workers"])
+        L = round_trip(client, futures, workers)
+        row("cost model: round trip, one task per worker (2 processes), L", f"{L * 1e3:.2f} ms")
         Xd = da.from_array(X, chunks=chunks)
+        # warm the workers' compiled kernels
+        timed_fit(lambda: SGDGaussianMixture(3, random_state=0, max_epochs=1, refine="none"),
+                  DaskSource(da.from_array(X[:40_000], chunks=(10_000, 3)), client,
+                             sync_rows=args.sync_rows))
         # 2. local SGD, the default
         local, t_local = timed_fit(lambda: SGDGaussianMixture(3, random_state=0),
                                    DaskSource(Xd, client, sync_rows=args.sync_rows))
@@ -137,7 +191,7 @@ def main(argv=None) -> int:
             f"({local.n_iter_} epochs; {t_local / t_mem:.2f}x the one-process time; "
             f"LL gap {ll_local - ll_mem:+.4f})")
         row("Dask 2 processes, local SGD: training throughput",
-            f"{rate_local / 1e6:.2f} M rows/s")
+            f"{rate_local / 1e6:.2f} M rows/s", "(fastest epoch, validation scoring included)")
         # 3. synchronous SGD, one epoch at batch 1024
         sync, _ = timed_fit(lambda: SGDGaussianMixture(3, random_state=0, max_epochs=1,
                                                        batch_size=1024, refine="none"),
@@ -145,15 +199,6 @@ def main(argv=None) -> int:
         rate_sync = epoch_rate(sync, int(0.9 * n))
         row("Dask 2 processes, synchronous SGD (batch 1024): training throughput",
             f"{rate_sync / 1e6:.3f} M rows/s")
-        # 4. latency and bytes
-        futures = client.scatter([np.zeros(1)] * 2, broadcast=False)
-        workers = sorted(client.scheduler_info()["workers"])
-        L = round_trip(client, futures, workers)
-        state = (mem.params_, mem._state.opt_state)  # noqa: SLF001 - its size, for the model
-        nbytes = len(pickle.dumps(state))
-        row("round trip, one task per worker (2 processes)", f"{L * 1e3:.2f} ms")
-        row("bytes per synchronisation and worker (parameters + Adam state)",
-            f"{nbytes} B each way")
     finally:
         client.close()
         cluster.close()
@@ -169,40 +214,40 @@ def main(argv=None) -> int:
                                  DaskSource(da.from_array(X, chunks=chunks), client4,
                                             sync_rows=args.sync_rows))
             row("Dask 4 thread workers (sharing 2 cores), local SGD: training throughput",
-                f"{epoch_rate(est4, n) / 1e6:.2f} M rows/s")
+                f"{epoch_rate(est4, int(0.9 * n)) / 1e6:.2f} M rows/s")
 
-    # the cost model, calibrated on the 2-worker local-SGD round
-    R, P = args.sync_rows, 2
-    round_measured = P * R / rate_local
-    g = max(0.0, (round_measured - R * c - L) / P)
-    pred_local_2 = P * R / (R * c + L + P * g)
+    # the cost model: nothing fitted to the 2-worker run; c, g and L measured above
+    def local_rate(p, latency):
+        return p * R / (R * c + latency + p * g / P)
+
     b = 1024
-    step_measured = b / rate_sync
-    g_step = max(0.0, (step_measured - b * c / P - L) / P)
-    pred_sync_2 = b / (b * c / P + L + P * g_step)
-    row("cost model: per-worker driver cost g (local round) / g_step (sync step)",
-        f"{g * 1e3:.3f} ms / {g_step * 1e3:.3f} ms", "(from the 2-worker measurements)")
-    # prediction for 2 workers from the one-process c and the measured latency alone
-    pred0 = P * R / (R * c + L)
-    row("cost model check, 2 workers local SGD (c and L only, no fitted g)",
-        f"predicted {pred0 / 1e6:.2f} vs measured {rate_local / 1e6:.2f} M rows/s",
-        f"({(pred0 / rate_local - 1) * 100:+.0f}%)")
+
+    def sync_rate(p, latency):
+        return b / (b * c / p + latency + p * g / P)
+
+    pred_local_2, pred_sync_2 = local_rate(P, L), sync_rate(P, L)
+    row("cost model check, 2 workers, local SGD",
+        f"predicted {pred_local_2 / 1e6:.2f} vs measured {rate_local / 1e6:.2f} M rows/s",
+        f"({(pred_local_2 / rate_local - 1) * 100:+.0f}%)")
+    row("cost model check, 2 workers, synchronous SGD",
+        f"predicted {pred_sync_2 / 1e6:.3f} vs measured {rate_sync / 1e6:.3f} M rows/s",
+        f"({(pred_sync_2 / rate_sync - 1) * 100:+.0f}%)")
     net_L = 1e-3
     table = ["| workers | local SGD, predicted rows/s | synchronous SGD (batch 1024), "
              "predicted rows/s |", "|---|---|---|"]
     for p in (2, 8, 64, 512):
-        loc = p * R / (R * c + net_L + p * g)
-        syn = b / (b * c / p + net_L + p * g_step)
-        table.append(f"| {p} | {loc / 1e6:.1f} M | {syn / 1e6:.3f} M |")
+        table.append(f"| {p} | {local_rate(p, net_L) / 1e6:.1f} M | "
+                     f"{sync_rate(p, net_L) / 1e6:.3f} M |")
     text = ["# Dask scaling: local SGD vs synchronous SGD (measured, then modelled)", "",
-            f"`PYTHONPATH=src python benchmarks/bench_dask_scaling.py --rows {args.rows:g}` "
-            f"(sync_rows {R}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-            "2-core shared machine.", "", "| measurement | figure | note |", "|---|---|---|"]
+            f"`python benchmarks/bench_dask_scaling.py --rows {args.rows:g}` "
+            f"(sync_rows {args.sync_rows}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+            "; 2-core shared machine.", "", "| measurement | figure | note |", "|---|---|---|"]
     text += [f"| {w} | {f} | {note} |" for w, f, note in rows]
-    text += ["", f"Predictions with c = {c * 1e9:.1f} ns/row (measured above), a 1 ms network "
-             f"round trip, g = {g * 1e3:.3f} ms and g_step = {g_step * 1e3:.3f} ms per worker "
-             f"(calibrated above; model at 2 workers: local {pred_local_2 / 1e6:.2f}, sync "
-             f"{pred_sync_2 / 1e6:.3f} M rows/s):", ""] + table
+    text += ["", f"Model: local SGD `rows/s = P R / (R c + L + P g)` with R = {R} rows per "
+             "worker and round; synchronous SGD `rows/s = B / (B c / P + L + P g)` at B = "
+             f"{b}; c = {c * 1e9:.1f} ns/row, g = {g / P * 1e6:.1f} us per worker, measured "
+             "above. Predictions for larger clusters with a 1 ms network round trip (the "
+             f"{nbytes} B per synchronisation take microseconds at 10 Gbit/s):", ""] + table
     out = "\n".join(text) + "\n"
     print(out)
     if args.out is not None:

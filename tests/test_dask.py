@@ -243,3 +243,20 @@ def test_sync_mode_stays_available(client):
     assert est.n_iter_ == 2
     with pytest.raises(ValueError, match="unknown mode"):
         DaskSource(da.from_array(X, chunks=(1000, 3)), client, mode="fast")
+
+
+def test_checkpoints_on_the_cluster_are_refused_before_any_work(client, tmp_path):
+    """Checkpoints cannot capture the workers' positions, so a Dask fit refuses them up
+    front with one message naming the feature and the fix (issue 19: resume works across
+    the cluster or is refused clearly); nothing is written."""
+    from mogsgd.data.dask import DaskSource
+
+    X = data(3000, 44)
+    ckpt = tmp_path / "fit.ckpt"
+    for kw in ({"checkpoint_path": ckpt}, {}):
+        est = SGDGaussianMixture(3, random_state=0, **kw)
+        source = DaskSource(da.from_array(X, chunks=(1000, 3)), client)
+        with pytest.raises(ValueError, match="checkpoint_path/resume is not supported for "
+                                             "Dask arrays .*load the rows"):
+            est.fit(source, **({} if kw else {"resume": ckpt}))
+    assert not ckpt.exists()
