@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("mogsgd", "params", "density", "gradients", "em", "online_em", "optim", "init",
               "standardize", "validation", "errors", "_random", "_files", "io", "datasets",
               "metrics", "covariance")),
-    ("backends", ("fast", "backends")),
+    ("backends", ("fast", "backends", "api")),
     ("data", ("data", "stream", "distributed")),
     ("solvers", ("train", "solvers")),
     ("persistence", ("model_io", "checkpoint", "state_checks")),

@@ -2,7 +2,11 @@
 
 The functional core (parameters, densities, gradients, optimisers, training
 loop, EM) depends on NumPy alone; the scikit-learn estimator is loaded lazily
-so that ``import mogsgd`` does not import scikit-learn.
+so that ``import mogsgd`` does not import scikit-learn.  ``nll_grad``, ``nll``,
+``log_prob`` and ``responsibilities`` are :mod:`mogsgd.api`'s (the compiled kernels by
+default, ``backend="numpy"`` for the reference), also loaded on first use: the package is
+the bottom of the layers (tests/test_architecture.py), so what it re-exports from higher
+layers it names here, lazily.
 """
 
 from __future__ import annotations
@@ -10,8 +14,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from mogsgd.datasets import make_mixture
-from mogsgd.density import log_prob, log_resp, logsumexp, nll, responsibilities
-from mogsgd.gradients import nll_grad
+from mogsgd.density import log_resp, logsumexp
 from mogsgd.io import load_dataset, save_dataset
 from mogsgd.params import MixtureParams
 
@@ -35,7 +38,9 @@ __all__ = [
     "__version__",
 ]
 
-_LAZY = {"SGDGaussianMixture": ("mogsgd.estimator", "SGDGaussianMixture")}
+_LAZY = {"SGDGaussianMixture": ("mogsgd.estimator", "SGDGaussianMixture"),
+         **{name: ("mogsgd.api", name)
+            for name in ("nll_grad", "nll", "log_prob", "responsibilities")}}
 
 
 def __getattr__(name: str):

@@ -1,13 +1,15 @@
 """The compiled fast path: fused NLL + gradient kernels and a compiled training epoch.
 
-:func:`nll_grad_sums`, :func:`nll_grad`, :func:`nll` and :func:`log_prob` are drop-in
-replacements for the NumPy reference functions of :mod:`mogsgd.gradients` and
-:mod:`mogsgd.density` (same arguments, same results to ~1e-13 relative), computed by
-numba kernels that make one pass over ``X`` with SIMD ``exp``/``log`` and no
-``(n, K)`` temporaries (:mod:`mogsgd.fast._kernels`).  The NumPy functions stay the
-reference and the fallback.  ``X`` with NaN (missing values, which the reference
-marginalises) is detected by the NaN it gives the kernel's log-likelihood and handed
-to the reference.
+:func:`nll_grad_sums`, :func:`nll_grad`, :func:`nll`, :func:`log_prob` and
+:func:`responsibilities` are drop-in replacements for the NumPy reference functions of
+:mod:`mogsgd.gradients` and :mod:`mogsgd.density` (same arguments, same results to ~1e-13
+relative), computed by numba kernels that make one pass over ``X`` with SIMD
+``exp``/``log`` and no ``(n, K)`` temporaries other than the output
+(:mod:`mogsgd.fast._kernels`).  :mod:`mogsgd.api` puts them behind the public functions
+``mogsgd.nll_grad``, ``mogsgd.nll``, ``mogsgd.log_prob`` and ``mogsgd.responsibilities``.
+The NumPy functions stay the reference and the fallback.  ``X`` with NaN (missing values,
+which the reference marginalises) is detected by the NaN it gives the kernel's
+log-likelihood and handed to the reference.
 
 Backends: ``"numpy"`` (the reference), ``"numba"`` (this package; an error if it
 cannot run) and ``"auto"`` (numba when it works, else NumPy with one
@@ -30,7 +32,7 @@ from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice
 
 __all__ = ["BACKENDS", "available", "unavailable_reason", "resolve_backend",
-           "nll_grad_sums", "nll_grad", "nll", "log_prob", "nll_fn_for",
+           "nll_grad_sums", "nll_grad", "nll", "log_prob", "responsibilities", "nll_fn_for",
            "kernels_for", "compiled_epoch", "permutations"]
 
 BACKENDS = ("auto", "numpy", "numba")
@@ -209,18 +211,40 @@ def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None =
     return sums.nll_sum / sums.weight_sum
 
 
-def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
-    """:func:`mogsgd.density.log_prob` by the fused kernel: ``log p(x_i)``, shape (n,)."""
+def _rows_out(X, params: MixtureParams, want_resp: bool) -> np.ndarray:
+    """Per-row kernel output: ``log p(x_i)`` (n,) or ``gamma_ik`` (n, K), in parallel
+    chunks for large ``X`` (each row's values do not depend on the split)."""
     from mogsgd.fast import _kernels as kern
 
     X = _as_rows(X)
     p, inv_sigma, cst, log_w, _ = _derived(params)
-    out = np.empty(X.shape[0])
-    kern.log_prob_rows(X, np.ascontiguousarray(p.means), inv_sigma, cst, log_w,
-                       kern.block_for(*p.means.shape, X.shape[0]), out)
+    k, d = p.means.shape
+    if X.ndim != 2 or X.shape[1] != d:
+        raise ValueError(f"X must have shape (n, {d}), got {X.shape}")
+    n = X.shape[0]
+    out, resp = np.empty(n), np.empty((n if want_resp else 0, k))
+    run = (kern.chunked_log_prob if n > kern.CHUNK_ROWS and _parallel_safe()
+           else kern.log_prob_rows)
+    run(X, np.ascontiguousarray(p.means), inv_sigma, cst, log_w, kern.block_for(k, d, n), out,
+        resp, want_resp)
+    return resp if want_resp else out
+
+
+def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """:func:`mogsgd.density.log_prob` by the fused kernel: ``log p(x_i)``, shape (n,)."""
+    out = _rows_out(X, params, want_resp=False)
     if np.isnan(out).any():
         return density.log_prob(X, params)
-    return out.astype(np.result_type(X, params.dtype), copy=False)
+    return out.astype(np.result_type(np.asarray(X).dtype, params.dtype), copy=False)
+
+
+def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """:func:`mogsgd.density.responsibilities` by the fused kernel: ``gamma_ik``, shape
+    (n, K), rows summing to one (eq. 11)."""
+    out = _rows_out(X, params, want_resp=True)
+    if np.isnan(out).any():
+        return density.responsibilities(X, params)
+    return out.astype(np.result_type(np.asarray(X).dtype, params.dtype), copy=False)
 
 
 def nll_fn_for(backend: str = "auto"):

@@ -295,8 +295,9 @@ def chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block):
 
 
 @njit(**_JIT)
-def log_prob_rows(X, means, inv_sigma, cst, log_w, block, out):
-    """``out[i] = log p(x_i)`` for every row of ``X``; one thread."""
+def log_prob_rows(X, means, inv_sigma, cst, log_w, block, out, resp, want_resp):
+    """``out[i] = log p(x_i)`` (eq. 10) for every row of ``X`` and, with ``want_resp``,
+    ``resp[i, k] = gamma_ik = e_ki / s_i`` (eq. 11); one thread."""
     n = X.shape[0]
     n_comp, d_feat = means.shape
     xt = np.empty((d_feat, block))
@@ -308,6 +309,21 @@ def log_prob_rows(X, means, inv_sigma, cst, log_w, block, out):
         nb = min(block, n - start)
         load_rows(X, start, nb, xt)
         _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, out[start:])
+        if want_resp:
+            for j in range(nb):
+                for k in range(n_comp):
+                    resp[start + j, k] = lw[k, j] / s[j]
+
+
+@njit(parallel=True, **_JIT)
+def chunked_log_prob(X, means, inv_sigma, cst, log_w, block, out, resp, want_resp):
+    """:func:`log_prob_rows` over chunks of :data:`CHUNK_ROWS` rows spread over numba's
+    threads (a row's values do not depend on the split)."""
+    n = X.shape[0]
+    for c in prange(max(1, (n + CHUNK_ROWS - 1) // CHUNK_ROWS)):
+        lo, hi = c * CHUNK_ROWS, min(n, (c + 1) * CHUNK_ROWS)
+        log_prob_rows(X[lo:hi], means, inv_sigma, cst, log_w, block, out[lo:hi],
+                      resp[lo:hi] if want_resp else resp, want_resp)
 
 
 @njit(**_JIT)
