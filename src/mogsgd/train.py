@@ -5,14 +5,15 @@ parameters.  All loop state lives in an explicit :class:`TrainState` (parameters
 optimiser state, RNG state, epoch, history, best-so-far) so a run can be
 checkpointed and resumed bit-for-bit, and continued (``warm_start``).
 
-Each epoch draws a fresh permutation of the training rows from the seeded
-``numpy.random.Generator``, visits them in batches of ``batch_size``, computes
+Each epoch draws a fresh order of the training rows from the seeded
+``numpy.random.Generator`` (a uniform permutation; block-shuffled above 2^20 rows, see
+:mod:`mogsgd.fast.shuffle`), visits them in batches of ``batch_size``, computes
 the analytic gradient (:func:`mogsgd.gradients.nll_grad`), applies the
 optimiser and projects ``log_sigma`` onto the variance floor (eq. 26).
 
 ``backend="numba"`` (the default ``"auto"`` where numba works) uses the fused
 kernels of :mod:`mogsgd.fast` and, for the gradient solvers on in-memory arrays,
-runs each epoch compiled: the permutation is still ``rng.permutation(n)``, the
+runs each epoch compiled: the order of the rows is the same, the
 batches, gradients, updates and floor run in one kernel call, with the same
 results as this loop.
 """
@@ -253,8 +254,9 @@ class ArrayEngine:
         self.X_val, self.val_weight, self.nll_fn = X_val, val_weight, nll_fn
         self.batch = min(config.batch_size, n)
         self.compiled = fast.compiled_epoch(config, n, grad_sums_fn, X, sample_weight, params)
-        # rng.permutation(n) per compiled epoch, the next one drawn meanwhile
-        self.perms = fast.permutations(rng, n, compiled=self.compiled is not None)
+        # the order of each compiled epoch (fast.epoch_order), the next one drawn meanwhile
+        self.perms = fast.permutations(rng, n, compiled=self.compiled is not None,
+                                       n_features=X.shape[1])
 
     def epoch(self, params, opt_state, more: bool):
         if self.compiled is not None:  # the loop below, compiled
@@ -389,13 +391,14 @@ def train_torch(X, params: MixtureParams | None = None, *, shuffle=None, kernel:
 
 
 def _epoch_batches(X, w, batch: int, rng: np.random.Generator):
-    """One epoch's ``(X_batch, w_batch)``: a fresh permutation of an array's rows cut into
-    batches, or what a batch provider's ``X.epoch_batches(batch, rng)`` yields."""
+    """One epoch's ``(X_batch, w_batch)``: a fresh order of an array's rows
+    (:func:`mogsgd.fast.epoch_order`: a permutation, block-shuffled above 2^20 rows) cut
+    into batches, or what a batch provider's ``X.epoch_batches(batch, rng)`` yields."""
     provider = getattr(X, "epoch_batches", None)
     if provider is not None:
         yield from provider(batch, rng)
         return
-    order = rng.permutation(X.shape[0])
+    order = fast.epoch_order(rng, X.shape[0], X.shape[1])
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         yield X[idx], (None if w is None else w[idx])

@@ -33,7 +33,7 @@ from mogsgd.validation import check_choice
 
 __all__ = ["BACKENDS", "available", "unavailable_reason", "resolve_backend",
            "nll_grad_sums", "nll_grad", "nll", "log_prob", "responsibilities", "nll_fn_for",
-           "kernels_for", "compiled_epoch", "permutations"]
+           "kernels_for", "compiled_epoch", "permutations", "epoch_order"]
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -266,12 +266,21 @@ def kernels_for(backend: str, grad_sums_fn=gradients.nll_grad_sums):
     return grad_sums_fn, nll
 
 
-def permutations(rng: np.random.Generator, n: int, compiled: bool):
-    """:func:`mogsgd.fast.epoch.permutations`: each epoch's ``rng.permutation(n)``, the next
-    one drawn in the background while a compiled epoch runs."""
+def permutations(rng: np.random.Generator, n: int, compiled: bool, n_features: int = 1):
+    """:func:`mogsgd.fast.epoch.permutations`: each epoch's order of the rows
+    (:func:`epoch_order`), the next one drawn in the background while a compiled epoch
+    runs."""
     from mogsgd.fast.epoch import permutations as make
 
-    return make(rng, n, compiled)
+    return make(rng, n, compiled, n_features)
+
+
+def epoch_order(rng: np.random.Generator, n: int, n_features: int) -> np.ndarray:
+    """:func:`mogsgd.fast.shuffle.epoch_order`: one epoch's order of ``n`` rows of
+    ``n_features`` columns, ``rng.permutation(n)`` up to 2^20 rows, block-shuffled above."""
+    from mogsgd.fast.shuffle import epoch_order as order
+
+    return order(rng, n, n_features)
 
 
 def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_weight,

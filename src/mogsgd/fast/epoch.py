@@ -1,9 +1,10 @@
 """A whole training epoch compiled: batches, gradients, optimiser step and variance floor.
 
-:func:`mogsgd.train.train` draws each epoch's permutation with ``rng.permutation(n)``
-as always and hands it to :class:`CompiledEpoch`, which runs every mini-batch of the
-epoch in one call of :func:`mogsgd.fast._kernels.train_epoch` -- no Python per step.
-The optimiser state goes in and comes out as the usual
+:func:`mogsgd.train.train` draws each epoch's order of the rows
+(:func:`mogsgd.fast.shuffle.epoch_order`: ``rng.permutation(n)``, block-shuffled above 2^20
+rows) as its Python loop does and hands it to :class:`CompiledEpoch`, which runs every
+mini-batch of the epoch in one call of :func:`mogsgd.fast._kernels.train_epoch` -- no
+Python per step.  The optimiser state goes in and comes out as the usual
 :class:`~mogsgd.optim.AdamState` / :class:`~mogsgd.optim.MomentumState` /
 :class:`~mogsgd.optim.SGDState` of :class:`~mogsgd.params.MixtureParams`, so
 checkpoints and ``warm_start`` see no difference.
@@ -24,6 +25,7 @@ import weakref
 
 import numpy as np
 
+from mogsgd.fast.shuffle import epoch_order
 from mogsgd.optim import AdamState, MomentumState, Optimizer, SGDState
 from mogsgd.params import MixtureParams
 
@@ -127,10 +129,11 @@ class CompiledEpoch:
 
 
 class Permutations:
-    """``rng.permutation(n)`` once per epoch, the next epoch's drawn while this one runs.
+    """Each epoch's order of the rows (:func:`~mogsgd.fast.shuffle.epoch_order`), the next
+    epoch's drawn while this one runs.
 
-    :meth:`next` returns exactly what ``rng.permutation(n)`` would at that point of the
-    Generator's stream, and :meth:`rng_state` the Generator's state right after that
+    :meth:`next` returns exactly what ``epoch_order(rng, n, n_features)`` would at that point
+    of the Generator's stream, and :meth:`rng_state` the Generator's state right after that
     draw -- what ``train`` records per epoch.  With ``ahead=True`` the following draw
     starts at once in a background thread (NumPy's shuffle releases the GIL, and so do
     the compiled epochs), hiding its ~10 ms per million rows behind the epoch's work on
@@ -139,8 +142,9 @@ class Permutations:
     the object is garbage collected (e.g. after an exception).
     """
 
-    def __init__(self, rng: np.random.Generator, n: int, ahead: bool = True) -> None:
-        self.rng, self.n = rng, n
+    def __init__(self, rng: np.random.Generator, n: int, ahead: bool = True,
+                 n_features: int = 1) -> None:
+        self.rng, self.n, self.n_features = rng, n, n_features
         self._box: dict = {"state": None, "pending": None}
         self._finalizer = None
         if ahead:
@@ -158,9 +162,9 @@ class Permutations:
             order, box["state"] = box["pending"].result()
             box["pending"] = None
         else:
-            order, box["state"] = _draw(self.rng, self.n)
+            order, box["state"] = _draw(self.rng, self.n, self.n_features)
         if more and "pool" in box:  # the worker must not hold ``self``: it could finalise it
-            box["pending"] = box["pool"].submit(_draw, self.rng, self.n)
+            box["pending"] = box["pool"].submit(_draw, self.rng, self.n, self.n_features)
         return order
 
     def rng_state(self) -> dict:
@@ -173,8 +177,8 @@ class Permutations:
             self._finalizer()
 
 
-def _draw(rng: np.random.Generator, n: int):
-    order = rng.permutation(n)
+def _draw(rng: np.random.Generator, n: int, n_features: int):
+    order = epoch_order(rng, n, n_features)
     return order, copy.deepcopy(rng.bit_generator.state)
 
 
@@ -186,8 +190,10 @@ def _settle(rng: np.random.Generator, box: dict) -> None:
     box["pool"].shutdown(wait=True)
 
 
-def permutations(rng: np.random.Generator, n: int, compiled: bool) -> Permutations:
+def permutations(rng: np.random.Generator, n: int, compiled: bool,
+                 n_features: int = 1) -> Permutations:
     """The :class:`Permutations` ``train`` uses: reading ahead only for compiled epochs on
     data large enough to be worth a thread, on a machine with more than one core."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return Permutations(rng, n, ahead=compiled and n >= READ_AHEAD_ROWS and (cores or 1) > 1)
+    return Permutations(rng, n, ahead=compiled and n >= READ_AHEAD_ROWS and (cores or 1) > 1,
+                        n_features=n_features)
