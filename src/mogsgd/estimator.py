@@ -82,6 +82,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue from the previous fit's parameters and optimiser state.
     verbose : int, default=0
+        Progress on stdout: 1 a line per initialisation, 2 also every 10 iterations.
     callback : callable or None
         ``callback(state)`` after each epoch (:class:`mogsgd.train.TrainState`);
         returning ``False`` stops training.

@@ -91,7 +91,7 @@ def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
                            min_variance=e.min_variance, n_components=e.n_components,
                            init=e.init, callback=e.callback,
                            record_params=e.record_params, backend=e.backend,
-                           refine=e.refine)
+                           refine=e.refine, verbose=int(e.verbose))
     return plan, settings
 
 

@@ -29,6 +29,7 @@ from mogsgd.errors import ConvergenceWarning, ValidationError
 from mogsgd.init import init_params
 from mogsgd.params import MixtureParams
 from mogsgd.solvers.local_sgd import LocalSGDEngine
+from mogsgd.solvers.progress import Progress
 from mogsgd.train import TrainConfig, TrainState, train
 
 __all__ = ["Run", "RunSettings", "StochasticSolver", "EMSolver", "SOLVERS", "get_solver",
@@ -51,6 +52,7 @@ class RunSettings:
     record_params: bool = False
     backend: str = "auto"
     refine: str = "auto"
+    verbose: int = 0
 
 
 #: The end-point refinement stops when an EM step changes the mean log-likelihood by less
@@ -89,7 +91,8 @@ class StochasticSolver:
 
     def run(self, prepared: Prepared, start: MixtureParams | None, settings: RunSettings,
             rng: np.random.Generator, *, state: TrainState | None = None,
-            writer=None, extend: bool = False, prior_loglik: float | None = None) -> Run:
+            writer=None, extend: bool = False, prior_loglik: float | None = None,
+            progress: Progress | None = None) -> Run:
         """One stochastic run; ``extend`` (warm start) trains ``max_epochs`` more epochs
         instead of up to the budget (resuming a checkpoint counts from its epoch 0).
 
@@ -103,11 +106,14 @@ class StochasticSolver:
             # counts short periods (REFINED_STEPS_PER_PERIOD steps) on small data
             config = replace(config, min_steps_per_period=REFINED_STEPS_PER_PERIOD)
         callback = settings.callback
-        if writer is not None:
+        if writer is not None or progress is not None:
             user_callback = settings.callback
 
             def callback(s):
-                writer.epoch_done(s)  # first, so a callback that raises still has it saved
+                if writer is not None:  # first, so a callback that raises still has it saved
+                    writer.epoch_done(s)
+                if progress is not None:
+                    progress.iteration(-s.history["train_nll"][-1])
                 return None if user_callback is None else user_callback(s)
 
         scaler = prepared.scaler
@@ -144,8 +150,14 @@ class EMSolver:
 
     def run(self, prepared: Prepared, start: MixtureParams | None, settings: RunSettings,
             rng: np.random.Generator, *, state=None, writer=None, extend: bool = False,
-            prior_loglik: float | None = None) -> Run:
-        result = em_loop(prepared.em_stats, prepared.train_loglik, start,
+            prior_loglik: float | None = None, progress: Progress | None = None) -> Run:
+        stats_fn = prepared.em_stats
+        if progress is not None:   # one E-step per iteration: its log-likelihood is reported
+            def stats_fn(params):
+                stats = prepared.em_stats(params)
+                progress.iteration(stats.ll_sum / stats.weight_sum)
+                return stats
+        result = em_loop(stats_fn, prepared.train_loglik, start,
                          max_iter=settings.max_iter, tol=settings.tol,
                          reg_covar=settings.min_variance, prior_loglik=prior_loglik)
         return em_run(result, prepared, settings.max_iter)
@@ -218,6 +230,7 @@ def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.G
     restart stands.  A lower ``Run.score`` wins.
     """
     first, best, pending = 0, None, None
+    progress = Progress(settings.verbose) if settings.verbose else None
     if ckpt is not None:
         first, best, pending = ckpt.restart, _as_run(ckpt.best), ckpt
     elif warm_state is not None:
@@ -237,13 +250,23 @@ def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.G
             if writer is not None:
                 writer.started(start, rng)
         pending = None
+        if progress is not None:
+            progress.init_start(restart)
         run = solver.run(prepared, start, settings, rng, state=state, writer=writer,
-                         extend=warm_state is not None, prior_loglik=prior_loglik)
+                         extend=warm_state is not None, prior_loglik=prior_loglik,
+                         progress=progress)
+        # each restart ends on its optimum before they are compared (refining only the
+        # one with the best stochastic score can keep a worse optimum)
+        run = refine(run, solver, prepared, settings)
+        if progress is not None:
+            progress.refined(run.refine_iter)
+            progress.init_end(run.converged, prepared.lower_bound(run.params)
+                              if progress.verbose >= 2 else None)
         if best is None or run.score < best.score:
             best = run
     if writer is not None:
         writer.save(complete=True)
-    return refine(best, solver, prepared, settings)
+    return best
 
 
 def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
@@ -256,7 +279,9 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     quickly because the start is already in the optimum's basin, and each step never lowers
     the likelihood (eq. 35).  ``refine="auto"`` does it where the rows are in memory,
     ``"em"`` wherever the source has EM statistics (one pass over the rows per step),
-    ``"none"`` never.
+    ``"none"`` never.  A refined run's ``score`` is the NLL per row of the refined
+    parameters on the rows the refinement fitted (data units), so refined restarts
+    compare on the objective they end on.
     """
     if not (solver.stochastic and _refines(settings, prepared) and run.n_iter > 0):
         return run   # (nothing trained, as with max_epochs=0: nothing to refine)
@@ -271,7 +296,8 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     lls = result.log_likelihoods
     if not (np.isfinite(lls[-1]) and lls[-1] >= lls[0]):
         return run
-    return replace(run, params=result.params.astype(run.params.dtype), refine_iter=result.n_iter)
+    return replace(run, params=result.params.astype(run.params.dtype), refine_iter=result.n_iter,
+                   score=prepared.scaler.log_det - lls[-1])
 
 
 def _refines(settings: RunSettings, prepared: Prepared) -> bool:
@@ -285,7 +311,9 @@ def _as_dict(run: Run | None) -> dict | None:
     if run is None:
         return None
     return {"params": run.params, "state": run.state, "history": run.history,
-            "score": run.score, "converged": run.converged, "n_iter": run.n_iter}
+            "score": run.score, "converged": run.converged, "n_iter": run.n_iter,
+            "lower_bounds": [float(v) for v in run.lower_bounds],
+            "refine_iter": int(run.refine_iter)}
 
 
 def _as_run(best: dict | None) -> Run | None:
