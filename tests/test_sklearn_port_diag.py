@@ -126,6 +126,24 @@ def test_gaussian_mixture_attributes(solver):
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
+def test_gaussian_mixture_attributes_with_scikit_learns_names(solver):
+    """mirrors test_gaussian_mixture_attributes with scikit-learn's own parameter names:
+    ``covariance_type="diag"`` and ``init_params`` are kept as given and fit the same model
+    as our names; ``reg_covar`` (an absolute regulariser we do not have) is refused with a
+    message naming ``min_variance``."""
+    needs("covariance_type", "init_params", "reg_covar")
+    X = np.random.RandomState(0).rand(10, 2)
+    est = quiet_fit(gmm(solver, 2, covariance_type="diag", init_params="random", tol=1e-4,
+                        n_init=3, max_iter=30, random_state=0), X)
+    assert (est.covariance_type, est.init_params, est.max_iter) == ("diag", "random", 30)
+    ours = quiet_fit(gmm(solver, 2, init="random", tol=1e-4, n_init=3, max_iter=30,
+                         random_state=0), X)
+    np.testing.assert_array_equal(est.means_, ours.means_)
+    with pytest.raises(ValidationError, match="min_variance"):
+        gmm(solver, 2, reg_covar=1e-1).fit(X)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_check_weights(solver):
     """mirrors test_check_weights: a bad shape, a value out of [0, 1] or weights that do
     not sum to one are refused under the name ``weights_init``; good weights are used
@@ -166,20 +184,25 @@ def test_check_precisions(solver):
     rng = np.random.RandomState(0)
     data = RandomData(rng)
     k, d, X = data.n_components, data.n_features, data.X
-    names = ["variances_init"] + (["precisions_init"] if _has_param("precisions_init")
-                                  else [])
-    for name in names:
-        with pytest.raises(ValidationError, match=rf"{name} must have shape \(2, 2\)"):
+    for name in ("variances_init", "precisions_init"):
+        if name == "precisions_init":
+            needs("precisions_init")
+        with pytest.raises(ValidationError, match=rf"{name}.* shape \(2, 2\)"):
             gmm(solver, k, **{name: np.ones((k + 1, d))}).fit(X)
-        with pytest.raises(ValidationError, match=rf"{name} must be > 0"):
+        with pytest.raises(ValidationError, match=rf"{name}.* must be > 0"):
             gmm(solver, k, **{name: np.full((k, d), -1.0)}).fit(X)
         good = data.covariances if name == "variances_init" else data.precisions
         est = gmm(solver, k, random_state=0, **{name: good.copy()}).fit(X)
         np.testing.assert_array_equal(getattr(est, name), good)
 
 
-def _has_param(name: str) -> bool:
-    return name in SGDGaussianMixture().get_params()
+def needs(*names: str) -> None:
+    """xfail the rest of a test while scikit-learn's parameter names ``names`` are not
+    accepted yet (they arrive with issue 17: ``covariance_type``, ``init_params``,
+    ``precisions_init``, ``reg_covar`` refused with the name of ``min_variance``)."""
+    missing = [n for n in names if n not in SGDGaussianMixture().get_params()]
+    if missing:
+        pytest.xfail(f"scikit-learn's {', '.join(missing)} not accepted yet (issue 17)")
 
 
 # ------------------------------------------------------------------ the maths
@@ -714,12 +737,16 @@ def test_gaussian_mixture_precisions_init_diag(solver):
     stretched = rng.randn(300, 2) @ np.array([[0.0, -0.7], [3.5, 0.7]])
     X = np.vstack([shifted, stretched])
     start = gmm(solver, 2, random_state=0, **budget(solver, 0)).fit(X)
-    with_init = gmm(solver, 2, random_state=0, variances_init=start.covariances_).fit(X)
     without = gmm(solver, 2, random_state=0).fit(X)
-    assert with_init.n_iter_ == without.n_iter_
-    np.testing.assert_allclose(with_init.precisions_cholesky_, without.precisions_cholesky_,
-                               rtol=1e-7)
-    assert with_init.precisions_cholesky_.dtype == np.float64
+    for given in ({"variances_init": start.covariances_},
+                  {"precisions_init": start.precisions_}):
+        if "precisions_init" in given:
+            needs("precisions_init")
+        with_init = gmm(solver, 2, random_state=0, **given).fit(X)
+        assert with_init.n_iter_ == without.n_iter_
+        np.testing.assert_allclose(with_init.precisions_cholesky_,
+                                   without.precisions_cholesky_, rtol=1e-7)
+        assert with_init.precisions_cholesky_.dtype == np.float64
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
@@ -735,10 +762,12 @@ def test_gaussian_mixture_precisions_init(solver):
     resp /= resp.sum(axis=1)[:, None]
     p = params_from_resp(X, resp, min_variance=0.0)
     variances = p.variances + 1e-6
-    est = gmm(solver, 4, variances_init=variances, random_state=0,
-              **budget(solver, 0)).fit(X)
-    np.testing.assert_allclose(est.precisions_cholesky_, 1.0 / np.sqrt(variances),
-                               rtol=1e-12)
+    for given in ({"variances_init": variances}, {"precisions_init": 1.0 / variances}):
+        if "precisions_init" in given:
+            needs("precisions_init")
+        est = gmm(solver, 4, random_state=0, **given, **budget(solver, 0)).fit(X)
+        np.testing.assert_allclose(est.precisions_cholesky_, 1.0 / np.sqrt(variances),
+                                   rtol=1e-12)
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
