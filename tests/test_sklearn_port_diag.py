@@ -609,7 +609,8 @@ def test_regularisation(solver):
 
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_fitted_precision_covariance_consistency(solver):
-    """mirrors test_fitted_precision_covariance_concistency (diag): ``precisions_ = 1 /
+    """mirrors test_fitted_precision_covariance_concistency (``test_property`` in older
+    scikit-learn releases) for the diagonal model: ``precisions_ = 1 /
     covariances_`` and ``precisions_cholesky_ = sqrt(precisions_)``, float64."""
     data = RandomData(np.random.RandomState(0), scale=7)
     est = gmm(solver, data.n_components, random_state=0, n_init=2).fit(data.X)
