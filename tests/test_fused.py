@@ -304,8 +304,9 @@ def test_python_loop_runs_where_the_epoch_cannot_be_compiled(rng):
     X, _ = sample_mixture(rng, p, 300)
     cfg = TrainConfig(max_epochs=1)
     assert fast.compiled_epoch(cfg, 300, fast.nll_grad_sums, X, None, p) is not None
-    online = TrainConfig(solver="online_em", max_epochs=1)
-    assert fast.compiled_epoch(online, 300, fast.nll_grad_sums, X, None, p) is None
+    online = TrainConfig(solver="online_em", max_epochs=1)   # compiled too (CompiledOnlineEM)
+    assert fast.compiled_epoch(online, 300, fast.nll_grad_sums, X, None, p) is not None
+    assert fast.compiled_epoch(online, 300, gradients.nll_grad_sums, X, None, p) is None
     assert fast.compiled_epoch(cfg, 300, gradients.nll_grad_sums, X, None, p) is None
     assert fast.compiled_epoch(cfg, 300, fast.nll_grad_sums, X, None,
                                p.astype(np.float32)) is None
@@ -502,3 +503,26 @@ def test_compiled_epoch_on_float32_data_matches_the_numpy_loop(rng):
             for b in ("numba", "numpy")]
     np.testing.assert_allclose(runs[0].params.ravel(), runs[1].params.ravel(), rtol=1e-10,
                                atol=1e-10)
+
+
+@pytest.mark.parametrize("batch", [5000, 40_000])
+def test_large_batches_are_split_the_same_way_with_and_without_threads(rng, batch):
+    """Batches of >= SPLIT_ROWS rows are summed in parts (kernels.partition): the compiled
+    epoch with the parts on two threads, on one, and the Python loop over the fused kernel
+    (which splits a full pass the same way) agree bit for bit."""
+    from mogsgd.fast import _kernels as kern
+    from mogsgd.fast.epoch import CompiledEpoch
+
+    assert kern.partition(batch)[0] >= 2
+    p = random_params(rng, 3, 3)
+    X, _ = sample_mixture(rng, p, 90_000)
+    cfg = TrainConfig(batch_size=batch, early_stopping=False)
+    opt = cfg.build_optimizer(len(X))
+    order = np.random.default_rng(4).permutation(len(X))
+    runs = [CompiledEpoch(X, None, opt, batch, cfg.min_variance, threads=t)(
+        order, p, opt.init(p)) for t in (False, True)]
+    assert runs[0][0].ravel().tobytes() == runs[1][0].ravel().tobytes()
+    assert runs[0][2] == runs[1][2]
+    loop = train(X, p, config=cfg, rng=np.random.default_rng(4), max_epochs=1,
+                 grad_sums_fn=lambda *a: fast.nll_grad_sums(*a), backend="numba")
+    assert loop.params.ravel().tobytes() == runs[0][0].ravel().tobytes()

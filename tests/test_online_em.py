@@ -66,3 +66,77 @@ def test_estimator_online_em_solver_matches_em(rng):
 def test_bad_online_em_settings(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(solver="online_em", **kwargs)
+
+
+def _oem_runs(X, p, cfg, epochs, w=None, seed=1, **kwargs):
+    """(compiled epochs, NumPy Python loop) from the same seed."""
+    from mogsgd.train import train
+
+    return [train(X, p, config=cfg, rng=np.random.default_rng(seed), max_epochs=epochs,
+                  sample_weight=w, backend=b, **kwargs) for b in ("numba", "numpy")]
+
+
+def _assert_states_agree(a, b, tol=1e-10):
+    for x, y in ((a.params, b.params), (a.last_params, b.last_params)):
+        np.testing.assert_allclose(x.ravel(), y.ravel(), rtol=tol, atol=tol)
+    sa, sb = a.opt_state, b.opt_state
+    assert (sa.count, sa.n_averaged) == (sb.count, sb.n_averaged)
+    assert (sa.average is None) == (sb.average is None)
+    if sa.average is not None:
+        np.testing.assert_allclose(sa.average.ravel(), sb.average.ravel(), rtol=tol, atol=tol)
+    for f in sa.stats._fields:
+        np.testing.assert_allclose(getattr(sa.stats, f), getattr(sb.stats, f), rtol=tol,
+                                   atol=tol)
+    np.testing.assert_allclose(a.history["train_nll"], b.history["train_nll"], rtol=tol)
+    assert a.rng_state == b.rng_state
+
+
+@pytest.mark.skipif(not mogsgd.fast.available(), reason="numba kernels unavailable")
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("average", [True, False])
+@pytest.mark.parametrize("k, d, batch", [(3, 2, 64), (1, 5, 100), (9, 3, 5000)])
+def test_compiled_online_em_equals_the_numpy_loop(rng, weighted, average, k, d, batch):
+    """The compiled batch loop (fast.epoch.CompiledOnlineEM) gives the NumPy online EM's
+    iterates, average, running statistics and history to 1e-10 (eqs. 36, 37)."""
+    from mogsgd import fast
+
+    true = random_params(rng, k, d)
+    X, _ = sample_mixture(rng, true, 12_000)
+    w = rng.uniform(0.2, 3, size=len(X)) if weighted else None
+    cfg = TrainConfig(solver="online_em", batch_size=batch, early_stopping=False,
+                      oem_average=average, min_variance=1e-3)
+    assert fast.compiled_epoch(cfg, len(X), fast.nll_grad_sums, X, w,
+                               random_params(rng, k, d)) is not None
+    compiled, loop = _oem_runs(X, random_params(rng, k, d), cfg, epochs=3, w=w)
+    _assert_states_agree(compiled, loop)
+
+
+@pytest.mark.skipif(not mogsgd.fast.available(), reason="numba kernels unavailable")
+def test_compiled_online_em_resumes_where_the_numpy_loop_left_off(rng):
+    """A state from the NumPy loop continues in compiled epochs (and the other way round)
+    as if one loop had run throughout."""
+    from mogsgd.train import train
+
+    true = random_params(rng, 3, 3)
+    X, _ = sample_mixture(rng, true, 5000)
+    start = random_params(rng, 3, 3)
+    cfg = TrainConfig(solver="online_em", batch_size=128, early_stopping=False)
+    straight = train(X, start, config=cfg, rng=np.random.default_rng(2), max_epochs=4,
+                     backend="numpy")
+    first = train(X, start, config=cfg, rng=np.random.default_rng(2), max_epochs=2,
+                  backend="numpy")
+    rest = train(X, config=cfg, rng=np.random.default_rng(0), state=first, max_epochs=2,
+                 backend="numba")
+    _assert_states_agree(rest, straight)
+
+
+@pytest.mark.skipif(not mogsgd.fast.available(), reason="numba kernels unavailable")
+def test_estimator_online_em_backends_agree(rng):
+    true = random_params(rng, 3, 2)
+    X, _ = sample_mixture(rng, true, 4000)
+    fits = [mogsgd.SGDGaussianMixture(3, solver="online_em", backend=b, random_state=0,
+                                      max_epochs=4, refine="none").fit(X)
+            for b in ("numba", "numpy")]
+    np.testing.assert_allclose(fits[0].means_, fits[1].means_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(fits[0].covariances_, fits[1].covariances_, rtol=1e-9)
+    assert fits[0].n_iter_ == fits[1].n_iter_

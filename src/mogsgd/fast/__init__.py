@@ -142,19 +142,23 @@ def _numba_sums(X, params: MixtureParams, sample_weight, *, need_grad: bool,
     w, has_w = _weights_arg(sample_weight, n)
     block = kern.block_for(k, d, n) if block is None else int(block)
     means = np.ascontiguousarray(p.means)
-    if n <= kern.CHUNK_ROWS:
+    parts, part_rows = kern.partition(n)
+    if parts == 1:
         acc = np.zeros(kern.acc_length(k, d))
         kern.range_sums(X, 0, n, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, acc)
-    elif _parallel_safe():
-        acc = kern.chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad,
-                                block).sum(axis=0)
-    else:  # the same chunks one after the other: the same sums, bit for bit
-        starts = range(0, n, kern.CHUNK_ROWS)
-        accs = np.zeros((len(starts), kern.acc_length(k, d)))
-        for c, lo in enumerate(starts):
-            kern.range_sums(X, lo, min(n, lo + kern.CHUNK_ROWS), w, has_w, means, inv_sigma,
-                            cst, log_w, need_grad, block, accs[c])
-        acc = accs.sum(axis=0)
+    else:
+        if _parallel_safe():
+            accs = kern.chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad,
+                                     block, part_rows)
+        else:  # the same parts one after the other: the same sums, bit for bit
+            accs = np.zeros((parts, kern.acc_length(k, d)))
+            for c in range(parts):
+                lo = c * part_rows
+                kern.range_sums(X, lo, min(n, lo + part_rows), w, has_w, means, inv_sigma,
+                                cst, log_w, need_grad, block, accs[c])
+        acc = accs[0].copy()
+        for row in accs[1:]:  # in order, as the compiled epoch adds a batch's parts
+            acc += row
     nk = acc[2:2 + k]
     rz = acc[2 + k:2 + k + k * d].reshape(k, d)
     rz2 = acc[2 + k + k * d:].reshape(k, d)
@@ -285,21 +289,48 @@ def epoch_order(rng: np.random.Generator, n: int, n_features: int) -> np.ndarray
 
 def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_weight,
                    params: MixtureParams):
-    """A :class:`~mogsgd.fast.epoch.CompiledEpoch` for :func:`mogsgd.train.train`, or ``None``
-    where the Python loop must run: another solver than ``"sgd"``, a gradient function
+    """A :class:`~mogsgd.fast.epoch.CompiledEpoch` (solver ``"sgd"``) or
+    :class:`~mogsgd.fast.epoch.CompiledOnlineEM` (``"online_em"``) for
+    :func:`mogsgd.train.train`, or ``None`` where the Python loop must run: a gradient function
     other than the fused one (:func:`kernels_for` gave the reference or a custom one),
     ``X`` not an in-memory array (a batch provider), float32 parameters, or ``X`` with NaN.
 
     ``config`` is the :class:`~mogsgd.train.TrainConfig`; ``sample_weight`` the weights
     as ``train`` normalised them (mean one).
     """
-    if (config.solver != "sgd" or grad_sums_fn is not nll_grad_sums
+    if (grad_sums_fn is not nll_grad_sums
             or not isinstance(X, np.ndarray)):  # batch providers (streams, Dask) stream
         return None
-    from mogsgd.fast.epoch import CompiledEpoch, supports
+    from mogsgd.fast.epoch import CompiledEpoch, CompiledOnlineEM, supports
 
-    optimizer = config.build_optimizer(n_train)
+    optimizer = config.build_optimizer(n_train) if config.solver == "sgd" else None
     if not supports(optimizer, X, params):
         return None
-    return CompiledEpoch(X, sample_weight, optimizer, min(config.batch_size, n_train),
-                         config.min_variance)
+    batch = min(config.batch_size, n_train)
+    if config.solver == "online_em":  # train.make_stepper's settings
+        return CompiledOnlineEM(
+            X, sample_weight, batch, alpha=config.oem_alpha, t0=config.oem_t0,
+            reg_covar=config.min_variance,
+            average_after=-(-n_train // config.batch_size) if config.oem_average else None,
+            threads=epoch_threads(batch))
+    return CompiledEpoch(X, sample_weight, optimizer, batch, config.min_variance,
+                         threads=epoch_threads(batch))
+
+
+#: Whether compiled epochs run the two halves of a large batch on two threads
+#: (:func:`epoch_threads`).
+EPOCH_THREADS = False
+
+
+def epoch_threads(batch: int) -> bool:
+    """Whether a compiled epoch with batches of ``batch`` rows splits each batch's sums over
+    numba's threads: :data:`EPOCH_THREADS`, batches of at least ``SPLIT_ROWS`` (4096) rows,
+    more than one numba thread, and a thread that may launch parallel kernels.  The result
+    is the same either way (:func:`mogsgd.fast._kernels.partition`)."""
+    from mogsgd.fast import _kernels as kern
+
+    if not EPOCH_THREADS or batch < kern.SPLIT_ROWS:
+        return False
+    import numba
+
+    return numba.get_num_threads() > 1 and _parallel_safe()

@@ -56,6 +56,10 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 #: so the result -- does not depend on the number of threads.
 CHUNK_ROWS = 1 << 15
 
+#: Sums over at least this many rows (a full pass, or one mini-batch of an epoch) are split
+#: in two halves that two threads can share (:func:`partition`).
+SPLIT_ROWS = 1 << 12
+
 #: Bytes of per-block buffers aimed for: half of a current x86 core's L2 cache.  Larger
 #: blocks amortise the per-loop set-up; measured best at 512-1024 rows for K, D <= 64.
 BLOCK_BYTES = 512 * 1024
@@ -279,16 +283,17 @@ def range_sums(X, lo, hi, w, has_w, means, inv_sigma, cst, log_w, need_grad, blo
 
 
 @njit(parallel=True, **_JIT)
-def chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block):
-    """Sums over all rows of ``X``, one accumulator per chunk of :data:`CHUNK_ROWS` rows,
-    chunks spread over numba's threads; returns ``(n_chunks, acc_length)``."""
+def chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, part_rows):
+    """Sums over all rows of ``X``, one accumulator per part of ``part_rows`` rows
+    (:func:`partition`), parts spread over numba's threads; returns
+    ``(n_parts, acc_length)``."""
     n = X.shape[0]
     n_comp, d_feat = means.shape
-    n_chunks = max(1, (n + CHUNK_ROWS - 1) // CHUNK_ROWS)
+    n_chunks = max(1, (n + part_rows - 1) // part_rows)
     accs = np.zeros((n_chunks, 2 + n_comp + 2 * n_comp * d_feat))
     for c in prange(n_chunks):
-        lo = c * CHUNK_ROWS
-        hi = min(n, lo + CHUNK_ROWS)
+        lo = c * part_rows
+        hi = min(n, lo + part_rows)
         range_sums(X, lo, hi, w, has_w, means, inv_sigma, cst, log_w, need_grad, block,
                    accs[c])
     return accs
@@ -336,6 +341,77 @@ def has_nan(X):
     return False
 
 
+# ------------------------------------------------------------ batch sums
+@njit(**_JIT)
+def partition(rows):
+    """``(parts, part_rows)``: how a sum over ``rows`` rows is split -- one part below
+    :data:`SPLIT_ROWS`, two halves up to :data:`CHUNK_ROWS`, chunks of :data:`CHUNK_ROWS`
+    above.  The parts are summed separately and then added in order; the split depends on
+    ``rows`` only, so a result does not depend on how many threads ran the parts."""
+    if rows < SPLIT_ROWS:
+        return 1, rows
+    if rows <= CHUNK_ROWS:
+        return 2, (rows + 1) // 2
+    return (rows + CHUNK_ROWS - 1) // CHUNK_ROWS, CHUNK_ROWS
+
+
+@njit(**_JIT)
+def buffers(n_comp, d_feat, block):
+    """The per-thread work buffers of :func:`gathered_sums`."""
+    return (np.empty((d_feat, block)), np.empty((n_comp, block)), np.empty(block),
+            np.empty(block), np.empty(block), np.empty(block), np.empty(block),
+            np.ones(block))
+
+
+@njit(**_JIT)
+def gathered_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, block, acc,
+                  buf):
+    """Add the sums over the rows ``order[lo:hi]`` of ``X`` to ``acc``; one thread."""
+    xt, lw, q, m, s, lp, coef, wb = buf
+    for start in range(lo, hi, block):
+        nb = min(block, hi - start)
+        gather_rows(X, order, start, nb, xt)
+        if has_w:
+            for j in range(nb):
+                wb[j] = w[order[start + j]]
+        _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp)
+        _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, True)
+
+
+@njit(parallel=True, **_JIT)
+def _parts_on_threads(X, order, lo, hi, part_rows, w, has_w, means, inv_sigma, cst, log_w,
+                      block, accs):
+    for p in prange(accs.shape[0]):
+        a = lo + p * part_rows
+        gathered_sums(X, order, a, min(hi, a + part_rows), w, has_w, means, inv_sigma, cst,
+                      log_w, block, accs[p], buffers(means.shape[0], means.shape[1], block))
+
+
+@njit(**_JIT)
+def batch_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, block, acc, buf,
+               threads):
+    """``acc`` = the sums over the rows ``order[lo:hi]`` (eqs. 9-19), split by
+    :func:`partition`; the parts run on numba's threads when ``threads`` (same result)."""
+    acc[:] = 0.0
+    parts, part_rows = partition(hi - lo)
+    if parts == 1:
+        gathered_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, block, acc,
+                      buf)
+        return
+    accs = np.zeros((parts, acc.shape[0]))
+    if threads:
+        _parts_on_threads(X, order, lo, hi, part_rows, w, has_w, means, inv_sigma, cst, log_w,
+                          block, accs)
+    else:
+        for p in range(parts):
+            a = lo + p * part_rows
+            gathered_sums(X, order, a, min(hi, a + part_rows), w, has_w, means, inv_sigma,
+                          cst, log_w, block, accs[p], buf)
+    for p in range(parts):
+        for i in range(acc.shape[0]):
+            acc[i] += accs[p, i]
+
+
 # -------------------------------------------------------------------- epoch
 @njit(**_JIT)
 def prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights):
@@ -362,7 +438,7 @@ def prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights):
 
 @njit(**_JIT)
 def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lrs,
-                b1, b2, eps, beta, log_sigma_floor, block):
+                b1, b2, eps, beta, log_sigma_floor, block, threads):
     """One epoch of mini-batch training, entirely compiled; updates ``theta``, ``s1``, ``s2``.
 
     ``theta`` is ``MixtureParams.ravel()`` (means, log_sigma, logits); the batches are
@@ -371,7 +447,8 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
     are the flat momentum / Adam states, ``lrs[t]`` the learning rate of the epoch's
     ``t``-th step, ``count`` the optimiser's step count at the start) written as in
     ``optim.py`` and with no fast-math so it rounds the same, then the variance floor
-    ``log sigma <- max(log sigma, log_sigma_floor)`` (eq. 26).
+    ``log sigma <- max(log sigma, log_sigma_floor)`` (eq. 26).  A batch's sums are split by
+    :func:`partition`, the parts on numba's threads when ``threads`` (same result).
 
     With weights ``w`` (mean one over the data, as ``train`` normalises them) the batch
     gradient is the weighted sum over ``|B|`` (eq. 32), as in ``train.make_stepper``.
@@ -390,14 +467,7 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
     cst = np.empty(n_comp)
     log_w = np.empty(n_comp)
     weights = np.empty(n_comp)
-    xt = np.empty((d_feat, block))
-    lw = np.empty((n_comp, block))
-    q = np.empty(block)
-    m = np.empty(block)
-    s = np.empty(block)
-    lp = np.empty(block)
-    coef = np.empty(block)
-    wb = np.ones(block)
+    buf = buffers(n_comp, d_feat, block)
     acc = np.empty(2 + n_comp + 2 * kd)
     g = np.empty_like(theta)
     o_rz = 2 + n_comp
@@ -408,15 +478,8 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
     for lo in range(0, n, batch):
         hi = min(n, lo + batch)
         prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights)
-        acc[:] = 0.0
-        for start in range(lo, hi, block):
-            nb = min(block, hi - start)
-            gather_rows(X, order, start, nb, xt)
-            if has_w:
-                for j in range(nb):
-                    wb[j] = w[order[start + j]]
-            _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp)
-            _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, True)
+        batch_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, block, acc, buf,
+                   threads)
         # train.make_stepper: every sum times 1 / |B| (weights have mean one)
         rows = hi - lo
         wsum = acc[1] if has_w else float(rows)

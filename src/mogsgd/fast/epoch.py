@@ -25,11 +25,13 @@ import weakref
 
 import numpy as np
 
+from mogsgd.em import EMStats
 from mogsgd.fast.shuffle import epoch_order
+from mogsgd.online_em import OnlineEMState
 from mogsgd.optim import AdamState, MomentumState, Optimizer, SGDState
 from mogsgd.params import MixtureParams
 
-__all__ = ["CompiledEpoch", "supports", "Permutations", "permutations"]
+__all__ = ["CompiledEpoch", "CompiledOnlineEM", "supports", "Permutations", "permutations"]
 
 _OPT_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
 
@@ -37,13 +39,15 @@ _OPT_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
 READ_AHEAD_ROWS = 1 << 16
 
 
-def supports(optimizer: Optimizer, X: np.ndarray, params: MixtureParams) -> bool:
-    """Whether :class:`CompiledEpoch` can run this optimiser on this data: a built-in
-    optimiser, float64 parameters, float32/float64 ``X`` without NaN."""
+def supports(optimizer: Optimizer | None, X: np.ndarray, params: MixtureParams) -> bool:
+    """Whether :class:`CompiledEpoch` can run this optimiser (``None``: online EM,
+    :class:`CompiledOnlineEM`) on this data: a built-in optimiser, float64 parameters,
+    float32/float64 ``X`` without NaN."""
     import mogsgd.fast._kernels as kern
 
     X = np.asarray(X)
-    return (optimizer.name in _OPT_CODES and params.dtype == np.float64
+    return ((optimizer is None or optimizer.name in _OPT_CODES)
+            and params.dtype == np.float64
             and X.dtype in (np.float32, np.float64) and X.ndim == 2
             and not kern.has_nan(np.ascontiguousarray(X)))
 
@@ -65,10 +69,15 @@ class CompiledEpoch:
         The variance floor of eq. 26, applied after every step.
     block : int or None
         Rows per block in the kernel (the default suits L1/L2 caches).
+    threads : bool
+        Run the parts of a batch of at least ``SPLIT_ROWS`` rows
+        (:func:`mogsgd.fast._kernels.partition`) on numba's threads; the result is the same
+        either way.
     """
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None, optimizer: Optimizer,
-                 batch_size: int, min_variance: float, block: int | None = None) -> None:
+                 batch_size: int, min_variance: float, block: int | None = None,
+                 threads: bool = False) -> None:
         import mogsgd.fast._kernels as kern
 
         self._kern = kern
@@ -81,6 +90,7 @@ class CompiledEpoch:
         self.opt = _OPT_CODES[optimizer.name]
         self.batch = int(min(batch_size, self.X.shape[0]))
         self.block = None if block is None else int(block)
+        self.threads = bool(threads)
         self.log_sigma_floor = float(0.5 * np.log(min_variance))  # as project_variance_floor
         hp = optimizer.hyperparams
         self.schedule = hp["learning_rate"]
@@ -114,7 +124,7 @@ class CompiledEpoch:
         total, rows = self._kern.train_epoch(
             self.X, np.ascontiguousarray(order, dtype=np.int64), self.w, self.has_w,
             self.batch, theta, k, self.opt, s1, s2, count, lrs, self.b1, self.b2, self.eps,
-            self.beta, self.log_sigma_floor, block)
+            self.beta, self.log_sigma_floor, block, self.threads)
         new = MixtureParams.unravel(theta, k, d)
         count += n_steps
         if isinstance(opt_state, AdamState):
@@ -126,6 +136,57 @@ class CompiledEpoch:
             state = SGDState(count)
         return new, state, float(total), float(rows)
 
+
+
+class CompiledOnlineEM:
+    """``epoch(order, params, state) -> (params, state, nll_total, row_total)`` for online
+    EM: the batch loop of :func:`mogsgd.online_em.online_em_step` (eqs. 36, 37) in one call
+    of :func:`mogsgd.fast._online_em.online_em_epoch`.  ``state`` is the
+    :class:`~mogsgd.online_em.OnlineEMState` that goes in and comes out, as in the Python
+    loop; the results equal that loop's to ~1e-12 (the statistics come from the fused sums
+    instead of :func:`mogsgd.em.em_stats`).
+
+    Parameters: ``X`` (n, D) float32/float64 without NaN, ``sample_weight`` normalised to
+    mean one (or ``None``), ``batch_size``, the online-EM settings ``alpha``, ``t0``,
+    ``reg_covar`` and ``average_after`` (``None``: no averaging), ``threads`` as for
+    :class:`CompiledEpoch`.
+    """
+
+    def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None, batch_size: int, *,
+                 alpha: float, t0: float, reg_covar: float, average_after: int | None,
+                 threads: bool = False) -> None:
+        import mogsgd.fast._online_em as oem
+
+        self._kern = oem
+        self.X = np.ascontiguousarray(X)
+        if sample_weight is None:
+            self.w, self.has_w = np.empty(0), False
+        else:
+            self.w, self.has_w = np.ascontiguousarray(sample_weight, dtype=np.float64), True
+        self.batch = int(min(batch_size, self.X.shape[0]))
+        self.alpha, self.t0, self.reg_covar = float(alpha), float(t0), float(reg_covar)
+        self.average_after = -1 if average_after is None else int(average_after)
+        self.threads = bool(threads)
+
+    def __call__(self, order: np.ndarray, params: MixtureParams, state: OnlineEMState):
+        from mogsgd.fast._kernels import block_for
+
+        k, d = params.n_components, params.n_features
+        theta = params.ravel().astype(np.float64)
+        s = state.stats
+        nk = np.array(s.nk, dtype=np.float64)
+        nkd, sx, sxx = (np.array(a, dtype=np.float64).ravel() for a in (s.nkd, s.sx, s.sxx))
+        has_avg = state.average is not None
+        avg = state.average.ravel().astype(np.float64) if has_avg else np.empty_like(theta)
+        total, rows, count, has_avg, n_avg = self._kern.online_em_epoch(
+            self.X, np.ascontiguousarray(order, dtype=np.int64), self.w, self.has_w,
+            self.batch, theta, k, nk, nkd, sx, sxx, int(state.count), self.alpha, self.t0,
+            self.reg_covar, self.average_after, avg, has_avg, int(state.n_averaged),
+            block_for(k, d, self.batch), self.threads)
+        stats = EMStats(0.0, 1.0, nk, nkd.reshape(k, d), sx.reshape(k, d), sxx.reshape(k, d))
+        average = MixtureParams.unravel(avg, k, d) if has_avg else None
+        new_state = OnlineEMState(int(count), stats, average, int(n_avg))
+        return MixtureParams.unravel(theta, k, d), new_state, float(total), float(rows)
 
 
 class Permutations:
