@@ -437,6 +437,17 @@ def prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights):
 
 
 @njit(**_JIT)
+def epoch_arrays(theta, n_comp, d_feat, block):
+    """What a compiled epoch works on: views ``means``, ``log_sigma`` (K, D) and ``logits``
+    (K,) of the flat parameters ``theta``, the derived ``1/sigma``, ``c_k``, ``log pi``,
+    ``pi`` (filled by :func:`prepare`), the work buffers and the accumulator."""
+    kd = n_comp * d_feat
+    return (theta[:kd].reshape((n_comp, d_feat)), theta[kd:2 * kd].reshape((n_comp, d_feat)),
+            theta[2 * kd:], np.empty((n_comp, d_feat)), np.empty(n_comp), np.empty(n_comp),
+            np.empty(n_comp), buffers(n_comp, d_feat, block), np.empty(2 + n_comp + 2 * kd))
+
+
+@njit(**_JIT)
 def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lrs,
                 b1, b2, eps, beta, log_sigma_floor, block, threads):
     """One epoch of mini-batch training, entirely compiled; updates ``theta``, ``s1``, ``s2``.
@@ -460,15 +471,8 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
     n = order.shape[0]
     d_feat = X.shape[1]
     kd = n_comp * d_feat
-    means = theta[:kd].reshape((n_comp, d_feat))
-    log_sigma = theta[kd:2 * kd].reshape((n_comp, d_feat))
-    logits = theta[2 * kd:]
-    inv_sigma = np.empty((n_comp, d_feat))
-    cst = np.empty(n_comp)
-    log_w = np.empty(n_comp)
-    weights = np.empty(n_comp)
-    buf = buffers(n_comp, d_feat, block)
-    acc = np.empty(2 + n_comp + 2 * kd)
+    means, log_sigma, logits, inv_sigma, cst, log_w, weights, buf, acc = epoch_arrays(
+        theta, n_comp, d_feat, block)
     g = np.empty_like(theta)
     o_rz = 2 + n_comp
     o_rz2 = o_rz + kd

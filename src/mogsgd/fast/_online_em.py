@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from mogsgd.fast._kernels import _JIT, batch_sums, buffers, prepare
+from mogsgd.fast._kernels import _JIT, batch_sums, epoch_arrays, prepare
 
 #: ``mogsgd.params.VARIANCE_MAX``: variances beyond it (or NaN) are set to it.
 VARIANCE_MAX = float(np.finfo(np.float64).max) / 16
@@ -72,15 +72,8 @@ def online_em_epoch(X, order, w, has_w, batch, theta, n_comp, nk, nkd, sx, sxx, 
     n = order.shape[0]
     d_feat = X.shape[1]
     kd = n_comp * d_feat
-    means = theta[:kd].reshape((n_comp, d_feat))
-    log_sigma = theta[kd:2 * kd].reshape((n_comp, d_feat))
-    logits = theta[2 * kd:]
-    inv_sigma = np.empty((n_comp, d_feat))
-    cst = np.empty(n_comp)
-    log_w = np.empty(n_comp)
-    weights = np.empty(n_comp)
-    buf = buffers(n_comp, d_feat, block)
-    acc = np.empty(2 + n_comp + 2 * kd)
+    means, log_sigma, logits, inv_sigma, cst, log_w, weights, buf, acc = epoch_arrays(
+        theta, n_comp, d_feat, block)
     new_w = np.empty(n_comp)
     new_mu = np.empty(kd)
     new_var = np.empty(kd)

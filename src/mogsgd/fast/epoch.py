@@ -82,10 +82,7 @@ class CompiledEpoch:
 
         self._kern = kern
         self.X = np.ascontiguousarray(X)
-        if sample_weight is None:
-            self.w, self.has_w = np.empty(0), False
-        else:
-            self.w, self.has_w = np.ascontiguousarray(sample_weight, dtype=np.float64), True
+        self.w, self.has_w = _weights(sample_weight)
         self.optimizer = optimizer
         self.opt = _OPT_CODES[optimizer.name]
         self.batch = int(min(batch_size, self.X.shape[0]))
@@ -159,10 +156,7 @@ class CompiledOnlineEM:
 
         self._kern = oem
         self.X = np.ascontiguousarray(X)
-        if sample_weight is None:
-            self.w, self.has_w = np.empty(0), False
-        else:
-            self.w, self.has_w = np.ascontiguousarray(sample_weight, dtype=np.float64), True
+        self.w, self.has_w = _weights(sample_weight)
         self.batch = int(min(batch_size, self.X.shape[0]))
         self.alpha, self.t0, self.reg_covar = float(alpha), float(t0), float(reg_covar)
         self.average_after = -1 if average_after is None else int(average_after)
@@ -187,6 +181,13 @@ class CompiledOnlineEM:
         average = MixtureParams.unravel(avg, k, d) if has_avg else None
         new_state = OnlineEMState(int(count), stats, average, int(n_avg))
         return MixtureParams.unravel(theta, k, d), new_state, float(total), float(rows)
+
+
+def _weights(sample_weight) -> tuple[np.ndarray, bool]:
+    """The kernels' ``(w, has_w)``: float64 weights, or an empty array and ``False``."""
+    if sample_weight is None:
+        return np.empty(0), False
+    return np.ascontiguousarray(sample_weight, dtype=np.float64), True
 
 
 class Permutations:
