@@ -515,3 +515,101 @@ def test_a_large_memmap_is_streamed_without_a_full_copy(tmp_path, monkeypatch):
         del mm, labels, est
     assert peaks[1] < 1.2 * peaks[0] + (1 << 20), peaks     # 3x the rows, same memory
     assert peaks[1] < 48_000_000 / 2, peaks                 # the 48 MB file is never copied
+
+
+class RowReader:
+    """An h5py-like dataset: ``shape``, ``dtype`` and slicing that reads the rows from a
+    ``.npy`` file into fresh memory, with no buffer protocol (``np.asarray`` would read it
+    whole)."""
+
+    def __init__(self, path):
+        mm = np.load(path, mmap_mode="r")
+        self.path, self.shape, self.dtype, self.offset = path, mm.shape, mm.dtype, mm.offset
+        del mm
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            return self[:][index]
+        lo, hi, _ = index.indices(self.shape[0])
+        width = self.shape[1] * self.dtype.itemsize
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + lo * width)
+            data = np.fromfile(fh, dtype=self.dtype, count=max(0, hi - lo) * self.shape[1])
+        return data.reshape(-1, self.shape[1])
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[:], dtype=dtype)
+
+
+def test_an_h5py_like_dataset_is_streamed_above_the_size_and_read_below(tmp_path, monkeypatch):
+    import mogsgd.data as data_module
+
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(0, 1, (3000, 2)), rng.normal(5, 1, (3000, 2))])
+    np.save(tmp_path / "x.npy", X)
+    reader = RowReader(tmp_path / "x.npy")
+    assert data_module.as_source(reader).kind == "array"          # 96 kB: read whole
+    monkeypatch.setattr(data_module, "MEMMAP_STREAM_BYTES", 50_000)
+    assert data_module.as_source(reader).kind == "stream"
+    streamed = SGDGaussianMixture(2, max_epochs=2, random_state=0).fit(reader)
+    assert streamed.n_features_in_ == 2 and np.isfinite(streamed.score(reader))
+    assert streamed.predict(reader).shape == (6000,)
+    # in-memory arrays, data frames, lists and tensors-like objects are never streamed by size
+    assert data_module.as_source(X).kind == "array"
+    assert data_module.as_source(X.tolist()).kind == "array"
+
+
+def _write_mixture_npy(path, n):
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n, 3))
+    rng = np.random.default_rng(0)
+    for i in range(0, n, 500_000):
+        m = min(n, i + 500_000) - i
+        out[i:i + m] = rng.normal(size=(m, 3)) + (i // 500_000 % 3) * 4
+    out.flush()
+    del out
+
+
+@pytest.mark.parametrize("kind", ["memmap", "h5py-like"])
+def test_a_memory_mapped_fit_allocates_no_full_copy(tmp_path, kind):
+    """Peak RSS of ``fit(np.load(path, mmap_mode="r"))`` (and of an h5py-like reader) above
+    the process's baseline, in a fresh process, on a 96 MB file with 2 MiB buffers, after a
+    warm-up fit of a 12 MB file of the same kind: far below the file's size (the pages of
+    the map are released after each chunk)."""
+    _write_mixture_npy(tmp_path / "small.npy", 500_000)
+    _write_mixture_npy(tmp_path / "big.npy", 4_000_000)
+    open_x = "np.load({!r}, mmap_mode='r')" if kind == "memmap" else "RowReader({!r})"
+    small, big = (open_x.format(str(tmp_path / f)) for f in ("small.npy", "big.npy"))
+    code = f"""
+    import sys, warnings, numpy as np
+    sys.path.insert(0, {str(Path(__file__).parent)!r})
+    import mogsgd.data, mogsgd.stream
+    from mogsgd import SGDGaussianMixture
+    from test_stream import RowReader
+
+    mogsgd.data.MEMMAP_STREAM_BYTES = 8 << 20
+    mogsgd.stream.DEFAULT_BUFFER_BYTES = 2 << 20
+
+    def rss_mb(field):
+        for line in open("/proc/self/status"):
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+
+    def fit(X):
+        assert mogsgd.data.as_source(X).kind == "stream"
+        est = SGDGaussianMixture(3, batch_size=8192, max_epochs=1, random_state=0).fit(X)
+        return est.score(X)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit({small})                         # imports, compiled kernels, allocator pools
+        X = {big}
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                     # reset the peak (VmHWM) to the current RSS
+        base = rss_mb("VmRSS")
+        score = fit(X)
+    print(rss_mb("VmHWM") - base, score)
+    """
+    grew_mb, score = map(float, run_python(code, tmp_path, timeout=300).split())
+    print(f"{kind}: peak RSS grew by {grew_mb:.1f} MB fitting a 96 MB file")
+    assert np.isfinite(score)
+    assert grew_mb < 32, f"peak RSS grew by {grew_mb:.1f} MB fitting a 96 MB file"

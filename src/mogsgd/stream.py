@@ -43,11 +43,11 @@ source                         one chunk is                                  chu
 
 :func:`open_source` picks the reader for a path (``.npy``; ``.zarr`` or a directory with
 ``zarr.json``/``.zarray``; ``.parquet``/``.pq`` or a directory of them) and is what a command
-line calls; :func:`as_source` wraps anything :func:`is_stream_source` accepts.  pyarrow and
+line calls; :func:`mogsgd.data.as_chunks` wraps anything else chunked.  pyarrow and
 zarr are imported only when such a source is opened (``pip install mogsgd[parquet]``,
-``mogsgd[zarr]``).  A plain ``np.memmap`` passed to the estimator is treated as an ordinary
-array (scikit-learn's read-only-memmap checks expect that); wrap it with :func:`as_source`,
-or pass the path, to stream it.
+``mogsgd[zarr]``).  A ``np.memmap``, or an h5py-like dataset (``shape``, ``dtype`` and row
+slicing, no memory buffer), of more than 64 MiB passed to the estimator is streamed
+(:func:`mogsgd.data.as_source`); a smaller one is read as an ordinary array.
 
 The shuffle buffer: how random the batches are
 ----------------------------------------------

@@ -8,7 +8,8 @@ input                                       source
 NumPy array, list, a small ``np.memmap``,   :class:`~mogsgd.data.memory.MemorySource`
 anything ``np.asarray`` reads
 a path (``.npy``, ``.zarr``, Parquet file   :class:`~mogsgd.data.chunked.ChunkedSource`
-or folder), a ``np.memmap`` over 64 MiB,
+or folder), a ``np.memmap`` or an h5py-like
+dataset over 64 MiB,
 a ``ChunkSource``, a Zarr
 array, a re-iterable of chunks or a
 function returning an iterator
@@ -113,13 +114,43 @@ def as_chunks(X, *, chunk_rows: int | None = None,
     return IterableSource(X, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
 
 
-#: A memory-mapped array larger than this is streamed chunk by chunk (never copied whole
-#: into memory); a smaller one is read as an ordinary array.
+#: A memory-mapped array, or another array-like whose rows are read on indexing (an h5py
+#: dataset), larger than this is streamed chunk by chunk (never copied whole into memory); a
+#: smaller one is read as an ordinary array.
 MEMMAP_STREAM_BYTES = 64 << 20
 
+#: Attributes of objects whose memory is already in this process (or on a device): those
+#: are never streamed by size.
+_IN_MEMORY_PROTOCOLS = ("__array_interface__", "__array_struct__", "__cuda_array_interface__",
+                        "__dlpack__", "__arrow_c_array__")
 
-def _large_memmap(X) -> bool:
-    return isinstance(X, np.memmap) and X.nbytes > MEMMAP_STREAM_BYTES
+
+def _not_in_memory(X) -> bool:
+    """``X`` is a ``np.memmap``, or a 2-D array-like with ``shape``, ``dtype`` and
+    ``__getitem__`` that exposes no memory buffer (an h5py dataset, a lazily loaded array):
+    indexing it reads rows.  Data frames (no ``dtype``), sparse matrices, tensors and
+    NumPy arrays are not."""
+    if isinstance(X, np.memmap):
+        return True
+    if (isinstance(X, np.ndarray | list | tuple) or is_dask_array(X) or _is_zarr(X)
+            or type(X).__module__.startswith("scipy.sparse")
+            or any(hasattr(X, name) for name in _IN_MEMORY_PROTOCOLS)):
+        return False
+    shape = getattr(X, "shape", None)
+    return (hasattr(X, "dtype") and hasattr(X, "__getitem__") and isinstance(shape, tuple)
+            and len(shape) == 2)
+
+
+def _large_unloaded(X) -> bool:
+    """``X`` is not in memory (:func:`_not_in_memory`) and holds more than
+    :data:`MEMMAP_STREAM_BYTES`: it is streamed, never copied whole."""
+    if not _not_in_memory(X):
+        return False
+    try:
+        nbytes = int(np.prod(X.shape, dtype=np.float64)) * np.dtype(X.dtype).itemsize
+    except (TypeError, ValueError):
+        return False
+    return nbytes > MEMMAP_STREAM_BYTES
 
 
 def _chunked(chunks: ChunkSource) -> ChunkedSource:
@@ -154,7 +185,7 @@ def as_source(X, *, device=None, inference: bool = False) -> Source:
         from mogsgd.distributed import as_dask_2d
 
         return _chunked(ArraySource(as_dask_2d(X)))
-    if is_out_of_core(X) or _large_memmap(X):
+    if is_out_of_core(X) or _large_unloaded(X):
         return _chunked(as_chunks(X))
     if uses_torch(device, X):
         if inference and device is not None and not _torch_device_usable(device, X):
