@@ -8,6 +8,8 @@ functions.  Every failure message prints the relative error.
 
 from __future__ import annotations
 
+import copy
+import decimal
 import itertools
 import re
 import warnings
@@ -32,7 +34,7 @@ from mogsgd.train import project_variance_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "derivations.md"
-N_EQUATIONS = 51
+N_EQUATIONS = 53
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1006,6 +1008,127 @@ def test_eq38_parameter_count_and_information_criteria():
     aic = -2 * L + 2 * 14
     assert_close(bic, 2 * 50 * nll(X, params) + 14 * np.log(50), 1e-13, "eq. 38 BIC")
     assert_close(aic, 2 * 50 * nll(X, params) + 28, 1e-13, "eq. 38 AIC")
+
+
+# ------------------------------------------------------- section 8: eqs. 52-53
+def _dec_context():
+    ctx = decimal.Context(prec=60, Emin=-(10**9), Emax=10**9)
+    return decimal.localcontext(ctx)
+
+
+def dec_nll(X, means, log_sigma, logits) -> decimal.Decimal:
+    """``-sum_i log p(x_i)`` of the saturated model (eq. 52) in 60-digit Decimal
+    arithmetic, written from the formula alone (exponent range beyond any float)."""
+    D = decimal.Decimal
+    H = D(2) ** 64
+    k_comp, d = len(means), len(means[0])
+    with _dec_context():
+        lse_logits = max(logits) + sum((a - max(logits)).exp() for a in logits).ln()
+        total = D(0)
+        for x in X:
+            lw = []
+            for k in range(k_comp):
+                h = sum(((D(float(x[j])) - means[k][j]) / log_sigma[k][j].exp()) ** 2
+                        for j in range(d)) / 2
+                S = h if h <= H else H * (1 + (h / H).ln())
+                lw.append(-S - sum(log_sigma[k]) - D(d) / 2 * D(float(np.log(2.0 * np.pi)))
+                          + logits[k] - lse_logits)
+            top = max(lw)
+            total -= top + sum((a - top).exp() for a in lw).ln()
+        return total
+
+
+def _dec(params: MixtureParams):
+    D = decimal.Decimal
+    return ([[D(float(v)) for v in row] for row in params.means],
+            [[D(float(v)) for v in row] for row in params.log_sigma],
+            [D(float(v)) for v in params.logits])
+
+
+def test_eq52_saturation_is_continuous_with_its_slope_and_finite_for_any_float():
+    from mogsgd.density import H_SAT, saturate
+
+    # h = H (1 + eps): both branches give H (1 + eps) to first order (value and slope 1)
+    eps = np.array([-1e-7, -1e-9, 1e-9, 1e-7])
+    S, log_slope = saturate(np.log(H_SAT) + np.log1p(eps))
+    assert_close(S, H_SAT * (1.0 + eps), 1e-14, "S(h) = h + O(eps^2) on both sides of H")
+    S, log_slope = saturate(np.log(H_SAT) + np.array([1.0, 100.0, 2000.0]))
+    assert_close(S, H_SAT * np.array([2.0, 101.0, 2001.0]), 1e-15, "S(h) beyond H")
+    assert_close(log_slope, [-1.0, -100.0, -2000.0], 1e-15, "log S'(h) = log H - log h")
+    # the extreme case of the bound: x and mu at opposite ends, the smallest sigma
+    params = MixtureParams(means=[[-1.7e308]], log_sigma=[[-744.0]], logits=[0.0])
+    lg = log_gaussian(np.array([[1.7e308]]), params)[0, 0]
+    assert np.isfinite(lg) and -1e23 < lg < -H_SAT
+
+
+@pytest.mark.parametrize("x0, x1", [(1e10, 0.0), (1e30, -1e30), (1e154, 1e154), (1e300, 2.0),
+                                    (-1.7e308, 1.7e308), (3.0, 1e-300)])
+def test_eq52_log_density_of_far_points_matches_the_decimal_formula(x0, x1):
+    params = MixtureParams(means=[[0.0, 1.0], [1e300, -1e300], [-1.0, 5.0]],
+                           log_sigma=[[0.3, -2.0], [1.0, 1.0], [-700.0, 0.0]],
+                           logits=[0.1, -0.4, 0.2])
+    X = np.array([[x0, x1]])
+    lp = log_prob(X, params)
+    assert np.isfinite(lp).all()
+    assert_close(lp, [-float(dec_nll(X, *_dec(params)))], 1e-13, "eq. 52 log p")
+    gamma = responsibilities(X, params)
+    assert np.all(np.isfinite(gamma)) and abs(gamma.sum() - 1.0) < 1e-12
+
+
+def test_eq52_a_far_point_belongs_to_its_nearest_component():
+    # unit components at 0 and 1e199 (weights favour the first); points 1e200 and more away
+    params = MixtureParams.from_moments([0.9, 0.1], [[0.0], [1e199]], [[1.0], [1.0]])
+    gamma = responsibilities(np.array([[1e200], [6e199], [-1e200]]), params)
+    assert gamma.tolist() == [[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]
+    # equally far in float64 (1e200 - 1e6 == 1e200): log-densities about -1.6e22 are equal
+    # to the last bit, and the responsibilities still sum to one (eq. 11 from the shifted
+    # values, not as wlp - log p)
+    params = MixtureParams.from_moments([0.9, 0.1], [[0.0], [1e6]], [[1.0], [1.0]])
+    gamma = responsibilities(np.array([[1e200]]), params)
+    assert gamma.sum() == 1.0 and np.all(gamma > 0)
+
+
+def test_eq53_far_point_gradient_matches_decimal_finite_differences():
+    D = decimal.Decimal
+    rng = np.random.default_rng(52)
+    params = random_params(rng, k=2, d=2)
+    X = np.array([[1e30, -3e29], [4e25, 1e26], [0.5, -1.0]])  # two far rows, one near
+    value, grad = nll_grad(X, params)
+    means, log_sigma, logits = _dec(params)
+    theta = [means, log_sigma, [logits]]
+    expected = []
+    with _dec_context():
+        step = D("1e-25")
+        for g, block in enumerate(theta):
+            for i in range(len(block)):
+                for j in range(len(block[i])):
+                    plus = copy.deepcopy(theta)
+                    minus = copy.deepcopy(theta)
+                    plus[g][i][j] += step
+                    minus[g][i][j] -= step
+                    f_plus = dec_nll(X, plus[0], plus[1], plus[2][0])
+                    f_minus = dec_nll(X, minus[0], minus[1], minus[2][0])
+                    expected.append(float((f_plus - f_minus) / (2 * step) / len(X)))
+        assert_close(value, float(dec_nll(X, means, log_sigma, logits)) / len(X), 1e-13,
+                     "eq. 52 mean NLL")
+    assert_close(grad.ravel(), expected, 1e-12, "eq. 53 gradient of the saturated NLL")
+    # the log-sigma force of a far row is at most 2H per unit weight
+    _, g_far = nll_grad(X[:1], params)
+    assert np.all(np.abs(g_far.log_sigma) <= 2.0**65 + 1.0)
+
+
+def test_eq53_em_statistics_of_far_rows_are_the_gradient_statistics():
+    from mogsgd.em import em_stats, stats_from_grad_sums
+
+    rng = np.random.default_rng(53)
+    params = random_params(rng, k=3, d=2)
+    X = np.r_[random_data(rng, n=30), [[1e200, 0.0], [-1e40, 1e39], [1.7e308, -1.7e308]]]
+    stats = em_stats(X, params)
+    ref = stats_from_grad_sums(nll_grad_sums(X, params), params)
+    for name in ("nk", "sx", "sxx"):
+        got, want = getattr(stats, name), getattr(ref, name)
+        assert np.all(np.isfinite(got)), name
+        assert_close(got, want, 1e-12, f"eq. 53 EM statistic {name}")
 
 
 # ------------------------------------------------------- the document and the code

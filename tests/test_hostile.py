@@ -85,6 +85,15 @@ def test_special_files_are_refused_at_once(tmp_path, data, argv):
     assert_one_line_error(result.returncode, result.stderr, "not a regular file")
 
 
+def test_oversized_model_file_is_refused_before_it_is_read(tmp_path, data, capsys):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as fh:
+        fh.truncate((1 << 30) + 1)  # sparse: over the 1 GiB cap without using the disk
+    t0 = time.monotonic()
+    assert_one_line_error(*run(capsys, "evaluate", big, data)[::2], "over the limit")
+    assert time.monotonic() - t0 < 10
+
+
 # --------------------------------------------------------------- 2. deep JSON
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -139,6 +148,50 @@ def test_one_dimensional_zarr_array_is_refused(tmp_path, capsys):
     z[:] = 1.0
     assert_one_line_error(*run(capsys, "fit", tmp_path / "d.zarr", "--out",
                                tmp_path / "o.json")[::2], "shape (100,)")
+
+
+# ------------------------------------------------------ 5. a model saved for CUDA
+@pytest.fixture
+def cuda_model(tmp_path, model):
+    est = load_model(model)
+    est.device = "cuda"
+    path = tmp_path / "cuda.json"
+    est.save(path)
+    return path
+
+
+def test_model_saved_for_cuda_scores_on_the_cpu_without_a_gpu(cuda_model, model, data,
+                                                               capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the model runs there")
+    status, out, err = run(capsys, "predict", cuda_model, data, "--proba")
+    assert status == 0, err
+    assert err.count("device='cuda'") == 1 and "NumPy" in err  # says so, once
+    assert out == run(capsys, "predict", model, data, "--proba")[1]
+
+
+BLOCK_TORCH = """
+import importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):  # import torch raises, as without the extra
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError(f"{name} is blocked")
+
+sys.meta_path.insert(0, NoTorch())
+from mogsgd.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_model_saved_for_cuda_scores_without_torch_installed(cuda_model, data):
+    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "evaluate", str(cuda_model),
+                             str(data), "--json"], env=ENV, capture_output=True, text=True,
+                            timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("device='cuda'") == 1
+    assert json.loads(result.stdout)["n_samples"] == 300
 
 
 # ------------------------------------------------------ 6. decoded model state

@@ -28,7 +28,7 @@ from mogsgd.backends.torch_train import (  # noqa: E402
     opt_state_to_numpy,
     opt_state_to_torch,
 )
-from mogsgd.density import _standardised, log_prob_and_log_resp  # noqa: E402
+from mogsgd.density import distance, log_prob_and_log_resp  # noqa: E402
 from mogsgd.errors import ValidationError  # noqa: E402
 from mogsgd.gradients import nll_grad_sums  # noqa: E402
 from mogsgd.optim import make_optimizer  # noqa: E402
@@ -139,7 +139,7 @@ def condition_scales(X, p, w):
     r = np.exp(lr) * w[:, None]
     s_means, s_log_sigma = np.empty(p.means.shape), np.empty(p.means.shape)
     for k in range(p.n_components):
-        z = _standardised(X, p, k, None)
+        z = distance(X, p.means[k], p.log_sigma[k]).z
         s_means[k] = r[:, k] @ np.abs(z) / p.sigma[k]
         s_log_sigma[k] = r[:, k] @ (z * z + 1.0)
     return np.sum(w * np.abs(lp)), s_means, s_log_sigma, w.sum() * p.weights + r.sum(axis=0)

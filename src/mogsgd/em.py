@@ -17,7 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd.density import log_prob, log_prob_and_log_resp, observed_mask
+from mogsgd.density import (
+    FAR_LOG_DENSITY,
+    distance,
+    log_prob,
+    log_prob_and_log_resp,
+    observed_mask,
+)
 from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams, bounded_variances
 
@@ -45,7 +51,12 @@ class EMStats(NamedTuple):
 def em_stats(
     X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None = None
 ) -> EMStats:
-    """E-step statistics of ``X`` (n, D) under ``params`` (eqs. 11, 27)."""
+    """E-step statistics of ``X`` (n, D) under ``params`` (eqs. 11, 27).
+
+    A far row (every component beyond the saturation point of eq. 52) enters ``sx`` and
+    ``sxx`` with the factor ``S'(h_ik)`` of eq. 53, as in the gradient sums: the M-step
+    stays the zero of the gradient and its statistics stay finite.
+    """
     X = np.asarray(X)
     observed = observed_mask(X)
     lp, lr = log_prob_and_log_resp(X, params)
@@ -58,6 +69,12 @@ def em_stats(
         weight_sum, ll_sum = float(w.sum()), float(w @ lp)
     k_comp, d = params.means.shape
     nk = resp.sum(axis=0)
+    all_resp = resp
+    far = np.flatnonzero(lp < FAR_LOG_DENSITY)
+    if len(far):
+        far_resp = resp[far]
+        resp = resp.copy()
+        resp[far] = 0.0  # their moments come from the saturated distance below
     nkd = np.empty((k_comp, d))
     sx = np.empty((k_comp, d))
     sxx = np.empty((k_comp, d))
@@ -65,7 +82,7 @@ def em_stats(
         diff = X - params.means[k]
         if observed is not None:
             diff = np.where(observed > 0, diff, 0.0)
-            nkd[k] = resp[:, k] @ observed
+            nkd[k] = all_resp[:, k] @ observed
         else:
             nkd[k] = nk[k]
         # sqrt(r) * diff, squared and summed: a far row (diff * diff = inf) of zero
@@ -76,6 +93,13 @@ def em_stats(
             scaled = np.where(root[:, None] > 0, scaled, 0.0)
         sx[k] = root @ scaled
         sxx[k] = np.einsum("ij,ij->j", scaled, scaled)
+        if len(far):
+            dist = distance(X[far], params.means[k], params.log_sigma[k],
+                            None if observed is None else observed[far])
+            diff = dist.z * np.exp(params.log_sigma[k])   # sqrt(S') (x - mu), eq. 53
+            slope = far_resp[:, k] if dist.root is None else far_resp[:, k] * dist.root
+            sx[k] += slope @ diff
+            sxx[k] += far_resp[:, k] @ (diff * diff)
     return EMStats(ll_sum, weight_sum, nk, nkd, sx, sxx)
 
 

@@ -16,7 +16,9 @@ With responsibilities ``gamma_ik`` (eq. 11), weights ``w_i`` (1 unless given),
 * logits:    ``sum_i w_i (pi_k - gamma_ik) = W pi_k - sum_i w_i gamma_ik`` (eqs. 17, 19)
 
 and the mean-NLL gradient divides each by ``W``.  A missing coordinate
-contributes nothing to its mean and log-sigma sums (eq. 35).
+contributes nothing to its mean and log-sigma sums (eq. 35).  Beyond the saturation
+point of eq. 52 (``h = |z|^2 / 2 > 2^64``) a row's ``z`` and ``z^2`` carry the factor
+``S'(h) = 2^64 / h`` (eq. 53), so every sum stays finite.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd.density import logsumexp, observed_mask, standardised, weighted_log_prob
+from mogsgd.density import distance, normalise, observed_mask, weighted_log_prob
 from mogsgd.params import MixtureParams
 
 __all__ = ["GradSums", "nll_grad_sums", "combine_sums", "finalize", "nll_grad"]
@@ -55,8 +57,8 @@ def nll_grad_sums(
     X = np.asarray(X)
     observed = observed_mask(X)
     wlp = weighted_log_prob(X, params)                    # (n, K)
-    lp = logsumexp(wlp, axis=1)                           # (n,)
-    resp = np.exp(wlp - lp[:, None])                      # (n, K), rows sum to 1
+    lp, log_resp = normalise(wlp)                         # (n,), (n, K)
+    resp = np.exp(log_resp)                               # (n, K), rows sum to 1
     if sample_weight is None:
         weight_sum = float(X.shape[0])
         nll_sum = float(-lp.sum())
@@ -71,9 +73,11 @@ def nll_grad_sums(
     g_log_sigma = np.empty((k_comp, d), dtype=resp.dtype)
     inv_sigma = np.exp(-params.log_sigma)
     for k in range(k_comp):
-        z = standardised(X, params, k, observed)          # (n, D)
-        rz = resp[:, k] @ z                               # sum_i r_ik z_ikd
-        rz2 = resp[:, k] @ (z * z)                        # sum_i r_ik z_ikd^2
+        # sqrt(S') z (n, D) and sqrt(S') (n,) or None; eqs. 52, 53
+        z, root = distance(X, params.means[k], params.log_sigma[k], observed)[1:]
+        rk = resp[:, k] if root is None else resp[:, k] * root
+        rz = rk @ z                                       # sum_i r_ik S'_ik z_ikd
+        rz2 = resp[:, k] @ (z * z)                        # sum_i r_ik S'_ik z_ikd^2
         counted = nk[k] if observed is None else resp[:, k] @ observed
         g_means[k] = -rz * inv_sigma[k]                   # eq. 13
         g_log_sigma[k] = counted - rz2                    # eq. 15

@@ -26,6 +26,15 @@ float32 ulps: one rounding per term of a float32 ``exp``/``log`` of arguments up
 and chunks and blocks are added in float64.  Measured worst case on 20,000-row
 tests with outliers: 3e-6.
 
+Far points (eqs. 52, 53): :func:`distance` computes ``h = |z|^2 / 2`` in a scaled form
+that cannot overflow, on every row and without a branch (no device synchronisation):
+``z`` from ``x / 2 - mu / 2`` times ``1 / sigma`` prescaled by a power of two to at most
+1, divided by its largest entry ``m`` per row before squaring, so
+``log h = 2 log m + log sum_d (z_d / m)^2 - log 2`` plus the known scales.  Then the
+saturated ``S(h)`` and ``sqrt(S') z`` as in :func:`mogsgd.density.distance`: any finite
+row has a finite log-density, finite responsibilities and finite sums.  (The fused
+Triton kernel still computes the direct ``sum_d z^2`` of eq. 9; see its module.)
+
 Differences from the NumPy path, by design: the data must be finite (missing
 values, eq. 34, stay on the NumPy path; the estimator validates once per fit,
 not per batch), and the computation is in the dtype of ``X`` (float32 or
@@ -40,14 +49,14 @@ import numpy as np
 
 from mogsgd.backends import import_torch
 from mogsgd.backends.torch_types import GradPieces, TorchParams, log_softmax
-from mogsgd.density import LOG_2PI
+from mogsgd.density import H_SAT, LN2, LOG_2PI, LOG_H_SAT
 from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams
 
 torch = import_torch()
 
 __all__ = ["TorchParams", "GradPieces", "TorchGradSums", "to_torch", "to_numpy", "ravel",
-           "unravel", "log_softmax", "logsumexp", "weighted_log_prob", "log_prob",
+           "unravel", "log_softmax", "logsumexp", "normalise", "weighted_log_prob", "log_prob",
            "log_resp", "nll", "grad_pieces", "finish", "nll_grad_sums", "sums_to_numpy",
            "KERNELS", "CHUNK_ELEMENTS"]
 
@@ -115,6 +124,17 @@ def _as(params: TorchParams, X: torch.Tensor) -> TorchParams:
 
 
 # ------------------------------------------------------------------- densities
+def normalise(wlp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p, log gamma)`` from weighted log densities (n, K) as
+    :func:`mogsgd.density.normalise`: ``log gamma = (wlp - a*) - log s``, so every row of
+    ``gamma`` sums to one however large ``|log p|`` is (eqs. 10, 11, 25)."""
+    a_max = wlp.amax(dim=1, keepdim=True)
+    a_max = torch.where(torch.isfinite(a_max), a_max, torch.zeros_like(a_max))
+    shifted = wlp - a_max
+    log_s = torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
+    return (log_s + a_max).squeeze(1), shifted - log_s
+
+
 def logsumexp(a: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``a* + log sum exp(a - a*)`` along ``dim`` (eq. 25); an all ``-inf`` row gives ``-inf``."""
     a_max = a.amax(dim=dim, keepdim=True)
@@ -123,9 +143,25 @@ def logsumexp(a: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return out.squeeze(dim)
 
 
-def _standardised(X: torch.Tensor, params: TorchParams, k: int) -> torch.Tensor:
-    """``z_id = (x_id - mu_kd) / sigma_kd`` for one component, shape (n, D)."""
-    return (X - params.means[k]) * torch.exp(-params.log_sigma[k])
+def distance(X: torch.Tensor, params: TorchParams, k: int):
+    """``(S(h_i), sqrt(S'(h_i)) z_i, sqrt(S'(h_i)))`` of component ``k`` for every row,
+    shapes (n,), (n, D), (n,): ``z_id = (x_id - mu_kd) / sigma_kd`` and ``h = |z|^2 / 2``
+    saturated beyond ``2^64`` (eqs. 9, 52, 53), in the scaled form of the module docstring."""
+    log_sigma = params.log_sigma[k]
+    # 1/sigma times 2^-s <= 1, and the halving of x - mu: z = zt 2^(s + 1), zt finite
+    s = torch.clamp(torch.ceil(torch.amax(-log_sigma) / LN2), min=0.0)
+    zt = (0.5 * X - 0.5 * params.means[k]) * torch.exp(-log_sigma - s * LN2)
+    top = torch.amax(torch.abs(zt), dim=1)
+    top = torch.where(top > 0, top, torch.ones_like(top))
+    unit = zt / top[:, None]
+    log_m = torch.log(top) + (s + 1.0) * LN2
+    log_h = 2.0 * log_m + torch.log((unit * unit).sum(dim=1)) - LN2
+    beyond = log_h > LOG_H_SAT
+    half = torch.where(beyond, H_SAT * (1.0 + (log_h - LOG_H_SAT)),
+                       torch.exp(torch.clamp(log_h, max=LOG_H_SAT)))
+    log_slope = torch.where(beyond, LOG_H_SAT - log_h, torch.zeros_like(log_h))
+    z = unit * torch.exp(log_m + 0.5 * log_slope)[:, None]
+    return half, z, torch.exp(0.5 * log_slope)
 
 
 def weighted_log_prob(X: torch.Tensor, params: TorchParams) -> torch.Tensor:
@@ -137,9 +173,8 @@ def weighted_log_prob(X: torch.Tensor, params: TorchParams) -> torch.Tensor:
     n, d = X.shape
     out = torch.empty((n, params.means.shape[0]), dtype=X.dtype, device=X.device)
     for k in range(params.means.shape[0]):
-        z = _standardised(X, params, k)
         norm = params.log_sigma[k].sum() + 0.5 * d * LOG_2PI
-        out[:, k] = -0.5 * (z * z).sum(dim=1) - norm
+        out[:, k] = -distance(X, params, k)[0] - norm          # eqs. 9, 52
     return out + log_softmax(params.logits)
 
 
@@ -162,8 +197,7 @@ def log_resp(X: torch.Tensor, params: TorchParams, *, chunk_rows: int | None = N
     """``log gamma_ik = log pi_k + log N_ik - log p(x_i)``, shape (n, K) (eq. 11)."""
     out = torch.empty((X.shape[0], params.means.shape[0]), dtype=X.dtype, device=X.device)
     for a, b in _chunks(*X.shape, chunk_rows):
-        wlp = weighted_log_prob(X[a:b], params)
-        out[a:b] = wlp - logsumexp(wlp, dim=1)[:, None]
+        out[a:b] = normalise(weighted_log_prob(X[a:b], params))[1]
     return out
 
 
@@ -196,8 +230,8 @@ def _pieces_torch(X: torch.Tensor, params: TorchParams, sample_weight) -> GradPi
     ``z`` and ``z^2``.
     """
     wlp = weighted_log_prob(X, params)                    # (n, K), eqs. 9, 12
-    lp = logsumexp(wlp, dim=1)                            # (n,), eq. 10
-    resp = torch.exp(wlp - lp[:, None])                   # (n, K), eq. 11
+    lp, log_resp = normalise(wlp)                         # (n,), (n, K), eqs. 10, 11
+    resp = torch.exp(log_resp)
     if sample_weight is None:
         # a fill, not a host-to-device copy: no synchronisation per batch
         weight_sum = torch.full((), X.shape[0], dtype=torch.float64, device=X.device)
@@ -213,10 +247,10 @@ def _pieces_torch(X: torch.Tensor, params: TorchParams, sample_weight) -> GradPi
     rz = torch.empty((k_comp, d), dtype=X.dtype, device=X.device)
     rz2 = torch.empty((k_comp, d), dtype=X.dtype, device=X.device)
     for k in range(k_comp):
-        z = _standardised(X, p, k)                        # (n, D)
+        _, z, root = distance(X, p, k)                    # sqrt(S') z (n, D), eq. 53
         rk = resp[:, k, None]
-        rz[k] = (rk * z).sum(dim=0)                       # sum_i r_ik z_ikd
-        rz2[k] = (rk * z * z).sum(dim=0)                  # sum_i r_ik z_ikd^2
+        rz[k] = (rk * root[:, None] * z).sum(dim=0)       # sum_i r_ik S'_ik z_ikd
+        rz2[k] = (rk * z * z).sum(dim=0)                  # sum_i r_ik S'_ik z_ikd^2
     f64 = torch.float64
     return GradPieces(nll_sum.to(f64), weight_sum.to(f64), nk.to(f64), rz.to(f64), rz2.to(f64))
 

@@ -19,6 +19,12 @@ The host then adds the per-block rows in float64 (one reduction) and
 Layout of one program's output row (``KP`` = K padded to a power of two):
 ``[nll, W, nk[0:KP], rz[d, k] for d < D, k < KP, rz2[d, k] ...]``.
 
+Far rows: the kernel squares ``z`` directly (eq. 9), not in the scaled, saturated form
+of eq. 52 that :func:`mogsgd.backends.torch_ops.distance` uses: a row more than ``2^64``
+(in ``h``) from every component gets the unsaturated value, and one whose squares overflow
+(``|z| > 1e154`` in float64, ``1e19`` in float32) a non-finite sum, which the training loop
+reports as divergence.  Porting eq. 52 needs a GPU to test it on.
+
 Status: checked against the plain-torch code in Triton's CPU interpreter
 (``TRITON_INTERPRET=1``, see ``tests/test_torch_backend.py``); it has **not** been
 compiled for or run on a GPU in this repository yet (no GPU was available).

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from mogsgd.density import logsumexp
+from mogsgd.density import logsumexp, normalise
 from mogsgd.errors import ValidationError
 from mogsgd.params import log_softmax
 
@@ -163,8 +163,8 @@ def weighted_resp(wlp: np.ndarray, sample_weight=None):
     multiplied by the sample weights and ``W = sum_i w_i`` (``n`` without weights,
     eq. 31).
     """
-    lp = logsumexp(wlp, axis=1)
-    resp = np.exp(wlp - lp[:, None])
+    lp, log_resp = normalise(wlp)
+    resp = np.exp(log_resp)
     if sample_weight is None:
         return lp, resp, float(len(lp)), float(lp.sum())
     w = np.asarray(sample_weight, dtype=resp.dtype)
@@ -174,9 +174,7 @@ def weighted_resp(wlp: np.ndarray, sample_weight=None):
 
 def log_prob_and_log_resp(family: CovarianceFamily, X, params):
     """``(log p(x_i), log gamma_ik)``, shapes (n,) and (n, K) (eqs. 10, 11)."""
-    wlp = family.log_prob_components(X, params)
-    lp = logsumexp(wlp, axis=1)
-    return lp, wlp - lp[:, None]
+    return normalise(family.log_prob_components(X, params))
 
 
 def log_prob(family: CovarianceFamily, X, params) -> np.ndarray:

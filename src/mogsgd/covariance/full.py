@@ -19,6 +19,11 @@ triangular product; nothing is inverted.  With ``g_ik = w_i gamma_ik``,
 The per-component functions take a stack of factors (K, D, D) so that
 :mod:`mogsgd.covariance.tied` reuses them with one factor broadcast to every
 component and sums the factor gradient over ``k`` (eq. 44).
+
+Beyond the saturation point ``||z||^2 / 2 > 2^64`` the half squared distance is
+``S(h)`` and every ``z`` in the sums carries ``S'(h)`` (eqs. 52, 53), computed from
+rows scaled by a power of two (:func:`component_distance`), so any finite row has a
+finite log-density and finite sums.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from mogsgd.covariance._base import (
     validated,
     weighted_resp,
 )
-from mogsgd.density import LOG_2PI
+from mogsgd.density import FAR_LOG_DENSITY, H_SAT, LN2, LOG_2PI, Distance, saturated
 from mogsgd.errors import ValidationError
 
 __all__ = ["FullParams", "LogCholGradSums", "FullFamily", "FULL"]
@@ -80,15 +85,45 @@ class LogCholGradSums(NamedTuple):
 
 
 # ------------------------------------------------- per-component maths (K factors)
+def component_distance(X: np.ndarray, mean: np.ndarray, U: np.ndarray):
+    """``(Distance, R)`` of one component (eqs. 40, 52, 53): ``z_i = U^T (x_i - mu)`` and
+    ``R`` (n, D) the residuals ``sqrt(S'(h_i)) (x_i - mu)``.
+
+    Rows whose ``h`` is beyond ``H`` or not finite are recomputed from
+    ``x / 2^e - mu / 2^e`` (``2^e`` at least the row's and the mean's largest
+    magnitude, so nothing overflows) by :func:`mogsgd.density.saturated`.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        R = X - mean
+        Z = R @ U                                        # rows z_ik^T = r_ik^T U_k
+        half = 0.5 * np.einsum("ij,ij->i", Z, Z)
+    far = np.flatnonzero(~(half <= H_SAT))
+    if not len(far):
+        return Distance(half, Z, None), R
+    Xf = X[far]
+    top = np.maximum(np.max(np.abs(Xf), axis=1), np.max(np.abs(mean)))
+    e = np.frexp(np.where(top > 0, top, 1.0))[1][:, None]
+    R_s = np.ldexp(Xf, -e) - np.ldexp(mean, -e)         # exact scaling; |R_s| <= 2
+    log_scale = e[:, 0] * LN2
+    dist = saturated(R_s @ U, log_scale)
+    half, Z, R = half.copy(), Z.copy(), R.copy()
+    half[far], Z[far] = dist.half, dist.z
+    with np.errstate(divide="ignore"):
+        R[far] = R_s * np.exp(log_scale + np.log(dist.root))[:, None]
+    root = np.ones_like(half)
+    root[far] = dist.root
+    return Distance(half, Z, root), R
+
+
 def component_log_prob(X: np.ndarray, means: np.ndarray, log_chol: np.ndarray,
                        logits: np.ndarray) -> np.ndarray:
-    """``log pi_k + log N_ik`` by eq. 40 for a stack of factors (K, D, D); (n, K)."""
+    """``log pi_k + log N_ik`` by eq. 40 (eq. 52 beyond ``H``) for a stack of factors
+    (K, D, D); (n, K)."""
     n, d = X.shape
     U = chol.factor(log_chol)
     out = np.empty((n, means.shape[0]), dtype=np.result_type(X, U))
     for k in range(means.shape[0]):
-        Z = (X - means[k]) @ U[k]                       # rows z_ik^T = r_ik^T U_k
-        out[:, k] = -0.5 * np.einsum("ij,ij->i", Z, Z)
+        out[:, k] = -component_distance(X, means[k], U[k])[0].half
     return out + (chol.log_det_half(log_chol) - 0.5 * d * LOG_2PI + log_weights(logits))
 
 
@@ -96,7 +131,8 @@ def component_grad_sums(X: np.ndarray, means: np.ndarray, log_chol: np.ndarray,
                         logits: np.ndarray, sample_weight=None):
     """``(nll_sum, W, d/d means, d/d log_chol per component (K, D, D), d/d logits)``.
 
-    Eqs. 41-43 for the summed weighted NLL; see the module docstring.
+    Eqs. 41-43 for the summed weighted NLL (each ``z`` times ``S'``, eq. 53); see the
+    module docstring.
     """
     wlp = component_log_prob(X, means, log_chol, logits)
     _, resp, weight_sum, ll_sum = weighted_resp(wlp, sample_weight)
@@ -105,10 +141,11 @@ def component_grad_sums(X: np.ndarray, means: np.ndarray, log_chol: np.ndarray,
     gz = np.empty((k_comp, d), dtype=resp.dtype)
     M = np.empty((k_comp, d, d), dtype=resp.dtype)
     for k in range(k_comp):
-        R = X - means[k]
-        Z = R @ U[k]
-        gz[k] = resp[:, k] @ Z                          # sum_i g_ik z_ik
-        M[k] = R.T @ (resp[:, k, None] * Z)             # sum_i g_ik r_ik z_ik^T
+        dist, R = component_distance(X, means[k], U[k])
+        Z = dist.z                                      # sqrt(S') z; sqrt(S') r in R
+        rk = resp[:, k] if dist.root is None else resp[:, k] * dist.root
+        gz[k] = rk @ Z                                  # sum_i g_ik S'_ik z_ik
+        M[k] = R.T @ (resp[:, k, None] * Z)             # sum_i g_ik S'_ik r_ik z_ik^T
     return (-ll_sum, weight_sum) + gradients_from_sums(U, logits, weight_sum,
                                                        resp.sum(axis=0), gz, M)
 
@@ -126,15 +163,33 @@ def gradients_from_sums(U: np.ndarray, logits: np.ndarray, weight_sum: float, nk
     return g_means, g_chol, g_logits
 
 
-def centred_moments(X: np.ndarray, means: np.ndarray, resp: np.ndarray):
-    """``(nk, sx, sxx)`` with ``sxx`` per component (K, D, D), centred at ``means``."""
+def centred_moments(X: np.ndarray, means: np.ndarray, resp: np.ndarray, U: np.ndarray,
+                    lp: np.ndarray):
+    """``(nk, sx, sxx)`` with ``sxx`` per component (K, D, D), centred at ``means``.
+
+    Far rows (``lp`` below :data:`~mogsgd.density.FAR_LOG_DENSITY`, every component beyond
+    the saturation point) enter ``sx`` and ``sxx`` with the factor ``S'`` of eq. 53, as
+    in the gradient."""
     k_comp, d = means.shape
     sx = np.empty((k_comp, d))
     sxx = np.empty((k_comp, d, d))
+    far = np.flatnonzero(lp < FAR_LOG_DENSITY)
+    near = resp
+    if len(far):
+        near = resp.copy()
+        near[far] = 0.0
     for k in range(k_comp):
-        R = X - means[k]
-        sx[k] = resp[:, k] @ R
-        sxx[k] = R.T @ (resp[:, k, None] * R)
+        with np.errstate(over="ignore"):
+            R = X - means[k]
+        if not np.isfinite(R).all():
+            R = np.where(near[:, k, None] > 0, R, 0.0)  # 0 * inf would be NaN
+        sx[k] = near[:, k] @ R
+        sxx[k] = R.T @ (near[:, k, None] * R)
+        if len(far):
+            dist, R = component_distance(X[far], means[k], U[k])
+            g = resp[far, k]
+            sx[k] += (g if dist.root is None else g * dist.root) @ R
+            sxx[k] += R.T @ (g[:, None] * R)
     return resp.sum(axis=0), sx, sxx
 
 
@@ -244,9 +299,10 @@ class FullFamily:
     def em_stats(self, X, params, sample_weight=None):
         """E-step statistics centred at the current means (eqs. 11, 27)."""
         X = check_X(X, self.name)
-        _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
-                                                    sample_weight)
-        nk, sx, sxx = centred_moments(X, params.means, resp)
+        lp, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
+                                                     sample_weight)
+        nk, sx, sxx = centred_moments(X, params.means, resp,
+                                      chol.factor(self.factor_stack(params)), lp)
         return CentredStats(ll_sum, weight_sum, nk, sx, self.pool(sxx))
 
     def m_step(self, stats, params, reg_covar: float):

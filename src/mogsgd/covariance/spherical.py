@@ -7,7 +7,10 @@ One ``log sigma_k`` per component, as the diagonal model has one per feature
     log N_ik = -D/2 log 2 pi - D log sigma_k - q_ik / 2                           (eq. 45)
 
 and the gradients of the summed NLL are ``-sum_i g_ik r_ik / sigma_k^2`` (means),
-``D N_k - sum_i g_ik q_ik`` (log_sigma) and ``W pi_k - N_k`` (logits).
+``D N_k - sum_i g_ik q_ik`` (log_sigma) and ``W pi_k - N_k`` (logits).  Beyond the
+saturation point ``q / 2 > 2^64``, ``q / 2`` becomes ``S(q / 2)`` and ``r`` and ``q`` carry
+the factor ``S'`` (eqs. 52, 53): the diagonal model's :func:`mogsgd.density.distance`
+with one ``sigma_k`` for every feature.
 
 A spherical covariance stays spherical only under a *uniform* rescaling of the
 features, so :meth:`SphericalFamily.admissible_scale` replaces per-feature scales
@@ -31,7 +34,7 @@ from mogsgd.covariance._base import (
     validated,
     weighted_resp,
 )
-from mogsgd.density import LOG_2PI
+from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI, distance
 from mogsgd.errors import ValidationError
 
 __all__ = ["SphericalParams", "SphericalGradSums", "SphericalFamily", "SPHERICAL"]
@@ -86,11 +89,10 @@ class SphericalFamily:
         """``log pi_k + log N(x_i | mu_k, sigma_k^2 I)``, shape (n, K) (eq. 45)."""
         X = check_X(X, self.name)
         d = X.shape[1]
-        inv_var = np.exp(-2.0 * params.log_sigma)
-        out = np.empty((X.shape[0], len(inv_var)), dtype=np.result_type(X, inv_var))
-        for k in range(len(inv_var)):
-            R = X - params.means[k]
-            out[:, k] = -0.5 * np.einsum("ij,ij->i", R, R) * inv_var[k]
+        ls = params.log_sigma
+        out = np.empty((X.shape[0], len(ls)), dtype=np.result_type(X, ls))
+        for k in range(len(ls)):
+            out[:, k] = -distance(X, params.means[k], ls[k]).half   # eqs. 45, 52
         return out - d * params.log_sigma - 0.5 * d * LOG_2PI + log_weights(params.logits)
 
     def nll_grad_sums(self, X, params: SphericalParams, sample_weight=None):
@@ -100,28 +102,44 @@ class SphericalFamily:
         _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
                                                     sample_weight)
         nk = resp.sum(axis=0)
-        inv_var = np.exp(-2.0 * params.log_sigma)
         g_means = np.empty(params.means.shape, dtype=resp.dtype)
         g_log_sigma = np.empty(len(nk), dtype=resp.dtype)
         for k in range(len(nk)):
-            R = X - params.means[k]
-            g_means[k] = -(resp[:, k] @ R) * inv_var[k]
-            g_log_sigma[k] = d * nk[k] - (resp[:, k] @ np.einsum("ij,ij->i", R, R)) * inv_var[k]
+            z, root = distance(X, params.means[k], params.log_sigma[k])[1:]  # eq. 53
+            rk = resp[:, k] if root is None else resp[:, k] * root
+            g_means[k] = -(rk @ z) * np.exp(-params.log_sigma[k])
+            g_log_sigma[k] = d * nk[k] - resp[:, k] @ np.einsum("ij,ij->i", z, z)
         g_logits = weight_sum * params.weights - nk
         return SphericalGradSums(-ll_sum, weight_sum, g_means, g_log_sigma, g_logits)
 
     def em_stats(self, X, params: SphericalParams, sample_weight=None) -> CentredStats:
         """E-step statistics centred at the current means (eqs. 11, 27)."""
         X = check_X(X, self.name)
-        _, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
-                                                    sample_weight)
+        lp, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
+                                                     sample_weight)
         k_comp, d = params.means.shape
         sx = np.empty((k_comp, d))
         sxx = np.empty(k_comp)
+        far = np.flatnonzero(lp < FAR_LOG_DENSITY)  # moments with S' (eq. 53)
+        near = resp
+        if len(far):
+            near = resp.copy()
+            near[far] = 0.0
         for k in range(k_comp):
-            R = X - params.means[k]
-            sx[k] = resp[:, k] @ R
-            sxx[k] = resp[:, k] @ np.einsum("ij,ij->i", R, R)
+            with np.errstate(over="ignore"):
+                R = X - params.means[k]
+                sq = np.einsum("ij,ij->i", R, R)
+            if not np.isfinite(sq).all():  # rows of zero responsibility: 0, not 0 * inf
+                R = np.where(near[:, k, None] > 0, R, 0.0)
+                sq = np.where(near[:, k] > 0, sq, 0.0)
+            sx[k] = near[:, k] @ R
+            sxx[k] = near[:, k] @ sq
+            if len(far):
+                dist = distance(X[far], params.means[k], params.log_sigma[k])
+                R = dist.z * np.exp(params.log_sigma[k])   # sqrt(S') (x - mu)
+                g = resp[far, k]
+                sx[k] += (g if dist.root is None else g * dist.root) @ R
+                sxx[k] += g @ np.einsum("ij,ij->i", R, R)
         return CentredStats(ll_sum, weight_sum, resp.sum(axis=0), sx, sxx)
 
     def m_step(self, stats: CentredStats, params: SphericalParams, reg_covar: float):

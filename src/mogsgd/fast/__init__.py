@@ -9,7 +9,9 @@ relative), computed by numba kernels that make one pass over ``X`` with SIMD
 ``mogsgd.nll_grad``, ``mogsgd.nll``, ``mogsgd.log_prob`` and ``mogsgd.responsibilities``.
 The NumPy functions stay the reference and the fallback.  ``X`` with NaN (missing values,
 which the reference marginalises) is detected by the NaN it gives the kernel's
-log-likelihood and handed to the reference.
+log-likelihood and handed to the reference, and so are parameters whose ``1 / sigma`` is
+beyond the float range (data at scales near 1e-308 or 1e308, scored in data units), which
+the reference handles in log space (eq. 52).
 
 Backends: ``"numpy"`` (the reference), ``"numba"`` (this package; an error if it
 cannot run) and ``"auto"`` (numba when it works, else NumPy with one
@@ -129,13 +131,23 @@ def _weights_arg(sample_weight, n: int):
     return w, True
 
 
+def _in_range(inv_sigma: np.ndarray) -> bool:
+    """Whether every ``1 / sigma`` is a positive normal float: the kernels multiply by it
+    (the reference also handles the others, in log space)."""
+    return bool(np.all((inv_sigma >= np.finfo(np.float64).tiny) & (inv_sigma < np.inf)))
+
+
 def _numba_sums(X, params: MixtureParams, sample_weight, *, need_grad: bool,
-                block: int | None = None) -> GradSums:
+                block: int | None = None) -> GradSums | None:
+    """The kernel's :class:`GradSums`, or ``None`` where it cannot compute them
+    (:func:`_in_range`)."""
     from mogsgd.fast import _kernels as kern
 
     X = _as_rows(X)
     n = X.shape[0]
     p, inv_sigma, cst, log_w, weights = _derived(params)
+    if not _in_range(inv_sigma):
+        return None
     k, d = p.means.shape
     if X.ndim != 2 or X.shape[1] != d:
         raise ValueError(f"X must have shape (n, {d}), got {X.shape}")
@@ -196,7 +208,7 @@ def nll_grad_sums(X: np.ndarray, params: MixtureParams,
     the kernel's NLL NaN; such input is then handed to the reference, which marginalises.
     """
     sums = _numba_sums(X, params, sample_weight, need_grad=True)
-    if math.isnan(sums.nll_sum):
+    if sums is None or math.isnan(sums.nll_sum):
         return gradients.nll_grad_sums(X, params, sample_weight)
     return sums
 
@@ -210,7 +222,7 @@ def nll_grad(X: np.ndarray, params: MixtureParams,
 def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None = None) -> float:
     """:func:`mogsgd.density.nll` by the fused kernel (no gradient sums are formed)."""
     sums = _numba_sums(X, params, sample_weight, need_grad=False)
-    if math.isnan(sums.nll_sum):
+    if sums is None or math.isnan(sums.nll_sum):
         return density.nll(X, params, sample_weight)
     return sums.nll_sum / sums.weight_sum
 
@@ -222,6 +234,8 @@ def _rows_out(X, params: MixtureParams, want_resp: bool) -> np.ndarray:
 
     X = _as_rows(X)
     p, inv_sigma, cst, log_w, _ = _derived(params)
+    if not _in_range(inv_sigma):
+        return (density.responsibilities if want_resp else density.log_prob)(X, params)
     k, d = p.means.shape
     if X.ndim != 2 or X.shape[1] != d:
         raise ValueError(f"X must have shape (n, {d}), got {X.shape}")

@@ -23,6 +23,14 @@ sums stay in registers for ``D <= 4``.  The sums go into a flat accumulator
     acc[0] = sum w log p   acc[1] = sum w   acc[2:2+K] = N_k
     acc[2+K : 2+K+KD] = sum r z (K, D)      acc[2+K+KD :] = sum r z^2 (K, D)
 
+Far rows: a row whose best ``lw_kj`` is below ``FAR_LOG_DENSITY`` (every component
+beyond the saturation point ``h = q / 2 > 2^64`` of eq. 52; ``q`` may even have
+overflowed) is recomputed by :func:`_far_rows` from ``log |z|``, with the saturated
+``S(h)`` and the slopes ``S'(h)`` of eq. 53 in its sums, and then takes no further part
+in the block's vector loops.  In every other row a component beyond the saturation
+point has ``e_kj = 0`` exactly, as with the saturated value, so ordinary data never
+leave the vector loops (one compare per row).
+
 Memory: the buffers are ``O(block (K + D))`` per thread; no ``(n, K)`` or
 ``(n, K, D)`` array is ever formed.
 
@@ -40,6 +48,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from mogsgd import density
 from mogsgd.fast._simd import (
     EXACT_MATH,
     gather_rows,
@@ -51,6 +60,10 @@ from mogsgd.fast._simd import (
 )
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+LN2 = float(np.log(2.0))
+H_SAT = density.H_SAT
+LOG_H_SAT = density.LOG_H_SAT
+FAR_LOG_DENSITY = density.FAR_LOG_DENSITY
 
 #: Rows per chunk of the parallel full pass.  Fixed, so the summation order -- and
 #: so the result -- does not depend on the number of threads.
@@ -181,7 +194,8 @@ def _q_add(xt, d0, g, mu, isg, q, nb):
 @njit(fastmath=EXACT_MATH, **_JIT)
 def _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
     """Steps 1-2: on return ``lw[k, j] = exp(lw_kj - m_j)``, ``s[j] = sum_k lw[k, j]``
-    and ``lp[j] = log p(x_j)``."""
+    and ``lp[j] = log p(x_j)``; returns how many rows are far (``m_j`` below
+    :data:`FAR_LOG_DENSITY`), for :func:`_far_rows`."""
     n_comp, d_feat = means.shape
     for j in range(nb):
         m[j] = -np.inf
@@ -211,8 +225,96 @@ def _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
             e = vexp_neg(lwk[j] - m[j])
             lwk[j] = e
             s[j] += e
+    n_far = 0
     for j in range(nb):
         lp[j] = m[j] + vlog(s[j])
+        n_far += m[j] < FAR_LOG_DENSITY
+    return n_far
+
+
+@njit(**_JIT)
+def _log_abs_z(x, mu, log_isg):
+    """``(log |z|, sign z)`` of ``z = (x - mu) / sigma`` without overflow (eq. 52)."""
+    u = x - mu
+    shift = 0.0
+    if math.isinf(u):  # x and mu of opposite signs near the float range: halve both
+        u = 0.5 * x - 0.5 * mu
+        shift = LN2
+    sign = 1.0 if u > 0.0 else (-1.0 if u < 0.0 else 0.0)
+    return math.log(abs(u)) + shift + log_isg, sign
+
+
+@njit(**_JIT)
+def _far_rows(xt, nb, wb, means, inv_sigma, cst, log_w, lw, m, s, lp, acc, need_grad):
+    """The far rows of a block (``m_j < FAR_LOG_DENSITY``) by eqs. 52, 53, in log space.
+
+    Per component ``log h = 2 log m + log sum_d (z_d / m)^2 - log 2`` with
+    ``m = max_d |z_d|``, ``S(h)`` and ``log S'(h)``; then ``lp[j]`` and, with
+    ``need_grad``, the row's terms ``r``, ``r S' z`` and ``r S' z^2`` added to ``acc``
+    directly.  Afterwards the row is neutral for :func:`_accumulate_block`: ``e = 0``,
+    ``s = 1`` and ``x = 0`` (its log-likelihood term ``w lp`` is still summed there).
+    Without ``need_grad`` the row's ``e`` and ``s`` are left for the responsibilities
+    ``e / s`` instead.
+    """
+    n_comp, d_feat = means.shape
+    lwf = np.empty(n_comp)
+    log_m = np.empty(n_comp)
+    slope = np.empty(n_comp)
+    o_rz = 2 + n_comp
+    o_rz2 = o_rz + n_comp * d_feat
+    for j in range(nb):
+        if not m[j] < FAR_LOG_DENSITY:  # (NaN rows stay NaN: the caller's fallback)
+            continue
+        top = -np.inf
+        for k in range(n_comp):
+            lm = -np.inf
+            for d in range(d_feat):
+                a = _log_abs_z(xt[d, j], means[k, d], math.log(inv_sigma[k, d]))[0]
+                lm = max(lm, a)
+            if lm == -np.inf:
+                lm = 0.0
+            ssum = 0.0
+            for d in range(d_feat):
+                a, sg = _log_abs_z(xt[d, j], means[k, d], math.log(inv_sigma[k, d]))
+                zs = sg * math.exp(a - lm)
+                ssum += zs * zs
+            log_h = 2.0 * lm + math.log(ssum) - LN2
+            if log_h > LOG_H_SAT:
+                half = H_SAT * (1.0 + (log_h - LOG_H_SAT))
+                slope[k] = LOG_H_SAT - log_h
+            else:
+                half = math.exp(log_h)
+                slope[k] = 0.0
+            log_m[k] = lm
+            lwf[k] = (-half - cst[k]) + log_w[k]
+            top = max(top, lwf[k])
+        total = 0.0
+        for k in range(n_comp):
+            lwf[k] = math.exp(lwf[k] - top)
+            total += lwf[k]
+        lp[j] = top + math.log(total)
+        if not need_grad:  # e and s of the far row, for responsibilities e / s
+            for k in range(n_comp):
+                lw[k, j] = lwf[k]
+            s[j] = total
+            continue
+        for k in range(n_comp):
+            r = wb[j] * lwf[k] / total
+            acc[2 + k] += r
+            if r == 0.0:
+                continue
+            a1 = math.exp(log_m[k] + slope[k])          # S' z = zs a1
+            a2 = math.exp(2.0 * log_m[k] + slope[k])    # S' z^2 = zs^2 a2
+            for d in range(d_feat):
+                a, sg = _log_abs_z(xt[d, j], means[k, d], math.log(inv_sigma[k, d]))
+                zs = sg * math.exp(a - log_m[k])
+                acc[o_rz + k * d_feat + d] += r * (zs * a1)
+                acc[o_rz2 + k * d_feat + d] += r * ((zs * zs) * a2)
+        for k in range(n_comp):
+            lw[k, j] = 0.0
+        s[j] = 1.0
+        for d in range(d_feat):
+            xt[d, j] = 0.0
 
 
 # --------------------------------------------------------- step 3 per block
@@ -278,7 +380,8 @@ def range_sums(X, lo, hi, w, has_w, means, inv_sigma, cst, log_w, need_grad, blo
         if has_w:
             for j in range(nb):
                 wb[j] = w[start + j]
-        _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp)
+        if _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
+            _far_rows(xt, nb, wb, means, inv_sigma, cst, log_w, lw, m, s, lp, acc, need_grad)
         _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, need_grad)
 
 
@@ -310,10 +413,14 @@ def log_prob_rows(X, means, inv_sigma, cst, log_w, block, out, resp, want_resp):
     q = np.empty(block)
     m = np.empty(block)
     s = np.empty(block)
+    wb = np.ones(block)
+    unused = np.zeros(0)
     for start in range(0, n, block):
         nb = min(block, n - start)
         load_rows(X, start, nb, xt)
-        _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, out[start:])
+        lp = out[start:]
+        if _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
+            _far_rows(xt, nb, wb, means, inv_sigma, cst, log_w, lw, m, s, lp, unused, False)
         if want_resp:
             for j in range(nb):
                 for k in range(n_comp):
@@ -374,7 +481,8 @@ def gathered_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, bloc
         if has_w:
             for j in range(nb):
                 wb[j] = w[order[start + j]]
-        _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp)
+        if _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
+            _far_rows(xt, nb, wb, means, inv_sigma, cst, log_w, lw, m, s, lp, acc, True)
         _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, True)
 
 

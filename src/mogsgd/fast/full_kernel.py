@@ -20,6 +20,11 @@ stride and vectorises.  Per block and component, in one read of the rows:
 Measured (``benchmarks/bench_full_kernel.py``, D = 16, K = 8, one thread, CPU time on a
 shared 2-core VM): 4.0x the NumPy pass at 256 rows, 7.0x at 4096, 9.7x at 65536.
 
+Far rows (every component beyond the saturation point of eq. 52, or a residual beyond
+the float range) are not the kernel's business: it marks them with a NaN log-likelihood
+and the wrappers hand such input to the NumPy family, which computes eqs. 52, 53 in a
+scaled form.  Ordinary data pay one comparison per row.
+
 Cost O(K D^2) per point; buffers O(block K D); no (n, K) or (n, D) temporaries.  Each
 chunk of :data:`CHUNK_ROWS` rows has its own accumulator and the chunks are summed in
 order, so the result is the same bit for bit serially or in parallel.
@@ -36,7 +41,7 @@ from numba.extending import intrinsic
 from mogsgd.covariance import check_X
 from mogsgd.covariance import cholesky as chol
 from mogsgd.covariance.full import FullFamily, gradients_from_sums
-from mogsgd.density import LOG_2PI
+from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI
 from mogsgd.fast._simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
 from mogsgd.params import log_softmax
 
@@ -138,6 +143,7 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
     lw = np.empty((k_comp, B))
     top = np.empty(B)
     lp = np.empty(B)
+    coef = np.empty(B)
     g = np.empty((k_comp, B))
     wb = np.ones(B)
     for lo_b in range(lo, hi, B):
@@ -184,11 +190,14 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
             lwk = lw[k]
             for j in range(nb):
                 lp[j] += vexp_neg(lwk[j] - top[j])
-        for j in range(nb):
-            lp[j] = top[j] + vlog(lp[j])        # eqs. 10, 25
         if has_w:
             for j in range(nb):
                 wb[j] = w[lo_b + j]
+        for j in range(nb):
+            coef[j] = wb[j] / lp[j]             # w / sum_k exp(lw_k - top)
+            lp[j] = top[j] + vlog(lp[j])        # eqs. 10, 25
+            if not top[j] >= FAR_LOG_DENSITY:   # a far row (eq. 52): the NumPy family's
+                lp[j] = np.nan
         s_wlp, s_w = lane_dot_sum(wb, lp, nb)
         acc[0] += s_wlp
         acc[1] += s_w
@@ -198,7 +207,7 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
             gk = g[k]
             lwk = lw[k]
             for j in range(nb):
-                gk[j] = wb[j] * vexp_neg(lwk[j] - lp[j])   # w gamma, eq. 11
+                gk[j] = vexp_neg(lwk[j] - top[j]) * coef[j]   # w gamma, eq. 11
             Zk = Z[k]
             nk[k] += lane_dot_sum(gk, gk, nb)[1]
             for e in range(0, d4, 4):           # rows of z past D are 0
@@ -253,6 +262,9 @@ def log_prob_components(family: FullFamily, X, params) -> np.ndarray:
     k, d4 = means.shape[0], padded.shape[1]
     _range(X, 0, X.shape[0], np.empty(0), False, means, padded, const, False, np.zeros(2),
            np.zeros(k), np.zeros((k, d4)), np.zeros((k, d4, d4)), out)
+    far = np.flatnonzero(~(out.max(axis=1, initial=-np.inf) >= FAR_LOG_DENSITY))
+    if len(far):  # eq. 52 in the NumPy family's scaled form
+        out[far] = family.log_prob_components(X[far], params)
     return out
 
 
@@ -280,6 +292,8 @@ def nll_grad_sums(family: FullFamily, X, params, sample_weight=None, *, parallel
             _range(X, lo, min(n, lo + CHUNK_ROWS), w, has_w, means, padded, const, True,
                    scal[c], nk[c], gz[c], M[c], empty)
     ll_sum, weight_sum = scal.sum(axis=0)
+    if not (np.isfinite(ll_sum) and np.isfinite(gz).all() and np.isfinite(M).all()):
+        return family.nll_grad_sums(X, params, sample_weight)  # far rows: eqs. 52, 53
     weight_sum = float(weight_sum) if has_w else float(n)
     g_means, g_chol, g_logits = gradients_from_sums(U, params.logits, weight_sum,
                                                     nk.sum(axis=0), gz.sum(axis=0)[:, :d],
