@@ -128,6 +128,7 @@ def test_numpy_and_numba_agree_and_stay_finite_on_far_rows(X, seed):
         assert np.all(np.isfinite(getattr(stats, name))), name
     resp = density.responsibilities(X, params)
     np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.responsibilities(X, params), resp, rtol=0, atol=1e-12)
 
 
 def test_compiled_epoch_stays_finite_with_a_far_row():
