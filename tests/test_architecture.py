@@ -15,9 +15,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mogsgd"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("mogsgd", "params", "density", "gradients", "em", "online_em", "optim", "init",
               "standardize", "validation", "errors", "_random", "_files", "io", "datasets",
-              "metrics", "covariance")),
+              "metrics", "covariance", "csv_parse")),
     ("backends", ("fast", "backends", "api")),
-    ("data", ("data", "stream", "distributed")),
+    ("data", ("data", "chunks", "stream", "csv_source", "distributed")),
     ("solvers", ("train", "solvers")),
     ("persistence", ("model_io", "checkpoint", "state_checks")),
     ("estimator", ("estimator", "settings")),

@@ -209,7 +209,8 @@ def test_fit_with_weights_column_and_missing_values(tmp_path, capsys):
                            for row, wi in zip(X, w, strict=True)]
     path.write_text("\n".join(lines) + "\n")
     assert run("fit", path, "-k", 2, "--out", tmp_path / "m.json") == 2
-    assert "missing='marginalize'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fit with --missing marginalize" in err and "missing='" not in err  # the flag
     assert run("fit", path, "-k", 2, "--missing", "marginalize", "--weight-column", "w",
                "--out", tmp_path / "m.json", "--json") == 0
     summary = json.loads(capsys.readouterr().out)

@@ -60,3 +60,110 @@ def test_text_columns_are_still_refused():
                                                                dtype="Float64")})
     with pytest.raises(TypeError, match="numeric"):
         _fit(df, missing="marginalize")
+
+
+INFERENCE = ["predict", "predict_proba", "score_samples", "score", "bic", "aic"]
+
+
+@pytest.mark.parametrize("method", INFERENCE)
+def test_every_inference_call_refuses_reordered_or_renamed_columns(method):
+    df = pd.DataFrame(_frame(), columns=["a", "b", "c"])
+    est = _fit(df)
+    with pytest.raises(ValueError, match="same order as they were in fit"):
+        getattr(est, method)(df[["b", "a", "c"]])
+    with pytest.raises(ValueError, match="Feature names unseen at fit time:\n- z"):
+        getattr(est, method)(df.rename(columns={"a": "z"}))
+    with pytest.raises(ValueError, match="same order"):
+        list(est.iter_predict(df[["c", "b", "a"]]))
+    getattr(est, method)(df)  # the fitted order is accepted
+
+
+# ------------------------------------------------------------ the real command
+def _cli(*argv, cwd=None, env=None):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mogsgd
+
+    src = str(Path(mogsgd.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src, "MPLBACKEND": "Agg", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mogsgd", *map(str, argv)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def iris(tmp_path):
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame.to_csv(tmp_path / "iris.csv")
+    frame[frame.columns[::-1]].to_csv(tmp_path / "reversed.csv")
+    frame.drop(columns=["petal width (cm)"]).to_csv(tmp_path / "short.csv")
+    frame.assign(extra=1.0).to_csv(tmp_path / "extra.csv")
+    model = tmp_path / "m.json"
+    run = _cli("fit", tmp_path / "iris.csv", "-k", 3, "--solver", "em", "--out", model, "-q")
+    assert run.returncode == 0, run.stderr
+    return tmp_path, model, frame
+
+
+def test_cli_predict_matches_columns_by_name(iris):
+    folder, model, _ = iris
+    same = _cli("predict", model, folder / "iris.csv")
+    other = _cli("predict", model, folder / "reversed.csv")
+    assert same.returncode == other.returncode == 0, other.stderr
+    assert same.stdout == other.stdout and len(same.stdout.splitlines()) == 151
+    assert "columns matched to the model's by name" in other.stderr
+
+
+def test_cli_refuses_a_missing_or_an_extra_column_naming_it(iris):
+    folder, model, _ = iris
+    short = _cli("predict", model, folder / "short.csv")
+    assert short.returncode != 0 and "Traceback" not in short.stderr
+    assert "lacks the column(s) 'petal width (cm)'" in short.stderr
+    extra = _cli("evaluate", model, folder / "extra.csv")
+    assert extra.returncode != 0 and "--drop extra" in extra.stderr
+    dropped = _cli("evaluate", model, folder / "extra.csv", "--drop", "extra")
+    assert dropped.returncode == 0, dropped.stderr
+
+
+def test_cli_sample_writes_the_model_s_column_names(iris):
+    folder, model, _ = iris
+    run = _cli("sample", model, "-n", 20, "--out", folder / "s.csv", "-q")
+    assert run.returncode == 0, run.stderr
+    header = (folder / "s.csv").read_text().splitlines()[0]
+    assert header == "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm),label"
+    assert _cli("predict", model, folder / "s.csv").returncode == 0
+
+
+def test_cli_plot_of_a_pandas_csv_uses_the_column_names_on_the_axes(iris):
+    folder, model, _ = iris
+    rc = folder / "matplotlibrc"
+    rc.write_text("svg.fonttype: none\n")   # keep text as text in the SVG, to read it
+    run = _cli("plot", folder / "iris.csv", "--model", model, "--out", folder / "figs",
+               env={"MATPLOTLIBRC": str(rc)})
+    assert run.returncode == 0, run.stderr
+    svg = (folder / "figs" / "pairs.svg").read_text()
+    for name in ("sepal length (cm)", "sepal width (cm)", "petal length (cm)",
+                 "petal width (cm)"):
+        assert name in svg
+    assert "$x_" not in svg and "x0" not in svg
+    density = (folder / "figs" / "density.svg").read_text()
+    assert "sepal length (cm)" in density and "sepal width (cm)" in density
+
+
+def test_cli_plot_of_64_features_draws_a_few_informative_ones_in_a_bounded_figure(tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    load_digits(as_frame=True).frame.to_csv(tmp_path / "digits.csv", index=False)
+    run = _cli("plot", tmp_path / "digits.csv", "--out", tmp_path / "f")
+    assert run.returncode == 0, run.stderr
+    assert "64 features: drawing the 5 that separate the labels most" in run.stderr
+    width, height = Image.open(tmp_path / "f" / "pairs.png").size
+    assert width <= 16 * 150 and height <= 17 * 150
+    chosen = _cli("plot", tmp_path / "digits.csv", "--features", "pixel_3_4,20", "--out",
+                  tmp_path / "g")
+    assert chosen.returncode == 0, chosen.stderr
+    assert (tmp_path / "g" / "data.png").exists() and not (tmp_path / "g" / "pairs.png").exists()

@@ -84,7 +84,8 @@ def assert_good_image(fig, dpi=DPI):
 
 
 def ellipses(ax, prefix="component"):
-    return {p.get_gid(): p for p in ax.patches if isinstance(p, Ellipse)
+    # pair plots add their ellipses as artists (they must not widen the set limits)
+    return {p.get_gid(): p for p in [*ax.patches, *ax.artists] if isinstance(p, Ellipse)
             and (p.get_gid() or "").startswith(prefix)}
 
 
@@ -441,3 +442,22 @@ def test_markers_tell_components_apart_once_colours_repeat(d2):
     assert len(means) == k
     legend = ax.get_legend()
     assert legend.get_bbox_to_anchor() is not None and len(legend.get_texts()) == k + 2
+
+
+def test_informative_features_rank_the_separating_feature_first():
+    rng = np.random.default_rng(0)
+    n = 600
+    y = np.repeat([0, 1, 2], n // 3)
+    X = rng.normal(size=(n, 8))
+    X[:, 5] += 6.0 * y           # separates the three groups
+    X[:, 2] += 1.5 * y           # a little
+    X[:, 7] = 3.0                # constant
+    assert P.informative_features(X, y=y, count=2) == [5, 2]
+    params = MixtureParams.from_moments(np.ones(3) / 3, np.array(
+        [[0, 0, 0, 0, 0, 0, 0, 3], [0, 0, 1.5, 0, 0, 6, 0, 3], [0, 0, 3, 0, 0, 12, 0, 3]]),
+        np.ones((3, 8)))
+    assert P.informative_features(X, params, count=3)[:2] == [5, 2]
+    bimodal = rng.normal(size=(n, 3))
+    bimodal[:, 1] = np.where(rng.random(n) < 0.5, -4.0, 4.0) + rng.normal(0, 0.3, n)
+    assert P.informative_features(bimodal, count=1) == [1]
+    assert 7 not in P.informative_features(X, count=7)   # constant: last

@@ -93,15 +93,16 @@ def test_should_stream_directories_stores_and_big_files(tmp_path):
     assert stream.should_stream(tmp_path / "pq") and stream.should_stream(tmp_path / "x.zarr")
     assert not stream.should_stream(tmp_path / "x.npy")
     assert stream.should_stream(tmp_path / "x.npy", above_bytes=1000)
-    assert not stream.should_stream(tmp_path / "x.csv", above_bytes=0)
+    assert stream.should_stream(tmp_path / "x.csv", above_bytes=0)  # large CSV streams too
+    assert not stream.should_stream(tmp_path / "x.csv", above_bytes=1000)
 
 
 def test_open_source_names_unreadable_inputs(tmp_path):
-    (tmp_path / "x.csv").write_text("1,2\n")
+    (tmp_path / "x.txt").write_text("1,2\n")
     np.save(tmp_path / "flat.npy", np.arange(5.0))
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     with pytest.raises(DataFileError, match="cannot stream"):
-        stream.open_source(tmp_path / "x.csv")
+        stream.open_source(tmp_path / "x.txt")
     with pytest.raises(DataFileError, match="no such file"):
         stream.open_source(tmp_path / "missing.npy")
     with pytest.raises(DataFileError, match="shape"):
@@ -143,9 +144,10 @@ def test_is_stream_source_leaves_arrays_and_memmaps_alone(tmp_path):
     X, _ = data(100)
     np.save(tmp_path / "x.npy", X)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    for obj in (X, mm, X.tolist(), X.astype(np.float32), "data.csv"):
+    for obj in (X, mm, X.tolist(), X.astype(np.float32), "data.txt"):
         assert not is_out_of_core(obj)
     for obj in (str(tmp_path / "x.npy"), tmp_path / "x.npy", str(tmp_path), "new.parquet",
+                "data.csv",
                 iter([X]), lambda: iter([X]), as_chunks(mm)):
         assert is_out_of_core(obj)
     src = as_chunks(mm, chunk_rows=30)
@@ -491,7 +493,9 @@ def test_a_large_memmap_is_streamed_without_a_full_copy(tmp_path, monkeypatch):
     import mogsgd.data as data_module
 
     monkeypatch.setattr(data_module, "MEMMAP_STREAM_BYTES", 8 << 20)
-    monkeypatch.setattr(stream, "DEFAULT_BUFFER_BYTES", 2 << 20)
+    import mogsgd.chunks
+
+    monkeypatch.setattr(mogsgd.chunks, "DEFAULT_BUFFER_BYTES", 2 << 20)
     rng = np.random.default_rng(0)
     warm = rng.normal(size=(5000, 2))
     SGDGaussianMixture(2, max_epochs=1, random_state=0).fit(warm).predict(warm)  # imports

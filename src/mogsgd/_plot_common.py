@@ -158,8 +158,10 @@ def point_style(n: int) -> dict:
 
 def draw_ellipses(ax: Axes, params2: MixtureParams, n_std: Sequence[float], *,
                    linestyle="-", colors=None, gid_prefix="component",
-                   scale_width: float = 1.0) -> list[Ellipse]:
-    """Axis-aligned ellipses with semi-axes ``r * sigma_k`` for a 2-feature model."""
+                   scale_width: float = 1.0, autoscale: bool = True) -> list[Ellipse]:
+    """Axis-aligned ellipses with semi-axes ``r * sigma_k`` for a 2-feature model; with
+    ``autoscale=False`` they do not widen the data limits (cheaper, for axes whose limits
+    are set by the caller)."""
     patches = []
     sigma = params2.sigma
     for k in range(params2.n_components):
@@ -172,7 +174,11 @@ def draw_ellipses(ax: Axes, params2: MixtureParams, n_std: Sequence[float], *,
                 alpha=_SIGMA_ALPHAS[min(i, 3)], zorder=3,
             )
             e.set_gid(f"{gid_prefix}{k}-{r:g}sigma")
-            ax.add_patch(e)
+            if autoscale:
+                ax.add_patch(e)
+            else:
+                e.set_clip_path(ax.patch)
+                ax.add_artist(e)
             patches.append(e)
     return patches
 
@@ -274,8 +280,10 @@ def plot_1d(ax: Axes, x: np.ndarray, y: np.ndarray | None, params1: MixtureParam
         bottom = np.zeros(len(width))
         for lab, h in zip(labels, heights, strict=True):
             color = DATA_COLOR if lab < 0 else component_color(lab)
-            ax.bar(edges[:-1], h, width=width, bottom=bottom, align="edge", color=color,
-                   alpha=0.35, edgecolor="white", linewidth=0.4)
+            # one filled step patch per label (not a bar per bin: thousands of patches make
+            # a pair plot of many labels take minutes to draw)
+            ax.stairs(bottom + h, edges, baseline=bottom.copy(), fill=True, color=color,
+                      alpha=0.35, linewidth=0)
             bottom += h
     handles = []
     if params1 is not None:
@@ -300,7 +308,6 @@ def plot_1d(ax: Axes, x: np.ndarray, y: np.ndarray | None, params1: MixtureParam
     if show_legend:
         add_legend(ax, handles)
     return ax
-
 
 
 def grid_limits(x: np.ndarray, means: np.ndarray, sigma: np.ndarray) -> tuple[float, float]:

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -23,7 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mogsgd.cli_safety import Interrupts, divergence, json_safe, one_line, resume_command
+from mogsgd.cli_safety import (
+    Interrupts,
+    cli_flags,
+    divergence,
+    json_safe,
+    one_line,
+    resume_command,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -92,10 +100,64 @@ def _info(args, msg: str) -> None:
         print(msg, file=sys.stderr)
 
 
-def _load_data(path: str, label_column: str | None = "auto"):
+def _column_list(text: str | None) -> list[str] | None:
+    """``--columns a,b,3`` -> ``["a", "b", "3"]`` (names, or positions from 0)."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise CLIError(f"an empty column name in {text!r}: give names or positions (from 0) "
+                       "separated by commas, e.g. --columns 'sepal length (cm)',2")
+    return items
+
+
+def _data_choice(args) -> dict:
+    """The columns options as the readers take them (``--label-column none`` -> None)."""
+    label = getattr(args, "label_column", "auto")
+    return {"label_column": None if str(label).lower() == "none" else label,
+            "columns": _column_list(getattr(args, "columns", None)),
+            "drop": _column_list(getattr(args, "drop", None))}
+
+
+def _load_data(args):
+    """The data file of ``args`` with the columns options applied; unless quiet (``-q``,
+    ``--json``), one line on stderr says which rows and columns were read."""
     from mogsgd.io import load_dataset
 
-    return load_dataset(path, label_column=label_column)
+    data = load_dataset(args.data, **_data_choice(args))
+    if not getattr(args, "json", False):
+        _info(args, _describe(data))
+    return data
+
+
+def _describe(data) -> str:
+    """``read 150 rows x 4 features ('a', 'b', ...) from i.csv; labels: yes``."""
+    names = data.feature_names
+    shown = ""
+    if names:
+        listed = ", ".join(repr(n) for n in names[:6]) + (", ..." if len(names) > 6 else "")
+        shown = f" ({listed})"
+    labels = "; with labels" if data.y is not None else ""
+    return (f"read {data.n_samples} rows x {data.n_features} features{shown} from "
+            f"{data.path}{labels}")
+
+
+def _open_stream(args, columns: list[str] | None = None):
+    """``args.data`` opened for streaming, with the columns options (CSV and Parquet);
+    ``columns`` replaces ``--columns``."""
+    from mogsgd import stream
+
+    choice = _data_choice(args)
+    if columns is not None:
+        choice.update(columns=columns, drop=None)
+    suffix = Path(args.data).suffix.lower()
+    if (choice["columns"] or choice["drop"]) and suffix not in (".csv", ".parquet", ".pq") \
+            and not Path(args.data).is_dir():
+        raise CLIError("--columns and --drop choose columns of CSV and Parquet files; "
+                       f"{args.data} has none (select the columns before saving it)")
+    label = choice["label_column"]
+    return stream.open_source(args.data, columns=choice["columns"], drop=choice["drop"],
+                              label_column="label" if label == "auto" else label)
 
 
 def _load_model(path: str):
@@ -108,6 +170,74 @@ def _check_features(model, X, what: str) -> None:
     if X.shape[1] != model.n_features_in_:
         raise CLIError(f"{what} has {X.shape[1]} features but the model was fitted with "
                        f"{model.n_features_in_}")
+
+
+def _model_order(model, names, what: str) -> list[int] | None:
+    """Where each of the model's columns is among the data's ``names``: ``None`` when they
+    are the same (or either has no names).  Columns in another order are matched by name;
+    a missing or an extra column is refused, naming it and the fix."""
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None or not names:
+        return None
+    fitted, names = [str(n) for n in fitted], [str(n) for n in names]
+    if names == fitted:
+        return None
+    missing = [n for n in fitted if n not in names]
+    extra = [n for n in names if n not in fitted]
+    if missing or extra:
+        why = []
+        if missing:
+            why.append(f"lacks the column(s) {', '.join(map(repr, missing))}")
+        if extra:
+            why.append(f"has column(s) the model was not fitted on: "
+                       f"{', '.join(map(repr, extra))} (leave them out with --drop "
+                       f"{shlex.quote(','.join(extra))})")
+        raise CLIError(f"{what} {'; and '.join(why)}; the model's columns are "
+                       f"{', '.join(map(repr, fitted))}")
+    return [names.index(n) for n in fitted]
+
+
+def _record_names(est, names) -> None:
+    """The data file's column names as the model's ``feature_names_in_`` (saved with it):
+    a fit on the array read from a file with a header is named like a fit on a frame."""
+    if names:
+        est.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
+
+
+@contextlib.contextmanager
+def _matched_by_name():
+    """Inference on an array whose columns the command has matched to the model's names
+    already: scikit-learn's "X does not have valid feature names" does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        yield
+
+
+def _aligned_X(args, model, data) -> np.ndarray:
+    """The data's rows with their columns in the model's order (matched by name)."""
+    order = _model_order(model, data.feature_names, str(args.data))
+    X = data.X
+    if order is not None:
+        _info(args, f"{args.data}: columns matched to the model's by name (another order)")
+        X = np.ascontiguousarray(X[:, order])
+    _check_features(model, X, str(args.data))
+    return X
+
+
+def _aligned_stream(args, model):
+    """``args.data`` opened for streaming with its columns in the model's order."""
+    source = _open_stream(args)
+    order = _model_order(model, _stream_names(source), str(args.data))
+    if order is not None:
+        _info(args, f"{args.data}: columns matched to the model's by name (another order)")
+        source = _open_stream(args, columns=[str(n) for n in model.feature_names_in_])
+    _check_features(model, np.empty((0, source.n_features)), str(args.data))
+    return source
+
+
+def _stream_names(source) -> list[str] | None:
+    names = getattr(source, "feature_names", None) or getattr(source, "columns", None)
+    return None if names is None else [str(n) for n in names]
 
 
 # ---------------------------------------------------------------- commands
@@ -160,15 +290,16 @@ def _estimator_from_args(args, checkpoint: Path | None):
 
 
 def _split_weights(data, column: str | None):
-    """``(X, w)``: the named column of the data file taken out as sample weights."""
-    if column is None:
-        return data.X, None
+    """``(X, w, names)``: the named column of the data file taken out as sample weights,
+    and the names of the remaining (feature) columns."""
     names = list(data.feature_names or [])
+    if column is None:
+        return data.X, None, names or None
     if column not in names:
         listed = ", ".join(names) or "unnamed (use a CSV or Parquet file with a header)"
         raise CLIError(f"no column {column!r} for --weight-column; the columns are {listed}")
     j = names.index(column)
-    return np.delete(data.X, j, axis=1), data.X[:, j]
+    return np.delete(data.X, j, axis=1), data.X[:, j], names[:j] + names[j + 1:]
 
 
 class _Progress:
@@ -215,12 +346,10 @@ def _streamed(args) -> bool:
 
 def _fit_streamed(args, out: Path, guard: Interrupts) -> int:
     """Fit data too large to load: chunks from disk, a shuffle buffer, one pass to score."""
-    from mogsgd import stream
-
     if args.resume or args.checkpoint or args.weight_column or args.warm_start:
         raise CLIError("streamed fits do not support --resume, --checkpoint, --weight-column "
                        "or --warm-start; use --stream never to load the data instead")
-    source = stream.open_source(args.data)
+    source = _open_stream(args)
     est = _estimator_from_args(args, None)
     show = not (args.quiet or args.json) and est.solver != "em"
     progress = _Progress(show, est.max_epochs, f"fit ({est.solver}, streamed)")
@@ -232,6 +361,7 @@ def _fit_streamed(args, out: Path, guard: Interrupts) -> int:
         progress.close()
     seconds = time.perf_counter() - t0
     est.set_params(callback=None)
+    _record_names(est, _stream_names(source))
     _save_fitted(est, out, args, guard, None)
     n = source.n_samples
     total = est.lower_bound_ * n  # lower_bound_ is the mean log-likelihood of every row
@@ -242,7 +372,8 @@ def _fit_streamed(args, out: Path, guard: Interrupts) -> int:
                "nll": -est.lower_bound_,
                "bic": -2.0 * total + est.n_parameters() * np.log(n),
                "aic": -2.0 * total + 2.0 * est.n_parameters(),
-               "weights": est.weights_, "means": est.means_, "variances": est.covariances_}
+               "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
+               "feature_names": _stream_names(source)}
     if args.json:
         _emit_json(summary)
     else:
@@ -394,9 +525,13 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
         checkpoint.unlink()
     if args.resume:
         _check_resume_settings(args)
-    data = _load_data(args.data, args.label_column)
-    X, weights = _split_weights(data, args.weight_column)
+    data = _load_data(args)
+    X, weights, names = _split_weights(data, args.weight_column)
     est = _estimator_from_args(args, checkpoint)
+    if args.warm_start:  # the saved model's columns, matched by name
+        order = _model_order(est, names, str(args.data))
+        if order is not None:
+            X, names = np.ascontiguousarray(X[:, order]), [names[j] for j in order]
     method = est.solver
     show = not (args.quiet or args.json) and method != "em"
     progress = _Progress(show, est.max_epochs, f"fit ({method}"
@@ -425,6 +560,7 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
     for w in caught:  # the estimator's overflow note does not apply to a diverged fit
         if why is None or "beyond the range" not in str(w.message):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    _record_names(est, names)
     try:
         _save_fitted(est, out, args, guard, X)
     except Exception:
@@ -433,17 +569,20 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
     if checkpoint is not None and not args.checkpoint and \
             _same_file(checkpoint, _auto_checkpoint(out)) and checkpoint.exists():
         checkpoint.unlink()  # the automatic checkpoint is done with
-    summary = {
-        "model": str(out), "method": method, "optimizer": est.optimizer,
-        "n_samples": len(X), "n_components": est.n_components,
-        "epochs": est.n_iter_, "total_epochs": _total_epochs(est),
-        "converged": est.converged_, "seconds": seconds,
-        "nll": -est.score(X, sample_weight=weights), "bic": est.bic(X, sample_weight=weights),
-        "aic": est.aic(X, sample_weight=weights),
-        "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
-    }
-    if args.figures:
-        summary["figures"] = _fit_figures(est, data, X, Path(args.figures), args.force)
+    with _matched_by_name():
+        summary = {
+            "model": str(out), "method": method, "optimizer": est.optimizer,
+            "n_samples": len(X), "n_components": est.n_components,
+            "epochs": est.n_iter_, "total_epochs": _total_epochs(est),
+            "converged": est.converged_, "seconds": seconds,
+            "nll": -est.score(X, sample_weight=weights),
+            "bic": est.bic(X, sample_weight=weights), "aic": est.aic(X, sample_weight=weights),
+            "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
+            "feature_names": names,
+        }
+        if args.figures:
+            summary["figures"] = _fit_figures(est, data, X, names, Path(args.figures),
+                                              args.force)
     if args.json:
         _emit_json(summary)
     else:
@@ -454,7 +593,27 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
     return 0
 
 
-def _fit_figures(est, data, X, folder: Path, force: bool) -> list[str]:
+def _fit_figures(est, data, X, names, folder: Path, force: bool) -> list[str]:
+    from mogsgd import plotting
+
+    def draw(save):
+        params = est.params_
+        feats = _plot_features(None, X, names, params, data.y)
+        _draw_model(save, X, params, data.y, names, feats)
+        if data.params is not None and data.params.n_components == params.n_components \
+                and X.shape[1] >= 2:
+            save(plotting.plot_fit_vs_truth(X, params, data.params, dims=feats[:2],
+                                            feature_names=names), "fit_vs_truth")
+        save(plotting.plot_learning_curves(est.history_).figure, "learning_curves")
+        if "params" in est.history_ and X.shape[1] >= 2:
+            save(plotting.plot_parameter_paths(est.history_, X=X, true=data.params),
+                 "parameter_paths")
+
+    return [str(p) for p in _figures(folder, force, draw)]
+
+
+def _figures(folder: Path, force: bool, draw) -> list[Path]:
+    """Run ``draw(save)``; ``save(fig, name)`` writes ``folder/name.png`` and ``.svg``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -463,26 +622,53 @@ def _fit_figures(est, data, X, folder: Path, force: bool) -> list[str]:
     from mogsgd import plotting
 
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[Path] = []
 
     def save(fig, name):
-        written.extend(str(p) for p in plotting.save_figure(fig, folder / name, force=force))
-        plt.close(fig)
+        written.extend(plotting.save_figure(getattr(fig, "figure", fig), folder / name,
+                                            force=force))
+        plt.close(getattr(fig, "figure", fig))
 
-    params = est.params_
-    if X.shape[1] >= 2:
-        save(plotting.plot_density(X, params).figure, "density")
-        save(plotting.plot_predictions(X, params).figure, "predictions")
-    if X.shape[1] > 2:
-        save(plotting.plot_pairs(X, params, data.y), "pairs")
-    if data.params is not None and data.params.n_components == params.n_components \
-            and X.shape[1] >= 2:
-        save(plotting.plot_fit_vs_truth(X, params, data.params), "fit_vs_truth")
-    save(plotting.plot_learning_curves(est.history_).figure, "learning_curves")
-    if "params" in est.history_ and X.shape[1] >= 2:
-        save(plotting.plot_parameter_paths(est.history_, X=X, true=data.params),
-             "parameter_paths")
+    draw(save)
     return written
+
+
+def _plot_features(args, X, names, params, y) -> list[int]:
+    """The features to draw: ``--features`` (names or positions), else every feature up to
+    ``PAIR_FEATURES``, else the ones that separate the components most (said on stderr)."""
+    from mogsgd import plotting
+    from mogsgd.csv_parse import resolve_column
+
+    chosen = _column_list(getattr(args, "features", None))
+    d = X.shape[1]
+    if chosen:
+        feats = [resolve_column(args.data, c, names, d, "--features column") for c in chosen]
+        if len(set(feats)) != len(feats):
+            raise CLIError(f"--features lists a column twice: {args.features}")
+        return feats
+    if d <= plotting.PAIR_FEATURES:
+        return list(range(d))
+    feats = plotting.informative_features(X, params, y)
+    if args is not None:
+        how = "separate the components" if params is not None else \
+            "separate the labels" if y is not None else "look the least like one hump"
+        shown = ", ".join(repr(names[j]) if names else str(j) for j in feats)
+        _info(args, f"{d} features: drawing the {len(feats)} that {how} most ({shown}); "
+                    "choose others with --features")
+    return feats
+
+
+def _draw_model(save, X, params, y, names, feats) -> None:
+    """The figures of data (and of a model, with ``params``) over the features ``feats``."""
+    from mogsgd import plotting
+
+    if params is not None and X.shape[1] >= 2:
+        save(plotting.plot_density(X, params, dims=feats[:2], feature_names=names),
+             "density")
+        save(plotting.plot_predictions(X, params, dims=feats[:2], feature_names=names),
+             "predictions")
+    if len(feats) > 2:
+        save(plotting.plot_pairs(X, params, y, features=feats, feature_names=names), "pairs")
 
 
 def cmd_evaluate(args) -> int:
@@ -490,28 +676,26 @@ def cmd_evaluate(args) -> int:
 
     model = _load_model(args.model)
     if _streamed(args):
-        from mogsgd import stream
-
-        source = stream.open_source(args.data)
-        _check_features(model, np.empty((0, source.n_features)), args.data)
+        source = _aligned_stream(args, model)
         mean_ll = model.score(source)
         n, p = source.n_samples, model.n_parameters()
         result = {"n_samples": n, "nll": -mean_ll, "bic": -2 * mean_ll * n + p * np.log(n),
                   "aic": -2 * mean_ll * n + 2 * p, "streamed": True}
         return _print_result(args, result)
-    data = _load_data(args.data, args.label_column)
-    _check_features(model, data.X, args.data)
-    result = {"n_samples": len(data.X), "nll": -model.score(data.X),
-              "bic": model.bic(data.X), "aic": model.aic(data.X)}
+    data = _load_data(args)
+    X = _aligned_X(args, model, data)
+    with _matched_by_name():
+        result = {"n_samples": len(X), "nll": -model.score(X), "bic": model.bic(X),
+                  "aic": model.aic(X)}
+        pred = model.predict(X) if data.y is not None else None
     if data.y is not None:
-        pred = model.predict(data.X)
         result["accuracy"] = matched_accuracy(data.y, pred)
         result["adjusted_rand_index"] = adjusted_rand_index(data.y, pred)
     if data.params is not None and data.params.n_components == model.n_components:
         result["parameter_errors"] = parameter_errors(data.params, model.params_)
         from mogsgd.density import nll
 
-        result["true_params_nll"] = nll(data.X, data.params)
+        result["true_params_nll"] = nll(X, data.params)
     return _print_result(args, result)
 
 
@@ -533,17 +717,13 @@ def cmd_predict(args) -> int:
     model = _load_model(args.model)
     header = [f"p{k}" for k in range(model.n_components)] if args.proba else ["label"]
     if _streamed(args):  # chunk by chunk: labels of data larger than memory
-        from mogsgd import stream
-
-        source = stream.open_source(args.data)
-        _check_features(model, np.empty((0, source.n_features)), args.data)
+        source = _aligned_stream(args, model)
         chunks = (model.iter_predict(source, "predict_proba") if args.proba
                   else (c[:, None] for c in model.iter_predict(source)))
     else:
-        data = _load_data(args.data, args.label_column)
-        _check_features(model, data.X, args.data)
-        chunks = iter([model.predict_proba(data.X) if args.proba
-                       else model.predict(data.X)[:, None]])
+        X = _aligned_X(args, model, _load_data(args))
+        with _matched_by_name():
+            chunks = iter([model.predict_proba(X) if args.proba else model.predict(X)[:, None]])
     chunks = (_finite_rows(values, args.data) for values in chunks)
     fmt = "%d" if not args.proba else ("%.17g" if args.out else "%.6g")
     count = 0
@@ -577,47 +757,47 @@ def cmd_sample(args) -> int:
 
     model = _load_model(args.model)
     X, y = model.sample(args.n, random_state=args.seed)
-    path = save_dataset(args.out, X, y, force=args.force)
+    names = getattr(model, "feature_names_in_", None)
+    path = save_dataset(args.out, X, y, force=args.force,
+                        feature_names=None if names is None else [str(n) for n in names])
     _info(args, f"wrote {len(X)} samples to {path}")
     return 0
 
 
 def cmd_plot(args) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from mogsgd import plotting
+    from mogsgd.plotting import marginal_params
 
-    data = _load_data(args.data, args.label_column)
-    folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
+    data = _load_data(args)
     params = data.params
     model = None
+    X, names = data.X, data.feature_names
     if args.model:
         model = _load_model(args.model)
-        _check_features(model, data.X, args.data)
+        X = _aligned_X(args, model, data)
         params = model.params_
-    written = []
+        if getattr(model, "feature_names_in_", None) is not None:
+            names = [str(n) for n in model.feature_names_in_]
+    feats = _plot_features(args, X, names, params, data.y)
+    sub = None if names is None else [names[j] for j in feats]
 
-    def save(fig, name):
-        written.extend(plotting.save_figure(fig, folder / name, force=args.force))
-        plt.close(fig)
+    def draw(save):
+        if X.shape[1] <= 2 or len(feats) <= 2:
+            dims = feats if len(feats) == 2 else (0, 1)
+            save(plotting.plot_data(X, data.y, params, dims=dims, feature_names=names),
+                 "data")
+        if params is not None:
+            save(plotting.plot_marginals(X[:, feats], marginal_params(params, feats), data.y,
+                                         feature_names=sub), "marginals")
+        if model is not None:
+            _draw_model(save, X, params, data.y, names, feats)
+            if model.history_.get("epoch"):
+                save(plotting.plot_learning_curves(model.history_), "learning_curves")
+        elif len(feats) > 2:
+            save(plotting.plot_pairs(X, params, data.y, features=feats, feature_names=names),
+                 "pairs")
 
-    d = data.X.shape[1]
-    if d <= 2:
-        save(plotting.plot_data(data.X, data.y, params).figure, "data")
-    else:
-        save(plotting.plot_pairs(data.X, params, data.y), "pairs")
-    if params is not None:
-        save(plotting.plot_marginals(data.X, params, data.y), "marginals")
-    if model is not None and d >= 2:
-        save(plotting.plot_density(data.X, model.params_).figure, "density")
-        save(plotting.plot_predictions(data.X, model.params_).figure, "predictions")
-        if model.history_.get("epoch"):
-            save(plotting.plot_learning_curves(model.history_).figure, "learning_curves")
-    for p in written:
+    for p in _figures(Path(args.out), args.force, draw):
         _info(args, f"wrote {p}")
     return 0
 
@@ -625,7 +805,7 @@ def cmd_plot(args) -> int:
 def cmd_select(args) -> int:
     from mogsgd.selection import select_n_components
 
-    data = _load_data(args.data, args.label_column)
+    data = _load_data(args)
     result = select_n_components(
         data.X, args.k, n_init=args.n_init, random_state=args.seed, solver=args.solver,
         heldout_fraction=args.heldout_fraction,
@@ -692,8 +872,18 @@ def _sub(subparsers, name: str, help_text: str, func):
 
 
 def _add_data_options(p) -> None:
-    p.add_argument("--label-column", default="auto",
-                   help="label column of a CSV/Parquet file ('auto': a column named 'label')")
+    p.add_argument("--label-column", default="auto", metavar="NAME|POS",
+                   help="the column holding labels, by name or position (from 0; -1 is the "
+                        "last), 'none' for no labels (default: auto, a column named 'label' "
+                        "or 'target')")
+    p.add_argument("--columns", metavar="LIST",
+                   help="the feature columns, names or positions (from 0) separated by commas, "
+                        "in this order (default: every column but the labels, --drop and a "
+                        "pandas index)")
+    p.add_argument("--drop", metavar="LIST",
+                   help="columns to leave out, names or positions separated by commas (default: "
+                        "none; an unnamed first column holding 0..n-1, the index pandas "
+                        "writes, is left out and said so)")
 
 
 def _add_stream_option(p) -> None:
@@ -744,8 +934,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["inverse_time", "constant", "cosine"],
                    default="inverse_time")
     p.add_argument("--batch-size", type=_positive_int, default=256)
-    p.add_argument("--epochs", type=_positive_int, default=None,
-                   help="epoch budget (default: about 4000 steps)")
+    p.add_argument("--epochs", "--max-epochs", dest="epochs", type=_positive_int, default=None,
+                   help="epoch budget (default: about 4000 steps); --max-epochs is the same")
     p.add_argument("--patience", type=_positive_int, default=5)
     p.add_argument("--no-early-stopping", action="store_true")
     p.add_argument("--n-init", type=_positive_int, default=1)
@@ -799,8 +989,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "plot", "figures of a data set, and of a fit with --model", cmd_plot)
     p.add_argument("data")
     p.add_argument("--model", help="a fitted model file")
-    p.add_argument("--out", "-o", default="figures", help="output folder")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--out", "-o", default="figures", help="output folder (default: figures)")
+    p.add_argument("--features", metavar="LIST",
+                   help="the features to draw, names or positions separated by commas (default: "
+                        "all up to 5, else the 5 that separate the components most)")
+    p.add_argument("--force", action="store_true", help="overwrite existing figures")
     _add_data_options(p)
 
     p = _sub(sub, "select", "choose the number of components: BIC, AIC and held-out "
@@ -853,7 +1046,7 @@ def _one_line_warnings(command: str) -> None:
     def show(message, category, filename, lineno, file=None, line=None):
         if category is RuntimeWarning:
             return
-        print(f"{PROG} {command}: warning: {one_line(message)}", file=sys.stderr)
+        print(f"{PROG} {command}: warning: {cli_flags(one_line(message))}", file=sys.stderr)
 
     warnings.showwarning = show
 
@@ -868,7 +1061,7 @@ def _run(args) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        message = one_line(str(exc)) or type(exc).__name__
+        message = cli_flags(one_line(str(exc))) or type(exc).__name__
         if isinstance(exc, FileNotFoundError) and exc.filename and not exc.strerror:
             message = f"no such file: {exc.filename}"
         elif isinstance(exc, FileNotFoundError) and exc.filename and \

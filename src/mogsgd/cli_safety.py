@@ -8,12 +8,13 @@
 * :func:`divergence`: why a fitted model must not be saved (non-finite fit, variances
   beyond anything the data can give), or ``None``.
 * :func:`json_safe` and :func:`one_line`: output that is valid JSON and errors that
-  are one line.
+  are one line; :func:`cli_flags`: library messages in the flags a user types.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 import signal
 import sys
@@ -24,12 +25,26 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Interrupts", "resume_command", "divergence", "json_safe", "one_line",
-           "DATA_OPTIONS"]
+           "DATA_OPTIONS", "cli_flags", "FLAGS"]
 
 #: Options of ``mogsgd fit`` that decide which rows and columns are the data: a printed
 #: resume command repeats them (everything else is stored in the checkpoint).
 #: dest -> (flag, default)
-DATA_OPTIONS = {"label_column": ("--label-column", "auto"), "stream": ("--stream", "auto")}
+DATA_OPTIONS = {"label_column": ("--label-column", "auto"), "stream": ("--stream", "auto"),
+                "columns": ("--columns", None), "drop": ("--drop", None)}
+
+#: The library's parameter names and the command-line flags that set them: messages a
+#: command prints name the flags (``--missing marginalize``, not ``missing='marginalize'``).
+FLAGS = {"n_components": "-k", "solver": "--solver", "optimizer": "--optimizer",
+         "learning_rate": "--lr", "schedule": "--schedule", "batch_size": "--batch-size",
+         "max_epochs": "--epochs", "patience": "--patience", "n_init": "--n-init",
+         "init": "--init", "random_state": "--seed", "checkpoint_path": "--checkpoint",
+         "checkpoint_every": "--checkpoint-every", "missing": "--missing",
+         "label_column": "--label-column", "columns": "--columns", "drop": "--drop",
+         "warm_start": "--warm-start", "sample_weight": "--weight-column"}
+_ASSIGNED = re.compile(r"(?<![\w.])(" + "|".join(FLAGS) + r")=('[^']*'|\[[^\]]*\]|[\w.+-]+)")
+# a bare name is replaced only when it cannot be an English word (it has an underscore)
+_BARE = re.compile(r"(?<![\w.\-])(" + "|".join(n for n in FLAGS if "_" in n) + r")(?![\w=(])")
 
 
 class Interrupts:
@@ -129,6 +144,19 @@ def json_safe(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def cli_flags(message: str) -> str:
+    """``message`` with the library's ``name=value`` and ``snake_case`` parameter names
+    written as the command-line flags (:data:`FLAGS`): ``missing='marginalize'`` becomes
+    ``--missing marginalize``, ``max_epochs`` ``--epochs``, ``columns=[...]`` ``--columns
+    ...``."""
+    def assigned(m: re.Match) -> str:
+        value = m.group(2).strip("'")
+        value = {"None": "none", "True": "", "[...]": "..."}.get(value, value)
+        return f"{FLAGS[m.group(1)]} {value}".rstrip()
+
+    return _BARE.sub(lambda m: FLAGS[m.group(1)], _ASSIGNED.sub(assigned, message))
 
 
 def one_line(message: str) -> str:

@@ -27,17 +27,29 @@ to the caller, whose validation decides; infinity and text are errors.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mogsgd._files import atomic_write, check_npy_header, check_regular_file, loads_json
+from mogsgd.csv_parse import (
+    ColumnPlan,
+    ColumnRef,
+    cells_to_float,
+    column_name,
+    index_rows,
+    is_header,
+    parse_fast,
+    plan_columns,
+    read_rows,
+    sniff,
+)
 from mogsgd.errors import DataFileError, DroppedDataWarning, ValidationError
 from mogsgd.params import FIELDS, MixtureParams
 
@@ -59,7 +71,6 @@ SUFFIXES = (".npz", ".npy", ".csv", ".parquet", ".pq")
 DEFAULT_LABEL_COLUMN = "label"
 _FORMAT_VERSION = 1
 _PARQUET_META_KEY = b"mogsgd"
-_MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _PARQUET_HINT = "reading and writing Parquet needs pyarrow: pip install mogsgd[parquet]"
 
 LabelColumn = str | int | None
@@ -103,6 +114,15 @@ def feature_names(n_features: int) -> list[str]:
     return [f"x{d}" for d in range(n_features)]
 
 
+def _column_names(names: Sequence[str] | None, n_features: int) -> list[str]:
+    if names is None:
+        return feature_names(n_features)
+    names = [str(n) for n in names]
+    if len(names) != n_features or len(set(names)) != n_features:
+        raise ValidationError(f"feature_names must be {n_features} distinct names, got {names}")
+    return names
+
+
 # ================================================================= dispatch
 
 
@@ -115,6 +135,7 @@ def save_dataset(
     force: bool = False,
     label_column: str = DEFAULT_LABEL_COLUMN,
     header: bool = True,
+    feature_names: Sequence[str] | None = None,
 ) -> Path:
     """Write a data set, choosing the format from the suffix of ``path``.
 
@@ -136,6 +157,8 @@ def save_dataset(
         Name of the label column (CSV and Parquet).
     header : bool
         Write a header row (CSV only).
+    feature_names : n_features names, optional
+        Column names (CSV and Parquet); default ``x0, ..., x{D-1}``.
 
     Returns
     -------
@@ -159,8 +182,10 @@ def save_dataset(
     if suffix == ".csv":
         if params is not None:
             _warn_dropped(path, "true parameters", ".npz or .parquet")
-        return write_csv(path, X, y, force=force, label_column=label_column, header=header)
-    return write_parquet(path, X, y, params, force=force, label_column=label_column)
+        return write_csv(path, X, y, force=force, label_column=label_column, header=header,
+                         feature_names=feature_names)
+    return write_parquet(path, X, y, params, force=force, label_column=label_column,
+                         feature_names=feature_names)
 
 
 def load_dataset(
@@ -168,21 +193,26 @@ def load_dataset(
     *,
     label_column: LabelColumn = "auto",
     header: bool | None = None,
+    columns: Sequence[ColumnRef] | None = None,
+    drop: Sequence[ColumnRef] | None = None,
 ) -> Dataset:
     """Read a data set, choosing the reader from the suffix of ``path``.
 
     Parameters
     ----------
     path : str or PathLike ending in .npz, .npy, .csv, .parquet or .pq
-    label_column : "auto" (default), None, a column name or (CSV) a column index
+    label_column : "auto" (default), None, a column name or (CSV) a column position
         ``"auto"``: labels are read when the file has them (``y`` in an npz, a
-        column named ``"label"`` in a CSV with a header or a Parquet file).
-        ``None``: labels are never read; every column is a feature.
-        A name or index: that column holds the labels, and it is an error if
+        column named ``"label"``, else ``"target"``, in a CSV with a header or a
+        Parquet file).  ``None``: labels are never read; every column is a feature.
+        A name or position: that column holds the labels, and it is an error if
         it does not exist (for ``.npz`` any name asks for the stored ``y``).
     header : bool or None
         CSV only: whether the first row is a header; ``None`` detects it (the
         first row is a header when one of its cells is not a number).
+    columns, drop : names or positions, optional
+        The feature columns to read (in this order), or the columns to leave out
+        (:func:`read_csv`); for ``.npz`` and ``.npy`` positions of the columns of X.
 
     Returns
     -------
@@ -191,18 +221,26 @@ def load_dataset(
     path = Path(path)
     suffix = _suffix(path, for_writing=False)
     _check_readable(path)
+    if suffix == ".csv":
+        return read_csv(path, label_column=label_column, header=header, columns=columns,
+                        drop=drop)
+    if suffix in (".parquet", ".pq"):
+        return read_parquet(path, label_column=label_column, columns=columns, drop=drop)
     if suffix == ".npz":
-        return _read_npz(path, label_column)
-    if suffix == ".npy":
+        found = _read_npz(path, label_column)
+    else:
         if label_column not in (None, "auto"):
             raise DataFileError(
                 f"{path}: a .npy file holds X only, so it has no label column "
                 f"{label_column!r}; pass label_column=None"
             )
-        return _read_npy(path)
-    if suffix == ".csv":
-        return read_csv(path, label_column=label_column, header=header)
-    return read_parquet(path, label_column=label_column)
+        found = _read_npy(path)
+    if columns is None and drop is None:
+        return found
+    plan = plan_columns(path, None, found.n_features, label_column=None, columns=columns,
+                        drop=drop)
+    return Dataset(X=np.ascontiguousarray(found.X[:, list(plan.features)]), y=found.y,
+                   params=None, path=path)
 
 
 def _warn_dropped(path: Path, what: str, keeps: str) -> None:
@@ -430,17 +468,21 @@ def write_csv(
     force: bool = False,
     label_column: str = DEFAULT_LABEL_COLUMN,
     header: bool = True,
+    feature_names: Sequence[str] | None = None,
 ) -> Path:
     """Write ``X`` (n, D) and optionally labels ``y`` (n,) as CSV.
 
     Floats are written with ``%.17g``, so every float64 reads back bit for bit
-    (NaN as ``nan``); the header, when written, is ``x0,...,x{D-1}`` followed by
-    ``label_column``; the label column is last.
+    (NaN as ``nan``); the header, when written, is ``feature_names`` (default
+    ``x0,...,x{D-1}``) followed by ``label_column``; the label column is last.
     """
     path = Path(path)
     X = _check_X_for_writing(X)
     y = _check_y_for_writing(y, X.shape[0])
-    names = feature_names(X.shape[1])
+    names = _column_names(feature_names, X.shape[1])
+    if any(("," in n or '"' in n or "\n" in n) for n in names):
+        raise ValidationError(f"feature names must not contain a comma, a quote or a line "
+                              f"break in a CSV header: {names}")
     if y is not None:
         if "," in label_column or label_column in names:
             raise ValidationError(f"label_column {label_column!r} clashes with the feature "
@@ -465,145 +507,100 @@ def read_csv(
     label_column: LabelColumn = "auto",
     header: bool | None = None,
     delimiter: str = ",",
+    columns: Sequence[ColumnRef] | None = None,
+    drop: Sequence[ColumnRef] | None = None,
+    engine: str = "auto",
 ) -> Dataset:
     """Read a CSV file of numbers into a :class:`Dataset`.
 
     Parameters
     ----------
     path : str or PathLike
-    label_column : "auto", None, a column name or a column index
-        See :func:`load_dataset`.  ``"auto"`` uses a column named ``"label"``
-        if the header has one.  An index (e.g. ``-1``) works with or without
-        a header; a name needs a header.
+    label_column : "auto", None, a column name or a column position
+        See :func:`load_dataset`.  ``"auto"`` uses a column named ``"label"`` (else
+        ``"target"``) if the header has one.  A position (from 0; ``-1`` is the last)
+        works with or without a header, as an int or a string of digits; a name needs a
+        header.
     header : bool or None
-        Whether the first non-blank row is a header; ``None`` detects it.
+        Whether the first non-blank row is a header; ``None`` detects it (a cell that is
+        not a number, or pandas' ``,0,1,...`` header).
     delimiter : str
+    columns : names or positions, optional
+        The feature columns, in this order (default: every column except the label
+        column, the ``drop`` columns and a pandas index, see below).
+    drop : names or positions, optional
+        Columns left out of the features.
+    engine : "auto", "pyarrow", "numpy" or "python"
+        Who parses the rows (:mod:`mogsgd.csv_parse`): pyarrow's CSV reader when it is
+        installed (``"auto"``), NumPy's ``loadtxt``, or the line-by-line reader.  Every
+        engine gives the same numbers; the line-by-line reader also reads what the
+        others refuse, and names the line and column of any error.
 
-    Blank lines are skipped.  Empty cells and ``NA``/``nan``/``null`` are NaN;
-    ``inf`` and text are errors that name the line and column.
+    An unnamed first column (header cell empty or ``"Unnamed: 0"``) holding the row
+    numbers ``0..n-1`` is the index ``pandas.DataFrame.to_csv`` writes: it is left out
+    of the features with a ``UserWarning`` (select it with ``columns`` to keep it).
+    Blank lines are skipped.  Empty cells and ``NA``/``nan``/``null`` are NaN; ``inf``
+    and text are errors that name the line and column.
     """
     path = Path(path)
     _check_readable(path)
-    lines, rows = _read_rows(path, delimiter)
+    choice = {"label_column": label_column, "columns": columns, "drop": drop}
+    layout = sniff(path, delimiter, header)
+    if layout is not None:
+        plan = plan_columns(path, layout.names, layout.n_cols, **choice)
+        values = parse_fast(path, layout, plan.usecols, delimiter, engine)
+        if values is not None and len(values):
+            found = _table(path, values, plan, None)
+            if found is not None:
+                return found
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        lines, rows = read_rows(path, fh, delimiter)
     if not rows:
         raise DataFileError(f"{path}: is empty (no rows)")
     if header is None:
-        header = not all(_is_number_or_missing(cell) for cell in rows[0])
+        header = is_header(rows[0])
     names = [cell.strip() for cell in rows[0]] if header else None
     n_cols = len(rows[0])
-    for line, row in zip(lines, rows, strict=True):
-        if len(row) != n_cols:
-            raise DataFileError(f"{path}: line {line} has {len(row)} fields but the first row "
-                                f"has {n_cols} (ragged rows)")
     if header:
         lines, rows = lines[1:], rows[1:]
         if not rows:
             raise DataFileError(f"{path}: has a header but no data rows")
-    label_index = _resolve_label_index(path, label_column, names, n_cols)
-    feature_index = [j for j in range(n_cols) if j != label_index]
-    if not feature_index:
-        raise DataFileError(f"{path}: has no feature columns besides the label column")
-    cells = np.array(rows, dtype=str)
-    values = _cells_to_float(path, cells, lines, names)
-    X = np.ascontiguousarray(values[:, feature_index])
+    plan = plan_columns(path, names, n_cols, **choice)
+    values = cells_to_float(path, rows, lines, names, n_cols)
+    return _table(path, values[:, plan.usecols], plan, lines)
+
+
+def _table(path: Path, values: np.ndarray, plan: ColumnPlan,
+           lines: list[int] | None) -> Dataset | None:
+    """The data set in ``values`` (n, len(plan.usecols)); ``None`` when a label is not an
+    integer and there are no line numbers to say where (the caller reads again, carefully)."""
+    pos = {j: k for k, j in enumerate(plan.usecols)}
+    index_dropped = plan.index is not None and index_rows(values[:, pos[plan.index]])
+    if index_dropped:
+        if not plan.features:
+            raise DataFileError(f"{path}: has no feature columns besides the index column "
+                                "and the label column")
+        warnings.warn(f"{path}: the first column has no name and holds the row numbers "
+                      f"0..{len(values) - 1} (the index pandas' to_csv writes); it is not "
+                      "used as a feature (list it in columns=[...] to keep it)",
+                      UserWarning, stacklevel=3)
+    feats = plan.feature_columns(index_dropped)
+    if list(feats) == plan.usecols:
+        X = values
+    else:
+        X = np.ascontiguousarray(values[:, [pos[j] for j in feats]])
     y = None
-    if label_index is not None:
-        y = _labels_from_column(path, values[:, label_index], lines, _column_name(names,
-                                                                                  label_index))
-    features = tuple(names[j] for j in feature_index) if names else None
-    return Dataset(X=X, y=y, path=path, feature_names=features)
-
-
-def _read_rows(path: Path, delimiter: str) -> tuple[list[int], list[list[str]]]:
-    lines: list[int] = []
-    rows: list[list[str]] = []
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh, delimiter=delimiter, strict=True)
-            start = 1
-            for row in reader:
-                if row and any(cell.strip() for cell in row):
-                    lines.append(start)
-                    rows.append(row)
-                start = reader.line_num + 1
-    except UnicodeDecodeError as exc:
-        raise DataFileError(f"{path}: is not UTF-8 text (a binary file?): {exc}") from None
-    except csv.Error as exc:
-        raise DataFileError(f"{path}: malformed CSV near line {start}: {exc}") from None
-    return lines, rows
-
-
-def _is_number_or_missing(cell: str) -> bool:
-    text = cell.strip()
-    if text.lower() in _MISSING_TOKENS:
-        return True
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _column_name(names: list[str] | None, j: int) -> str:
-    return f"column {j + 1} ({names[j]!r})" if names else f"column {j + 1}"
-
-
-def _resolve_label_index(path, label_column, names, n_cols) -> int | None:
-    if label_column is None:
-        return None
-    if label_column == "auto":
-        if names and DEFAULT_LABEL_COLUMN in names:
-            return names.index(DEFAULT_LABEL_COLUMN)
-        return None
-    if isinstance(label_column, int) and not isinstance(label_column, bool):
-        if not -n_cols <= label_column < n_cols:
-            raise DataFileError(f"{path}: label column index {label_column} is out of range "
-                                f"for {n_cols} columns")
-        return label_column % n_cols
-    if not isinstance(label_column, str):
-        raise TypeError(f"label_column must be 'auto', None, a name or an index, got "
-                        f"{label_column!r}")
-    if names is None:
-        raise DataFileError(f"{path}: has no header row, so the label column "
-                            f"{label_column!r} cannot be found by name; pass its index "
-                            "(e.g. label_column=-1) or header=True")
-    if label_column not in names:
-        raise DataFileError(f"{path}: no column named {label_column!r}; the columns are "
-                            f"{', '.join(map(repr, names))}")
-    return names.index(label_column)
-
-
-def _cells_to_float(path, cells: np.ndarray, lines: list[int], names) -> np.ndarray:
-    try:
-        values = cells.astype(np.float64)
-    except ValueError:
-        values = np.empty(cells.shape, dtype=np.float64)
-        for i, row in enumerate(cells.tolist()):
-            for j, cell in enumerate(row):
-                text = cell.strip()
-                if text.lower() in _MISSING_TOKENS:
-                    values[i, j] = np.nan
-                    continue
-                try:
-                    values[i, j] = float(text)
-                except ValueError:
-                    raise DataFileError(f"{path}: line {lines[i]}, {_column_name(names, j)}: "
-                                        f"{cell!r} is not a number") from None
-    inf = np.isinf(values)
-    if inf.any():
-        i, j = np.argwhere(inf)[0]
-        raise DataFileError(f"{path}: line {lines[i]}, {_column_name(names, j)}: infinite "
-                            f"value {str(cells[i, j])!r} is not allowed")
-    return values
-
-
-def _labels_from_column(path, column: np.ndarray, lines, name: str) -> np.ndarray:
-    bad = np.isnan(column) | (column != np.round(np.nan_to_num(column)))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataFileError(f"{path}: line {lines[i]}, {name}: labels must be integers, "
-                            f"got {float(column[i])!r}")
-    return column.astype(np.int64)
+    if plan.label is not None:
+        column = values[:, pos[plan.label]]
+        bad = np.isnan(column) | (column != np.round(np.nan_to_num(column)))
+        if bad.any():
+            if lines is None:
+                return None
+            i = int(np.argmax(bad))
+            raise DataFileError(f"{path}: line {lines[i]}, {column_name(plan.names, plan.label)}"
+                                f": labels must be integers, got {float(column[i])!r}")
+        y = column.astype(np.int64)
+    return Dataset(X=X, y=y, path=path, feature_names=plan.feature_names(index_dropped))
 
 
 # ================================================================== Parquet
@@ -626,8 +623,10 @@ def write_parquet(
     *,
     force: bool = False,
     label_column: str = DEFAULT_LABEL_COLUMN,
+    feature_names: Sequence[str] | None = None,
 ) -> Path:
-    """Write a Parquet file: columns ``x0..x{D-1}`` (and ``label_column``), exact floats.
+    """Write a Parquet file: columns ``feature_names`` (default ``x0..x{D-1}``) and
+    ``label_column``, exact floats.
 
     ``params`` go into the schema metadata under ``b"mogsgd"`` as JSON (floats
     written by ``repr``, so they read back exactly).  Needs pyarrow.
@@ -636,7 +635,7 @@ def write_parquet(
     path = Path(path)
     X = _check_X_for_writing(X)
     y = _check_y_for_writing(y, X.shape[0])
-    names = feature_names(X.shape[1])
+    names = _column_names(feature_names, X.shape[1])
     columns = {name: X[:, j] for j, name in enumerate(names)}
     if y is not None:
         if label_column in columns:
@@ -652,12 +651,15 @@ def write_parquet(
     return path
 
 
-def read_parquet(path: str | os.PathLike, *, label_column: LabelColumn = "auto") -> Dataset:
+def read_parquet(path: str | os.PathLike, *, label_column: LabelColumn = "auto",
+                 columns: Sequence[ColumnRef] | None = None,
+                 drop: Sequence[ColumnRef] | None = None) -> Dataset:
     """Read a Parquet file of numeric columns into a :class:`Dataset`.  Needs pyarrow.
 
-    ``label_column`` as in :func:`load_dataset` (``"auto"`` uses a column named
-    ``"label"``).  Nulls in feature columns become NaN; true parameters are read
-    from the ``b"mogsgd"`` metadata written by :func:`write_parquet`.
+    ``label_column``, ``columns`` and ``drop`` as in :func:`read_csv` (``"auto"`` uses a
+    column named ``"label"``, else ``"target"``).  Nulls in feature columns become NaN;
+    true parameters are read from the ``b"mogsgd"`` metadata written by
+    :func:`write_parquet`.
     """
     pa, pq = _import_pyarrow()
     path = Path(path)
@@ -671,29 +673,26 @@ def read_parquet(path: str | os.PathLike, *, label_column: LabelColumn = "auto")
     if not names or table.num_rows == 0:
         raise DataFileError(f"{path}: holds no data ({table.num_rows} rows, {len(names)} "
                             "columns)")
-    label_index = _resolve_label_index(path, label_column, names, len(names))
-    columns = []
-    for j, name in enumerate(names):
+    plan = plan_columns(path, names, len(names), label_column=label_column, columns=columns,
+                        drop=drop)
+    feature_index = list(plan.feature_columns(index_dropped=False))
+    for j in feature_index + ([] if plan.label is None else [plan.label]):
         col = table.column(j)
         if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            raise DataFileError(f"{path}: column {name!r} has type {col.type}; only numeric "
-                                "columns can be read")
-        columns.append(col)
-    feature_index = [j for j in range(len(names)) if j != label_index]
-    if not feature_index:
-        raise DataFileError(f"{path}: has no feature columns besides the label column")
-    all_f32 = all(columns[j].type == pa.float32() for j in feature_index)
+            raise DataFileError(f"{path}: column {names[j]!r} has type {col.type}; only numeric "
+                                "columns can be read (leave it out with drop=[...])")
+    all_f32 = all(table.column(j).type == pa.float32() for j in feature_index)
     dtype = np.float32 if all_f32 else np.float64
     X = np.empty((table.num_rows, len(feature_index)), dtype=dtype)
     for out, j in enumerate(feature_index):
         # nulls become NaN: integer columns with nulls arrive as float
-        X[:, out] = columns[j].to_numpy(zero_copy_only=False)
+        X[:, out] = table.column(j).to_numpy(zero_copy_only=False)
     X = _check_loaded_X(path, X)
     y = None
-    if label_index is not None:
-        col = columns[label_index]
+    if plan.label is not None:
+        col = table.column(plan.label)
         if col.null_count:
-            raise DataFileError(f"{path}: label column {names[label_index]!r} has "
+            raise DataFileError(f"{path}: label column {names[plan.label]!r} has "
                                 f"{col.null_count} missing values")
         y = _check_loaded_y(path, col.to_numpy(zero_copy_only=False), X.shape[0])
     params = _params_from_metadata(path, table.schema.metadata or {}, X.shape[1])

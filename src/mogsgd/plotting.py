@@ -22,6 +22,7 @@ semi-axes ``r * sigma`` for each ``r`` in ``n_std``.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,7 +91,71 @@ __all__ = [
     "animate_fit",
     "plot_selection",
     "save_figure",
+    "informative_features",
+    "PAIR_FEATURES",
 ]
+
+#: A pair plot shows at most this many features by default (``informative_features``).
+PAIR_FEATURES = 5
+#: Largest side of a pair plot, inches (its panels shrink to fit).
+MAX_PAIRS_INCHES = 15.0
+
+
+# ======================================================= choosing features
+
+
+def informative_features(X, params: MixtureParams | None = None, y=None, *,
+                         count: int = PAIR_FEATURES) -> list[int]:
+    """The ``count`` features that separate the components most, best first.
+
+    With ``params``, feature ``d`` scores the share of its variance that the spread of the
+    component means explains, ``R^2_d = sum_k pi_k (mu_kd - mu_d)^2 / var(x_d)`` with
+    ``mu_d = sum_k pi_k mu_kd`` and ``var(x_d)`` the data's variance (not the components':
+    a few components collapsed onto one value of a near-constant column would make any
+    ratio to their variances huge).  With labels ``y`` instead, the same with the labels'
+    frequencies and means (the classical ``eta^2``).  Without either it scores how far
+    from one hump the feature looks: Sarle's bimodality coefficient
+    ``(skewness^2 + 1) / kurtosis`` (1/3 for a normal, 5/9 for a uniform, up to 1 for two
+    spikes).  Constant features score lowest.
+
+    Returns
+    -------
+    list of int
+        ``min(count, D)`` distinct feature indices, the highest score first.
+    """
+    X = check_X(X)
+    n, d = X.shape
+    if params is not None:
+        check_params(params, d)
+        w, means = params.weights, params.means
+    elif y is not None and len(np.unique(check_y(y, n))) > 1:
+        labels, codes = np.unique(check_y(y, n), return_inverse=True)
+        w = np.bincount(codes, minlength=len(labels)) / n
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a feature missing in a class
+            means = np.array([np.nanmean(X[codes == c], axis=0) for c in range(len(labels))])
+        means = np.where(np.isfinite(means), means, np.nanmean(X, axis=0))
+    else:
+        return _ranked(_bimodality(X), count)
+    centre = w @ means
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _ranked((w @ (means - centre) ** 2) / np.nanvar(X, axis=0), count)
+
+
+def _bimodality(X: np.ndarray) -> np.ndarray:
+    """Sarle's bimodality coefficient per feature, NaN ignored; -inf for constant ones."""
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        z = (X - np.nanmean(X, axis=0)) / np.nanstd(X, axis=0)
+        skew = np.nanmean(z ** 3, axis=0)
+        kurt = np.nanmean(z ** 4, axis=0)
+        return (skew ** 2 + 1.0) / kurt
+
+
+def _ranked(score: np.ndarray, count: int) -> list[int]:
+    score = np.where(np.isfinite(score), score, -np.inf)
+    order = np.argsort(-score, kind="stable")
+    return [int(j) for j in order[:max(1, int(count))]]
 
 
 # ============================================================ data figures
@@ -384,7 +449,9 @@ def plot_pairs(
     params : MixtureParams with D features, optional
     y : int array of shape (n,), optional
     fig : an empty Figure, optional
-    features : indices of the features to show (default: all)
+    features : indices of the features to show (default: all; see
+        :func:`informative_features` to choose a few of many).  The figure is at most
+        about ``MAX_PAIRS_INCHES`` (15 in) wide: panels shrink as features are added.
 
     Returns
     -------
@@ -399,7 +466,8 @@ def plot_pairs(
     if not feats or any(not 0 <= f < d for f in feats) or len(set(feats)) != len(feats):
         raise ValidationError(f"features must be distinct indices in 0..{d - 1}, got {features}")
     m = len(feats)
-    size = max(2.3, min(3.2, 10.0 / m))
+    # panels shrink with many features so that the figure stays within MAX_PAIRS_INCHES
+    size = min(max(2.3, min(3.2, 10.0 / m)), MAX_PAIRS_INCHES / m)
     fig = new_figure(fig, (size * m + 0.4, size * m + 0.8))
     axes = fig.subplots(m, m, squeeze=False)
     limits = {}
@@ -410,7 +478,10 @@ def plot_pairs(
             hi = max(hi, float(np.max(params.means[:, f])))
         limits[f] = (lo, hi)
     style = point_style(n)
-    style["s"] = style["s"] * 0.5
+    style["s"] = max(style["s"] * 0.5, 1.5)
+    # tens of thousands of markers as SVG paths take seconds to write and to open: the
+    # point clouds are embedded as images then (ellipses, curves and text stay vectors)
+    style["rasterized"] = n * m * (m - 1) > 20_000
     colors = DATA_COLOR if y is None else label_colors(y)
     for r, fr in enumerate(feats):
         for c, fc in enumerate(feats):
@@ -421,17 +492,15 @@ def plot_pairs(
                 hist_ax = ax.twinx()
                 p1 = None if params is None else marginal_params(params, [fr])
                 plot_1d(hist_ax, X[:, fr], y, p1, bins=bins, show_legend=False)
-                hist_ax.set_ylabel("")
-                hist_ax.set_xlabel("")
-                hist_ax.tick_params(right=False, labelright=False)
-                hist_ax.grid(False)
-                hist_ax.spines[["top", "right"]].set_visible(False)
+                # the twin only holds the curves: no axis of its own to lay out or draw
+                hist_ax.set_axis_off()
                 ax.spines[["top", "right"]].set_visible(False)
             else:
                 ax.scatter(X[:, fc], X[:, fr], c=colors, zorder=2, **style)
                 if params is not None:
                     p2 = marginal_params(params, (fc, fr))
-                    draw_ellipses(ax, p2, n_std, scale_width=0.7, gid_prefix=f"pair{r}{c}-c")
+                    draw_ellipses(ax, p2, n_std, scale_width=0.7, gid_prefix=f"pair{r}{c}-c",
+                                  autoscale=False)  # the limits are set below
                     draw_means(ax, p2.means, size=45, linewidths=0.7)
                 ax.set_ylim(*limits[fr])
                 apply_style(ax)

@@ -34,6 +34,8 @@ source                         one chunk is                                  chu
 ``ZarrSource(path or array)``  a whole number of the array's row chunks      shuffled
 ``ParquetSource(dir or file)`` one row group (numeric columns; a column      shuffled
                                named ``"label"`` is skipped)
+``CsvSource(path)``            ~3 MiB of whole lines of a CSV file           shuffled
+                               (:mod:`mogsgd.csv_source`)
 ``ArraySource(array)``         ``chunk_rows`` rows of any sliceable 2-D      shuffled
                                array (NumPy, ``np.memmap``, h5py, Dask)
 ``IterableSource(obj)``        whatever ``obj`` yields: a one-shot           as yielded
@@ -42,12 +44,12 @@ source                         one chunk is                                  chu
 =============================  ===========================================  =============
 
 :func:`open_source` picks the reader for a path (``.npy``; ``.zarr`` or a directory with
-``zarr.json``/``.zarray``; ``.parquet``/``.pq`` or a directory of them) and is what a command
-line calls; :func:`mogsgd.data.as_chunks` wraps anything else chunked.  pyarrow and
-zarr are imported only when such a source is opened (``pip install mogsgd[parquet]``,
-``mogsgd[zarr]``).  A ``np.memmap``, or an h5py-like dataset (``shape``, ``dtype`` and row
-slicing, no memory buffer), of more than 64 MiB passed to the estimator is streamed
-(:func:`mogsgd.data.as_source`); a smaller one is read as an ordinary array.
+``zarr.json``/``.zarray``; ``.parquet``/``.pq`` or a directory of them; ``.csv``) and is
+what a command line calls; :func:`mogsgd.data.as_chunks` wraps anything else chunked.
+pyarrow and zarr are imported only when such a source is opened (``pip install
+mogsgd[parquet]``, ``mogsgd[zarr]``).  A ``np.memmap``, or an h5py-like dataset (``shape``,
+``dtype`` and row slicing, no memory buffer), of more than 64 MiB passed to the estimator is
+streamed (:func:`mogsgd.data.as_source`); a smaller one is read as an ordinary array.
 
 The shuffle buffer: how random the batches are
 ----------------------------------------------
@@ -101,6 +103,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mogsgd._files import check_npy_header, check_regular_file
+from mogsgd.chunks import DEFAULT_BUFFER_BYTES, DEFAULT_CHUNK_BYTES, ChunkSource, rows_for
+from mogsgd.csv_parse import plan_columns
+from mogsgd.csv_source import CsvSource
 from mogsgd.errors import DataFileError, ValidationError
 from mogsgd.validation import check_data, check_positive_int
 
@@ -124,10 +129,6 @@ __all__ = [
     "INIT_ROWS",
 ]
 
-#: Target size of one chunk read from disk.
-DEFAULT_CHUNK_BYTES = 1 << 20
-#: Target size of the shuffle buffer.
-DEFAULT_BUFFER_BYTES = 1 << 26
 #: Largest ``(rows, K)`` or ``(rows, D)`` temporary made while scoring a chunk.
 SCORE_BLOCK_BYTES = 1 << 22
 #: Held-out validation rows are kept in memory: at most this many, and at most 32 MiB.
@@ -139,105 +140,7 @@ INIT_ROWS = 20_000
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-def rows_for(nbytes: int, width: int, itemsize: int = 8) -> int:
-    return max(1, int(nbytes) // (itemsize * max(1, int(width))))
-
-
 # =================================================================== sources
-class ChunkSource:
-    """Rows of a data set, read chunk by chunk.
-
-    Attributes
-    ----------
-    n_features : int
-    n_samples : int or None
-        ``None`` until known (an iterator's length is known after one full pass).
-    chunk_rows : int
-        Rows per chunk (the unit of reading; for Zarr and Parquet set by the file layout).
-    buffer_rows : int
-        Rows in the shuffle buffer (see the module docstring).
-    random_access : bool
-        Chunks can be read in any order (the training loop shuffles their order).
-    reiterable : bool
-        The rows can be read more than once (needed for several epochs).
-    """
-
-    random_access = True
-    reiterable = True
-
-    def __init__(self, n_features: int, n_samples: int | None, *, chunk_rows: int | None,
-                 buffer_rows: int | None, name: str) -> None:
-        self.n_features = int(n_features)
-        self.n_samples = None if n_samples is None else int(n_samples)
-        self.chunk_rows = (check_positive_int("chunk_rows", chunk_rows) if chunk_rows
-                           is not None else rows_for(DEFAULT_CHUNK_BYTES, n_features))
-        self.buffer_rows = (check_positive_int("buffer_rows", buffer_rows) if buffer_rows
-                            is not None else rows_for(DEFAULT_BUFFER_BYTES, n_features))
-        self.name = name
-        self._bounds: np.ndarray | None = None
-
-    # random access -------------------------------------------------------
-    @property
-    def bounds(self) -> np.ndarray:
-        """Row offsets of the chunks, shape (n_chunks + 1,): chunk i is rows [b[i], b[i+1])."""
-        if self._bounds is None:
-            self._bounds = np.append(np.arange(0, self.n_samples, self.chunk_rows),
-                                     self.n_samples).astype(np.int64)
-        return self._bounds
-
-    @property
-    def n_chunks(self) -> int:
-        return len(self.bounds) - 1
-
-    def read(self, i: int) -> np.ndarray:
-        """The raw chunk ``i`` (not yet validated); sources without random access (plain
-        iterators) override ``_iter_raw`` instead and refuse this."""
-        raise TypeError(f"{type(self).__name__} has no random access to chunk {i}; "
-                        "iterate it instead")
-
-    def _iter_raw(self) -> Iterator[np.ndarray]:
-        for i in range(self.n_chunks):
-            yield self.read(i)
-
-    # both ------------------------------------------------------------------
-    def chunks(self, order: Iterable[int] | None = None, *, allow_nan: bool = False,
-               dtype=None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(row_offset, chunk)`` pairs; each chunk is a validated (rows, D) float array
-        of ``dtype`` (default: float32 stays float32, anything else becomes float64).
-
-        ``order`` (random-access sources only) lists the chunks to read, in that order;
-        the default is file order.  Empty chunks are skipped.
-        """
-        if self.random_access:
-            b = self.bounds
-            for i in (range(self.n_chunks) if order is None else order):
-                start = int(b[i])
-                chunk = self._checked(self.read(int(i)), start, allow_nan, dtype)
-                if len(chunk):
-                    yield start, chunk
-            return
-        offset = 0
-        for raw in self._iter_raw():
-            chunk = self._checked(raw, offset, allow_nan, dtype)
-            if len(chunk):
-                yield offset, chunk
-                offset += len(chunk)
-        self.n_samples = offset
-
-    def _checked(self, raw, offset: int, allow_nan: bool, dtype) -> np.ndarray:
-        try:
-            return check_data(raw, n_features=self.n_features, allow_nan=allow_nan,
-                              owner="this stream", min_samples=0, dtype=dtype)
-        except (ValidationError, TypeError) as exc:
-            raise type(exc)(f"{self.name}, chunk at row {offset}: {exc}") from None
-
-    def __repr__(self) -> str:
-        n = "?" if self.n_samples is None else self.n_samples
-        return (f"{type(self).__name__}({self.name}, n_samples={n}, "
-                f"n_features={self.n_features}, chunk_rows={self.chunk_rows}, "
-                f"buffer_rows={self.buffer_rows})")
-
-
 class ArraySource(ChunkSource):
     """Chunks of ``chunk_rows`` rows sliced from any 2-D array-like with ``shape`` and slicing.
 
@@ -366,7 +269,8 @@ class ParquetSource(ChunkSource):
     """
 
     def __init__(self, path, *, columns: list[str] | None = None,
-                 label_column: str | None = "label", buffer_rows: int | None = None) -> None:
+                 label_column: str | None = "label", buffer_rows: int | None = None,
+                 drop: list[str] | None = None) -> None:
         pa, pq = _import_pyarrow()
         path = Path(path)
         _check_exists(path)
@@ -390,7 +294,7 @@ class ParquetSource(ChunkSource):
                 schema = pq.read_schema(f)
             except (pa.ArrowException, OSError) as exc:
                 raise DataFileError(f"{f}: not a readable Parquet file: {exc}") from None
-            names = self._feature_columns(f, schema, columns, label_column, pa)
+            names = self._feature_columns(f, schema, columns, label_column, pa, drop)
             if not groups:
                 self.columns = names
             elif names != self.columns:
@@ -406,22 +310,20 @@ class ParquetSource(ChunkSource):
         self._open: tuple[Path, Any] | None = None
 
     @staticmethod
-    def _feature_columns(f, schema, columns, label_column, pa) -> list[str]:
-        if columns is not None:
-            missing = [c for c in columns if c not in schema.names]
-            if missing:
-                raise DataFileError(f"{f}: has no column(s) {missing}")
-            return list(columns)
-        names = []
-        for field in schema:
-            if field.name == label_column:
-                continue
+    def _feature_columns(f, schema, columns, label_column, pa, drop=None) -> list[str]:
+        """The feature columns' names: ``columns`` and ``drop`` (names or positions) and
+        the label column resolved as :func:`mogsgd.csv_parse.plan_columns` does; the
+        default label column ``"label"`` is skipped when present."""
+        label = "auto" if label_column == "label" else label_column
+        plan = plan_columns(f, schema.names, len(schema.names), label_column=label,
+                            columns=columns, drop=drop)
+        names = [schema.names[j] for j in plan.feature_columns(index_dropped=False)]
+        for name in names:
+            field = schema.field(name)
             if not (pa.types.is_floating(field.type) or pa.types.is_integer(field.type)):
                 raise DataFileError(f"{f}: column {field.name!r} has type {field.type}; pass "
-                                    "columns=[...] to choose the numeric feature columns")
-            names.append(field.name)
-        if not names:
-            raise DataFileError(f"{f}: has no feature columns")
+                                    "columns=[...] to choose the numeric feature columns (or "
+                                    "leave it out with drop=[...])")
         return names
 
     def read(self, i: int) -> np.ndarray:
@@ -528,15 +430,19 @@ def _check_numeric(path, dtype) -> None:
 
 
 def open_source(path, *, chunk_rows: int | None = None, buffer_rows: int | None = None,
-                columns: list[str] | None = None,
-                label_column: str | None = "label") -> ChunkSource:
+                columns: list | None = None, label_column: str | int | None = "label",
+                drop: list | None = None) -> ChunkSource:
     """Open a data file for streaming, recognised by its suffix or layout.
 
     * ``*.npy``: :class:`NpySource` (memory-mapped);
     * ``*.zarr`` or a directory holding ``zarr.json`` / ``.zarray`` / ``.zgroup``:
       :class:`ZarrSource`;
-    * ``*.parquet`` / ``*.pq`` or a directory of them: :class:`ParquetSource` (``columns``,
-      ``label_column`` as there).
+    * ``*.parquet`` / ``*.pq`` or a directory of them: :class:`ParquetSource`;
+    * ``*.csv``: :class:`mogsgd.csv_source.CsvSource`.
+
+    ``columns``, ``drop`` (names or positions) and ``label_column`` choose the feature
+    columns of Parquet and CSV files; the label column (default: one named ``"label"``,
+    else ``"target"``) is skipped when present.
 
     Raises :class:`~mogsgd.errors.DataFileError` for anything else.
     """
@@ -550,9 +456,12 @@ def open_source(path, *, chunk_rows: int | None = None, buffer_rows: int | None 
         return ZarrSource(path, chunk_rows=chunk_rows, buffer_rows=buffer_rows)
     if suffix in PARQUET_SUFFIXES or path.is_dir():
         return ParquetSource(path, columns=columns, label_column=label_column,
-                             buffer_rows=buffer_rows)
+                             buffer_rows=buffer_rows, drop=drop)
+    if suffix == ".csv":
+        return CsvSource(path, columns=columns, drop=drop, buffer_rows=buffer_rows,
+                         label_column="auto" if label_column == "label" else label_column)
     raise DataFileError(f"{path}: cannot stream this kind of file; use a .npy file, a .zarr "
-                        "store, or a .parquet file or directory of them")
+                        "store, a .csv file, or a .parquet file or directory of them")
 
 
 #: Files larger than this are streamed by :func:`should_stream` (a command line's default).
@@ -561,8 +470,8 @@ STREAM_ABOVE_BYTES = 1 << 30
 
 def should_stream(path, above_bytes: int = STREAM_ABOVE_BYTES) -> bool:
     """Whether a command line should stream ``path`` rather than load it: a directory (a
-    Parquet data set or a Zarr store) or a ``.zarr`` always; a ``.npy`` or Parquet file
-    larger than ``above_bytes`` (1 GiB by default); anything else never."""
+    Parquet data set or a Zarr store) or a ``.zarr`` always; a ``.npy``, ``.csv`` or
+    Parquet file larger than ``above_bytes`` (1 GiB by default); anything else never."""
     path = Path(path)
     if path.suffix.lower() == ".zarr" or path.is_dir():
         return True
@@ -572,7 +481,7 @@ def should_stream(path, above_bytes: int = STREAM_ABOVE_BYTES) -> bool:
 
 
 #: A string ending in one of these (or naming a directory) is taken for a path to stream.
-STREAM_SUFFIXES = (".npy", ".zarr") + PARQUET_SUFFIXES
+STREAM_SUFFIXES = (".npy", ".zarr", ".csv") + PARQUET_SUFFIXES
 
 
 def is_dask_array(X) -> bool:

@@ -7,9 +7,9 @@ input                                       source
 ==========================================  ===============================================
 NumPy array, list, a small ``np.memmap``,   :class:`~mogsgd.data.memory.MemorySource`
 anything ``np.asarray`` reads
-a path (``.npy``, ``.zarr``, Parquet file   :class:`~mogsgd.data.chunked.ChunkedSource`
-or folder), a ``np.memmap`` or an h5py-like
-dataset over 64 MiB,
+a path (``.npy``, ``.zarr``, ``.csv``,      :class:`~mogsgd.data.chunked.ChunkedSource`
+Parquet file or folder), a ``np.memmap``
+or an h5py-like dataset over 64 MiB,
 a ``ChunkSource``, a Zarr
 array, a re-iterable of chunks or a
 function returning an iterator
@@ -73,9 +73,9 @@ def _is_zarr(X) -> bool:
 
 def is_out_of_core(X) -> bool:
     """Whether ``X`` is read chunk by chunk rather than loaded: a ``ChunkSource``, a
-    ``PathLike``, a string that ends in ``.npy``, ``.zarr``, ``.parquet`` or ``.pq`` or
-    names a directory, an iterator of chunks, a function returning one, a Zarr array, and a
-    Dask array or data frame.  False for NumPy arrays (memmaps included), lists, other
+    ``PathLike``, a string that ends in ``.npy``, ``.zarr``, ``.csv``, ``.parquet`` or
+    ``.pq`` or names a directory, an iterator of chunks, a function returning one, a Zarr
+    array, and a Dask array or data frame.  False for NumPy arrays (memmaps included), lists, other
     strings (refused later as not numeric) and everything else array-like."""
     if isinstance(X, ChunkSource | os.PathLike):
         return True
