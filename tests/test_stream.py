@@ -586,12 +586,12 @@ def test_a_memory_mapped_fit_allocates_no_full_copy(tmp_path, kind):
     code = f"""
     import sys, warnings, numpy as np
     sys.path.insert(0, {str(Path(__file__).parent)!r})
-    import mogsgd.data, mogsgd.stream
+    import mogsgd.chunks, mogsgd.data
     from mogsgd import SGDGaussianMixture
     from test_stream import RowReader
 
     mogsgd.data.MEMMAP_STREAM_BYTES = 8 << 20
-    mogsgd.stream.DEFAULT_BUFFER_BYTES = 2 << 20
+    mogsgd.chunks.DEFAULT_BUFFER_BYTES = 2 << 20
 
     def rss_mb(field):
         for line in open("/proc/self/status"):
