@@ -129,3 +129,26 @@ def test_a_wrong_shape_is_one_clear_error(backend):
         mogsgd.nll(X, params, backend="gpu")
     with pytest.raises(TypeError, match="MixtureParams"):
         mogsgd.nll(X, (params.means, params.log_sigma, params.logits))
+
+
+@needs_numba
+def test_estimator_inference_follows_its_backend(monkeypatch):
+    """``score_samples``, ``predict_proba``, ``predict`` and ``score`` run the kernels under
+    the default backend and agree with ``backend="numpy"`` to 1e-12."""
+    params, X, _ = problem(3, 4, 3000, seed=5)
+    est = mogsgd.SGDGaussianMixture(3, max_epochs=3, random_state=0).fit(X)
+    calls = []
+    for name in ("log_prob", "responsibilities"):
+        real = getattr(fast, name)
+        monkeypatch.setattr(fast, name, lambda *a, _real=real, _n=name: (calls.append(_n),
+                                                                          _real(*a))[1])
+    got = [est.score_samples(X), est.predict_proba(X), est.predict(X), est.score(X)]
+    assert set(calls) == {"log_prob", "responsibilities"}
+    calls.clear()
+    est.set_params(backend="numpy")
+    ref = [est.score_samples(X), est.predict_proba(X), est.predict(X), est.score(X)]
+    assert calls == []
+    for a, b in zip(got[:2], ref[:2], strict=True):
+        assert_agree(a, b)
+    np.testing.assert_array_equal(got[2], ref[2])
+    assert got[3] == pytest.approx(ref[3], rel=1e-12)

@@ -118,7 +118,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         Fitted attributes are NumPy either way; inference returns the input's kind.
     backend : {"auto", "numpy", "numba"}, default="auto"
         CPU kernels on the NumPy path: ``"numba"`` the compiled kernels of
-        :mod:`mogsgd.fast` (fused gradients, whole epochs compiled); ``"numpy"`` the
+        :mod:`mogsgd.fast` (fused gradients, whole epochs compiled, inference); ``"numpy"`` the
         NumPy reference; ``"auto"`` numba where it works, else NumPy with one
         :class:`mogsgd.errors.FallbackWarning`.  Results agree to rounding.
     refine : {"auto", "em", "none"}, default="auto"

@@ -19,6 +19,7 @@ never look at the type of ``X`` (:func:`mogsgd.data.as_source` is the only place
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mogsgd.density import log_prob, log_resp
+from mogsgd import api
 from mogsgd.em import EMStats
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
@@ -34,7 +35,8 @@ from mogsgd.standardize import Standardizer
 from mogsgd.validation import check_data
 
 __all__ = ["CAPABILITIES", "KINDS", "FitPlan", "Prepared", "Source", "Model", "ROW_FUNCTIONS",
-           "check_fit_rows", "count_distinct_rows", "split_rows", "check_width"]
+           "row_function", "check_fit_rows", "count_distinct_rows", "split_rows",
+           "check_width"]
 
 #: What a source may support.  ``multi_pass``: rows can be read more than once (epochs,
 #: EM iterations); ``weights``: ``sample_weight``; ``checkpoint``: ``checkpoint_path`` and
@@ -131,22 +133,24 @@ class Model:
     backend: str = "auto"
 
 
-def _predict(X, p):
-    return np.argmax(log_resp(X, p), axis=1)
+def _predict(X, p, *, backend: str = "auto"):
+    return np.argmax(api.responsibilities(X, p, backend=backend), axis=1)
 
 
-def _proba(X, p):
-    return np.exp(log_resp(X, p))
-
-
-#: Per-row inference functions on NumPy rows: name -> (function(X, params), output width
-#: (``None``: one value per row, ``"K"``: one per component), output dtype (``None``: the
-#: parameters' dtype)).
+#: Per-row inference functions on NumPy rows: name -> (function(X, params, *, backend),
+#: output width (``None``: one value per row, ``"K"``: one per component), output dtype
+#: (``None``: the parameters' dtype)).  They run :mod:`mogsgd.api`'s functions: the
+#: compiled kernels unless the model's ``backend`` says ``"numpy"``.
 ROW_FUNCTIONS: dict[str, tuple[Callable, str | None, Any]] = {
-    "score_samples": (log_prob, None, None),
+    "score_samples": (api.log_prob, None, None),
     "predict": (_predict, None, np.int64),
-    "predict_proba": (_proba, "K", None),
+    "predict_proba": (api.responsibilities, "K", None),
 }
+
+
+def row_function(name: str, model: Model) -> Callable:
+    """``fn(X, params)``: :data:`ROW_FUNCTIONS` ``[name]`` under ``model.backend``."""
+    return functools.partial(ROW_FUNCTIONS[name][0], backend=model.backend)
 
 
 class Source:

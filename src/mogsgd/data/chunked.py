@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mogsgd import api
 from mogsgd._files import atomic_write
 from mogsgd.data.base import (
     ROW_FUNCTIONS,
@@ -37,9 +38,9 @@ from mogsgd.data.base import (
     Source,
     check_fit_rows,
     check_width,
+    row_function,
 )
 from mogsgd.data.memory import MemorySource
-from mogsgd.density import log_prob
 from mogsgd.em import combine_stats, em_stats
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer, impute_for_init
@@ -109,12 +110,13 @@ class ChunkedSource(Source):
         def train_loglik(params: MixtureParams) -> float:
             total, count = 0.0, 0
             for piece in train_pieces(params.n_components):
-                total += float(log_prob(piece, params).sum())
+                total += float(api.log_prob(piece, params, backend=plan.backend).sum())
                 count += len(piece)
             return total / count
 
         def lower_bound(params: MixtureParams) -> float:
-            total, count = self._loglik(scaler.to_data(params), plan.dtype, plan.allow_nan)
+            total, count = self._loglik(scaler.to_data(params), plan.dtype, plan.allow_nan,
+                                        plan.backend)
             return total / count
 
         Z_val = scaler.transform(sample[:n_val]) if n_val else None
@@ -136,11 +138,12 @@ class ChunkedSource(Source):
         for block in consecutive_blocks(self.chunks, plan.allow_nan):
             yield MemorySource(block)
 
-    def _loglik(self, params: MixtureParams, dtype, allow_nan: bool) -> tuple[float, int]:
+    def _loglik(self, params: MixtureParams, dtype, allow_nan: bool,
+                backend: str = "auto") -> tuple[float, int]:
         total, count = 0.0, 0
         for _, chunk in self.chunks.chunks(dtype=dtype, allow_nan=allow_nan):
             for piece in _pieces(chunk, params.n_components):
-                total += float(log_prob(piece, params).sum())
+                total += float(api.log_prob(piece, params, backend=backend).sum())
                 count += len(piece)
         return total, count
 
@@ -150,7 +153,7 @@ class ChunkedSource(Source):
     def iter_rows(self, name: str, model: Model) -> Iterator[np.ndarray]:
         """:data:`ROW_FUNCTIONS` ``[name]`` per chunk, in the source's order."""
         self._check_model(model)
-        fn = ROW_FUNCTIONS[name][0]
+        fn = row_function(name, model)
         params = model.params
         for _, chunk in self.chunks.chunks(dtype=params.dtype, allow_nan=model.allow_nan):
             parts = [fn(piece, params) for piece in _pieces(chunk, params.n_components)]
@@ -166,7 +169,8 @@ class ChunkedSource(Source):
 
     def loglik_sum(self, model: Model, sample_weight=None) -> tuple[float, float]:
         self._check_model(model)
-        total, count = self._loglik(model.params, model.params.dtype, model.allow_nan)
+        total, count = self._loglik(model.params, model.params.dtype, model.allow_nan,
+                                    model.backend)
         return total, float(count)
 
 

@@ -24,6 +24,7 @@ from mogsgd.data.base import (
     Source,
     check_fit_rows,
     check_width,
+    row_function,
 )
 from mogsgd.data.chunked import consecutive_blocks
 from mogsgd.data.memory import MemorySource
@@ -134,7 +135,7 @@ class DaskSource(Source):
     def map_rows(self, name: str, model: Model):
         """A lazy Dask array: (n,) or (n, K), computed block by block on the workers."""
         check_width(self.n_features, model.n_features)
-        fn, width, dtype = ROW_FUNCTIONS[name]
+        fn, (width, dtype) = row_function(name, model), ROW_FUNCTIONS[name][1:]
         params = model.params
         dtype = np.dtype(dtype or params.dtype)
         if width is None:

@@ -6,22 +6,22 @@ The reference source: every capability, and the other sources are tested against
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from mogsgd import fast
+from mogsgd import api, fast
 from mogsgd.data.base import (
-    ROW_FUNCTIONS,
     FitPlan,
     Model,
     Prepared,
     Source,
     check_fit_rows,
     check_width,
+    row_function,
     split_rows,
 )
-from mogsgd.density import log_prob
 from mogsgd.em import em_stats, stats_from_grad_sums
 from mogsgd.init import distinct_rows
 from mogsgd.standardize import Standardizer, impute_for_init
@@ -78,6 +78,7 @@ class MemorySource(Source):
         Z_train, w_train, Z_val, w_val = split_rows(Z, w, rng.permutation(len(Z)), n_val)
         nll_fn = fast.nll_fn_for(plan.backend)
         stats_fn = em_stats_fn(plan.backend, missing=bool(np.isnan(X).any()))
+        log_prob = functools.partial(api.log_prob, backend=plan.backend)
 
         def lower_bound(params):
             return float(-nll_fn(X_data, scaler.to_data(params), w_data))
@@ -113,11 +114,11 @@ class MemorySource(Source):
                           dtype=model.params.dtype, allow_nan=model.allow_nan)
 
     def map_rows(self, name: str, model: Model):
-        fn = ROW_FUNCTIONS[name][0]
-        return fn(self._checked(model), model.params)
+        return row_function(name, model)(self._checked(model), model.params)
 
     def loglik_sum(self, model: Model, sample_weight=None) -> tuple[float, float]:
-        ll = np.asarray(log_prob(self._checked(model), model.params), dtype=np.float64)
+        ll = np.asarray(row_function("score_samples", model)(self._checked(model),
+                                                              model.params), dtype=np.float64)
         if sample_weight is None:
             return float(ll.sum()), float(len(ll))
         w = check_sample_weight(sample_weight, len(ll))
