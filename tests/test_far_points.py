@@ -245,3 +245,17 @@ def test_cli_json_of_a_fit_with_an_outlier_and_of_far_points_is_strict_and_finit
     assert "nan" not in out.lower() and "inf" not in out.lower()
     rows = np.loadtxt(out.splitlines()[1:], delimiter=",")
     np.testing.assert_allclose(rows.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "em", "online_em"])
+@pytest.mark.parametrize("scale", [1e-310, 1e300])
+def test_cli_fits_data_at_the_ends_of_the_float_range(tmp_path, capsys, solver, scale):
+    """Variances beyond the float range (the model holds log sigma) are not a diverged fit."""
+    np.save(tmp_path / "d.npy", blobs(200) * scale)
+    capsys.readouterr()
+    status = main(["fit", str(tmp_path / "d.npy"), "-k", "2", "--solver", solver, "--epochs",
+                   "3", "--out", str(tmp_path / "m.json"), "-q"])
+    err = capsys.readouterr().err
+    assert status == 0, err
+    assert main(["evaluate", str(tmp_path / "m.json"), str(tmp_path / "d.npy"), "--json"]) == 0
+    assert np.isfinite(strict_json(capsys.readouterr().out)["nll"])

@@ -214,6 +214,33 @@ def test_fuzz_mutated_data_files(tmp_path, base, capsys):
         check_run(capsys, command)
 
 
+def far_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` two-column rows of every magnitude, 1e-320 to 1.7e308, either sign."""
+    X = rng.normal(size=(n, 2))
+    far = rng.random((n, 2)) < 0.3
+    magnitude = 10.0 ** rng.uniform(-320, 308.2, size=(n, 2))
+    return np.where(far, np.sign(X) * np.minimum(magnitude, 1.7e308), X)
+
+
+def test_fuzz_far_rows(tmp_path, base, capsys):
+    """Issue 14 item 11: rows far from the model, or data at extreme scales, are scored and
+    fitted with finite numbers and strict JSON (eqs. 52-53)."""
+    rng = np.random.default_rng(52)
+    model = base / "model.json"
+    for i in range(40):
+        path = tmp_path / f"far{i}.npy"
+        X = far_rows(rng, int(rng.integers(3, 40)))
+        if i % 5 == 4:  # a whole data set at one extreme scale
+            X = np.random.default_rng(i).normal(size=(60, 2)) * [1e-310, 1e300][i % 2]
+        np.save(path, X)
+        command = [["evaluate", model, path, "--json"], ["predict", model, path, "--proba"],
+                   ["fit", path, "-k", 2, "--solver", ["sgd", "em", "online_em"][i % 3],
+                    "--epochs", 2, "--json", "--out", tmp_path / f"m{i}.json"]][i % 3]
+        status = check_run(capsys, command)
+        if command[0] != "fit" or len(X) >= 4:
+            assert status == 0, command
+
+
 OPTIONS = {
     "-k": ["0", "1", "2", "-3", "1e3", "x", "100"],
     "--lr": ["0", "-1", "1e-300", "1e10", "nan", "inf", "0.1"],

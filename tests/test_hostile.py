@@ -215,6 +215,10 @@ def _zero_variance(f):
     f["params_"]["fields"]["log_sigma"]["data"][0] = (-1000.0).hex()
 
 
+def _zero_variance_std(f):
+    f["params_std"]["fields"]["log_sigma"]["data"][0] = (-1000.0).hex()
+
+
 def _history_five(f):
     f["history_"] = 5
 
@@ -224,7 +228,8 @@ def _history_five(f):
     (_history_five, ["plot", "{data}", "--model", "{model}", "--out", "{figs}"], "history_"),
     (_negative_scale, ["fit", "{data}", "--warm-start", "{model}", "--out", "{out}"],
      "scaler_scale"),
-    (_zero_variance, ["predict", "{model}", "{data}", "--proba"], "variance is 0"),
+    (_zero_variance, ["predict", "{model}", "{data}", "--proba"], "params_.log_sigma"),
+    (_zero_variance_std, ["predict", "{model}", "{data}", "--proba"], "variance is 0"),
 ])
 def test_tampered_model_state_is_refused_naming_the_field(tmp_path, data, model, capsys,
                                                          edit, argv, field):

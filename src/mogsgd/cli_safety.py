@@ -108,23 +108,30 @@ def resume_command(args, checkpoint: Path, out: Path) -> str:
 def divergence(est, X: np.ndarray | None = None) -> str | None:
     """Why ``est`` is not a model to save, or ``None``: a non-finite log-likelihood or
     weight, or a variance that is infinite, zero or (with ``X``) far beyond the spread of
-    the data, which only a diverged optimiser produces."""
+    the data, which only a diverged optimiser produces.  Variances are compared as
+    logarithms (``2 log sigma``), so data at scales near 1e-310 or 1e300, whose variances
+    are beyond the float range (the model holds ``log sigma``), are not mistaken for it."""
     with np.errstate(all="ignore"):
         if not np.isfinite(est.lower_bound_):
             return f"its log-likelihood is {est.lower_bound_}"
         if not np.all(np.isfinite(est.weights_)):
             return "its weights are not finite"
         cov = np.asarray(est.covariances_, dtype=np.float64)
-        if X is None:
-            bad = ~np.isfinite(cov) | (cov <= 0)
+        log_sigma = getattr(getattr(est, "params_", None), "log_sigma", None)
+        if log_sigma is not None and np.shape(log_sigma) == cov.shape:
+            log_var = 2.0 * np.asarray(log_sigma, dtype=np.float64)
         else:
-            spread = (np.nanmax(X, axis=0) - np.nanmin(X, axis=0)).astype(np.float64) ** 2
-            bad = np.isfinite(spread) & (~np.isfinite(cov) | (cov <= 0)
-                                         | ((spread > 0) & (cov > 1e6 * spread)))
+            log_var = np.log(cov)
+        bad = ~np.isfinite(log_var)
+        if X is not None:
+            X = np.asarray(X, dtype=np.float64)
+            # log of the range, halved first so that it cannot overflow
+            log_range = np.log(np.nanmax(X, axis=0) / 2 - np.nanmin(X, axis=0) / 2) + np.log(2)
+            bad |= np.isfinite(log_range) & (log_var > np.log(1e6) + 2.0 * log_range)
     if bad.any():
         k, d = np.argwhere(bad)[0]
-        return (f"covariances_[{k}, {d}] = {cov[k, d]:.3g} is beyond anything the data can "
-                "give")
+        return (f"covariances_[{k}, {d}] = exp({float(log_var[k, d]):.6g}) is beyond "
+                "anything the data can give")
     return None
 
 

@@ -16,6 +16,7 @@ from mogsgd.em import EMStats
 from mogsgd.online_em import OnlineEMState
 from mogsgd.optim import AdamState, MomentumState, SGDState
 from mogsgd.params import MixtureParams
+from mogsgd.standardize import Standardizer
 from mogsgd.train import TrainState
 
 __all__ = ["check_fitted_state", "check_scaler", "check_train_state", "check_int",
@@ -62,6 +63,18 @@ def check_params(name: str, value, shape: tuple, *, variances: bool = True) -> N
             if not np.all(value.variances > 0):
                 raise ValueError(f"{name}: a variance is 0 (log_sigma far below the float "
                                  "range)")
+
+
+def _check_data_units(params: MixtureParams, params_std: MixtureParams, center,
+                      scale) -> None:
+    """``params_`` is ``params_std`` in data units (eq. 33), as every fit stores it."""
+    expected = Standardizer(center, scale).to_data(params_std)
+    for field in ("means", "log_sigma", "logits"):
+        got, want = getattr(params, field), getattr(expected, field)
+        with np.errstate(all="ignore"):
+            if not np.allclose(got, want, rtol=1e-9, atol=1e-12):
+                raise ValueError(f"params_.{field} is not params_std.{field} in data units "
+                                 "(the scaler's eq. 33); the file was edited")
 
 
 def check_scaler(center, scale, d: int) -> None:
@@ -162,12 +175,16 @@ def check_fitted_state(fitted: dict, n_components) -> None:
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     d = check_int("n_features_in_", fitted["n_features_in_"], 1)
-    check_params("params_", fitted["params_"], (k, d))
+    # data-unit variances may be beyond the float range (data at 1e-310 or 1e300): the
+    # standardised ones must be representable, and params_ must be their image (eq. 33)
+    check_params("params_", fitted["params_"], (k, d), variances=False)
     check_params("params_std", fitted["params_std"], (k, d))
     with np.errstate(all="ignore"):
         if not np.all(np.isfinite(fitted["params_std"].variances)):
             raise ValueError("params_std: a variance is infinite")
     check_scaler(fitted["scaler_center"], fitted["scaler_scale"], d)
+    _check_data_units(fitted["params_"], fitted["params_std"], fitted["scaler_center"],
+                      fitted["scaler_scale"])
     check_train_state("train_state", fitted["train_state"], (k, d))
     _check_history("history_", fitted["history_"])
     if not isinstance(fitted["converged_"], bool):
