@@ -78,7 +78,10 @@ def test_fit_em_and_figures(tmp_path, data, capsys):
     assert (figs / "density.png").exists() and (figs / "learning_curves.png").exists()
 
 
-def test_fit_shows_a_progress_bar(tmp_path, data, capsys):
+def test_fit_shows_a_progress_bar_on_a_terminal(tmp_path, data, capsys, monkeypatch):
+    import mogsgd.cli
+
+    monkeypatch.setattr(mogsgd.cli, "_is_terminal", lambda stream: True)
     assert run("fit", data, "--epochs", 5, "--no-early-stopping", "--out",
                tmp_path / "p.json") == 0
     err = capsys.readouterr().err
@@ -112,15 +115,15 @@ def test_plot_data_and_model(tmp_path, model, data):
     assert {"data.png", "density.png", "predictions.png"} <= {p.name for p in folder.iterdir()}
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["fit", "missing.npz"], "missing.npz"),
-    (["fit", "{data}", "-k", "0"], "positive integer"),
-    (["fit", "{data}", "--lr", "-1"], "positive number"),
-    (["fit", "{data}", "--optimizer", "rmsprop"], "invalid choice"),
-    (["evaluate", "{data}", "{data}"], "model"),
-    (["fit", "{nan}"], "NaN"),
+@pytest.mark.parametrize("argv, needle, status", [
+    (["fit", "missing.npz"], "missing.npz", 3),
+    (["fit", "{data}", "-k", "0"], "positive integer", 2),
+    (["fit", "{data}", "--lr", "-1"], "positive number", 2),
+    (["fit", "{data}", "--optimizer", "rmsprop"], "invalid choice", 2),
+    (["evaluate", "{data}", "{data}"], "model", 3),
+    (["fit", "{nan}"], "NaN", 3),
 ])
-def test_errors_are_one_line_without_traceback(tmp_path, data, capsys, argv, needle):
+def test_errors_are_one_line_without_traceback(tmp_path, data, capsys, argv, needle, status):
     nan = tmp_path / "nan.csv"
     nan.write_text("x0,x1\n1,2\nnan,3\n4,5\n")
     argv = [a.format(data=data, nan=nan) for a in argv]
@@ -129,14 +132,14 @@ def test_errors_are_one_line_without_traceback(tmp_path, data, capsys, argv, nee
     except SystemExit as exc:  # argparse errors exit with 2
         code = exc.code
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == status       # 2: usage, 3: data or file
     assert needle in err and "Traceback" not in err
 
 
 def test_model_with_wrong_feature_count_is_refused(tmp_path, model, capsys):
     other = tmp_path / "d3.npz"
     assert run("generate", "-n", 30, "-d", 3, "--out", other, "-q") == 0
-    assert run("evaluate", model, other) == 2
+    assert run("evaluate", model, other) == 3      # a data error
     err = capsys.readouterr().err
     assert "3" in err and "2" in err and "features" in err
 
@@ -208,7 +211,7 @@ def test_fit_with_weights_column_and_missing_values(tmp_path, capsys):
     lines = ["x0,x1,w"] + [",".join("" if np.isnan(v) else repr(float(v)) for v in row) + f",{wi}"
                            for row, wi in zip(X, w, strict=True)]
     path.write_text("\n".join(lines) + "\n")
-    assert run("fit", path, "-k", 2, "--out", tmp_path / "m.json") == 2
+    assert run("fit", path, "-k", 2, "--out", tmp_path / "m.json") == 3    # NaN: data
     err = capsys.readouterr().err
     assert "fit with --missing marginalize" in err and "missing='" not in err  # the flag
     assert run("fit", path, "-k", 2, "--missing", "marginalize", "--weight-column", "w",
@@ -216,7 +219,7 @@ def test_fit_with_weights_column_and_missing_values(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert len(summary["means"][0]) == 2 and np.isfinite(summary["nll"])
     assert run("fit", path, "--weight-column", "nope", "--missing", "marginalize",
-               "--out", tmp_path / "n.json") == 2
+               "--out", tmp_path / "n.json") == 3
     assert "no column 'nope'" in capsys.readouterr().err
 
 
@@ -249,8 +252,111 @@ def test_streamed_fit_evaluate_and_predict_match_in_memory(tmp_path, capsys):
     assert a.read_text() == b.read_text()
 
 
-def test_stream_always_refuses_a_csv(tmp_path, capsys, data):
+def test_stream_always_streams_a_csv_and_refuses_other_files(tmp_path, capsys, data):
     csv = tmp_path / "d.csv"
-    assert run("generate", "-n", 50, "--out", csv, "-q") == 0
-    assert run("fit", csv, "--stream", "always", "--out", tmp_path / "x.json") == 2
+    assert run("generate", "-n", 300, "--out", csv, "-q", "--seed", 3) == 0
+    assert run("fit", csv, "--stream", "always", "--solver", "em", "--json", "--out",
+               tmp_path / "x.json") == 0
+    assert json.loads(capsys.readouterr().out)["streamed"] is True
+    txt = tmp_path / "d.txt"
+    txt.write_text("1,2\n")
+    assert run("fit", txt, "--stream", "always", "--out", tmp_path / "y.json") == 2
     assert "--stream always needs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------- the real command's manners
+def mogsgd_cli(*argv, **kwargs):
+    """The real ``mogsgd`` command in a subprocess (stderr is a pipe, not a terminal)."""
+    import os
+    from pathlib import Path
+
+    import mogsgd
+
+    env = {**os.environ, "PYTHONPATH": str(Path(mogsgd.__file__).resolve().parents[1]),
+           "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "mogsgd", *map(str, argv)], env=env,
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_exit_status_tells_usage_errors_from_data_errors(tmp_path, data):
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("x0,x1\n1,2\n3,oops\n")
+    nan_csv = tmp_path / "nan.csv"
+    nan_csv.write_text("x0,x1\n1,2\n3,\n5,6\n")
+    usage = [["fit", data, "--optimizer", "rmsprop"],          # argparse
+             ["fit", data, "--epochs", "0"],
+             ["generate", "--out", data],                        # exists without --force
+             ["fit", data, "--solver", "em", "--checkpoint", tmp_path / "c"]]
+    for argv in usage:
+        run = mogsgd_cli(*argv)
+        assert run.returncode == 2, (argv, run.stderr)
+    for argv, needle in ([["fit", bad_csv], "line 3, column 2 ('x1'): 'oops'"],
+                         [["fit", nan_csv], "--missing marginalize"],
+                         [["evaluate", tmp_path / "nope.json", data], "does not exist"],
+                         [["fit", tmp_path / "none.csv"], "no such file"]):
+        run = mogsgd_cli(*argv)
+        assert run.returncode == 3, (argv, run.stderr)
+        assert needle in run.stderr and "Traceback" not in run.stderr
+        assert [line for line in run.stderr.splitlines() if ": error: " in line] == \
+            [run.stderr.strip().splitlines()[-1]], run.stderr
+    top = mogsgd_cli("--help")
+    assert "exit status: 0 done; 1 a bug" in top.stdout and "3 a data or file error" in \
+        top.stdout
+
+
+def test_a_bug_exits_1_with_its_traceback_and_says_it_is_a_bug(monkeypatch, capsys, data):
+    import mogsgd.cli as cli
+
+    def broken(args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "cmd_evaluate", broken)
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), "evaluate", broken))
+    assert cli.main(["evaluate", str(data), str(data)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: boom" in err and "this is a bug" in err
+
+
+def _with_func(parser, command, func):
+    for action in parser._subparsers._group_actions:
+        action.choices[command].set_defaults(func=func)
+    return parser
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path, model):
+    import os
+    from pathlib import Path
+
+    import mogsgd
+
+    big = tmp_path / "big.npy"
+    np.save(big, np.random.default_rng(0).normal(size=(60_000, 2)))
+    env = {**os.environ, "PYTHONPATH": str(Path(mogsgd.__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "mogsgd", "predict", str(model), str(big),
+                             "--proba"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("p0,p1")   # like `| head -1`
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err and "error" not in err, err
+
+
+def test_help_gives_every_option_a_text_and_its_default():
+    parser = build_parser()
+    for command, sub in parser._subparsers._group_actions[0].choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"mogsgd {command} {action.option_strings[0]} has no help"
+    fit_help = mogsgd_cli("fit", "--help").stdout
+    for text in ("(default: adam)", "(default: 256)", "(default: inverse_time)",
+                 "(default: error)", "(default: 3)", "--max-epochs"):
+        assert text in fit_help, text
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, data):
+    run = mogsgd_cli("fit", data, "-k", 3, "--epochs", 3, "--out", tmp_path / "m.json")
+    assert run.returncode == 0, run.stderr
+    assert "fit (sgd" not in run.stderr and "epoch/s" not in run.stderr, run.stderr
+    assert "model written to" in run.stderr

@@ -57,8 +57,8 @@ def check_run(capsys, argv: list) -> int:
 def check_output(argv, status, out: str, err: str) -> None:
     where = f"mogsgd {' '.join(map(str, argv))}\n--- stdout\n{out[-2000:]}\n--- stderr\n{err}"
     assert "Traceback" not in err and "this is a bug" not in err, where
-    assert status in (0, 2), where
-    if status == 2:
+    assert status in (0, 2, 3), where       # done, usage error, data/file error
+    if status in (2, 3):
         errors = [line for line in err.splitlines() if "error:" in line]
         assert len(errors) == 1, where
     assert not NUMBER.search(out), where

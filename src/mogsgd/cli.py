@@ -1,8 +1,12 @@
 """The ``mogsgd`` command line: parsing and printing only; the work is done by the library.
 
-Every failure a user can cause is reported as one line on stderr with exit status 2;
-an interrupted fit exits with 130 (Ctrl-C) or 143 (SIGTERM) after saving its checkpoint;
-anything else is a bug in mogsgd, shown with its traceback and exit status 1.
+Every failure a user can cause is reported as one line on stderr, with exit status 2 for
+a command that cannot run as given (an option, a combination of options, an output that
+exists without ``--force``, a missing optional package) and 3 for data or files that
+cannot be used (unreadable, malformed, NaN without ``--missing marginalize``, columns that
+do not match the model); an interrupted fit exits with 130 (Ctrl-C) or 143 (SIGTERM)
+after saving its checkpoint; output cut short by a closed pipe (``| head``) ends quietly
+with 141; anything else is a bug in mogsgd, shown with its traceback and exit status 1.
 ``--debug`` shows the traceback of every error.  The safety nets around a fit (locks,
 signals, the resume command, divergence) are in :mod:`mogsgd.cli_safety`.
 """
@@ -42,15 +46,30 @@ DEFAULT_K = 3
 BUG_REPORT = "https://github.com/mogsgd/mogsgd/issues"
 
 
+#: Exit statuses (documented in ``mogsgd --help`` and the README).
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_DATA, EXIT_PIPE = 0, 1, 2, 3, 141
+EXIT_STATUS_HELP = (
+    "exit status: 0 done; 1 a bug in mogsgd (with a traceback, please report it); 2 a usage\n"
+    "error (an option, an output that exists without --force, a missing optional package);\n"
+    "3 a data or file error (unreadable, malformed, NaN without --missing marginalize, columns\n"
+    "that do not match the model); 130/143 interrupted (a fit saves its checkpoint first);\n"
+    "141 output cut short by a closed pipe (| head).")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the message and where to find help, no usage dump."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 class CLIError(Exception):
-    """A problem to report as one line (already phrased for the user)."""
+    """A problem with the data or files, to report as one line (phrased for the user):
+    exit status 3."""
+
+
+class UsageError(CLIError):
+    """A command that cannot run as given (options, existing outputs): exit status 2."""
 
 
 # ----------------------------------------------------------------- helpers
@@ -106,8 +125,8 @@ def _column_list(text: str | None) -> list[str] | None:
         return None
     items = [t.strip() for t in text.split(",")]
     if not all(items):
-        raise CLIError(f"an empty column name in {text!r}: give names or positions (from 0) "
-                       "separated by commas, e.g. --columns 'sepal length (cm)',2")
+        raise UsageError(f"an empty column name in {text!r}: give names or positions (from 0) "
+                         "separated by commas, e.g. --columns 'sepal length (cm)',2")
     return items
 
 
@@ -153,8 +172,8 @@ def _open_stream(args, columns: list[str] | None = None):
     suffix = Path(args.data).suffix.lower()
     if (choice["columns"] or choice["drop"]) and suffix not in (".csv", ".parquet", ".pq") \
             and not Path(args.data).is_dir():
-        raise CLIError("--columns and --drop choose columns of CSV and Parquet files; "
-                       f"{args.data} has none (select the columns before saving it)")
+        raise UsageError("--columns and --drop choose columns of CSV and Parquet files; "
+                         f"{args.data} has none (select the columns before saving it)")
     label = choice["label_column"]
     return stream.open_source(args.data, columns=choice["columns"], drop=choice["drop"],
                               label_column="label" if label == "auto" else label)
@@ -302,12 +321,19 @@ def _split_weights(data, column: str | None):
     return np.delete(data.X, j, axis=1), data.X[:, j], names[:j] + names[j + 1:]
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 class _Progress:
     """A per-epoch progress bar (tqdm on stderr) showing the current NLLs."""
 
     def __init__(self, enabled: bool, total: int | None, desc: str) -> None:
         self.bar = None
-        if enabled:
+        if enabled and _is_terminal(sys.stderr):  # no bar in a log file or a pipe
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="epoch", file=sys.stderr,
@@ -336,10 +362,10 @@ def _streamed(args) -> bool:
     if args.stream == "never":
         return False
     if args.stream == "always":
-        if Path(args.data).suffix.lower() not in (".npy", ".parquet", ".pq", ".zarr") \
+        if Path(args.data).suffix.lower() not in stream.STREAM_SUFFIXES \
                 and not Path(args.data).is_dir():
-            raise CLIError("--stream always needs a .npy, Parquet or Zarr file (or a folder "
-                           f"of Parquet files); got {args.data}")
+            raise UsageError("--stream always needs a .npy, .csv, Parquet or Zarr file (or a "
+                             f"folder of Parquet files); got {args.data}")
         return True
     return stream.should_stream(args.data)
 
@@ -347,8 +373,8 @@ def _streamed(args) -> bool:
 def _fit_streamed(args, out: Path, guard: Interrupts) -> int:
     """Fit data too large to load: chunks from disk, a shuffle buffer, one pass to score."""
     if args.resume or args.checkpoint or args.weight_column or args.warm_start:
-        raise CLIError("streamed fits do not support --resume, --checkpoint, --weight-column "
-                       "or --warm-start; use --stream never to load the data instead")
+        raise UsageError("streamed fits do not support --resume, --checkpoint, --weight-column "
+                         "or --warm-start; use --stream never to load the data instead")
     source = _open_stream(args)
     est = _estimator_from_args(args, None)
     show = not (args.quiet or args.json) and est.solver != "em"
@@ -424,17 +450,17 @@ def _check_fit_targets(args, out: Path, checkpoint: Path | None) -> None:
     for flag, path in paths.items():
         if flag != "--resume" and flag != "--warm-start" and path is not None \
                 and _same_file(path, args.data):
-            raise CLIError(f"{flag} {path} is the data file; choose another file name")
+            raise UsageError(f"{flag} {path} is the data file; choose another file name")
     if _same_file(out, checkpoint) or _same_file(out, args.resume):
-        raise CLIError(f"--out {out} is also the checkpoint; choose another file name")
+        raise UsageError(f"--out {out} is also the checkpoint; choose another file name")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise CLIError(f"cannot write {out}: directory {parent} does not exist")
     if out.is_dir():
-        raise CLIError(f"--out {out} is a directory; give a file name")
+        raise UsageError(f"--out {out} is a directory; give a file name")
     if out.exists() and not out.is_file():
-        raise CLIError(f"--out {out} is not a regular file (a FIFO or device); choose "
-                       "another file name")
+        raise UsageError(f"--out {out} is not a regular file (a FIFO or device); choose "
+                         "another file name")
     if args.figures:
         _check_figures_target(Path(args.figures), args.force)
 
@@ -446,13 +472,13 @@ FIT_FIGURES = ("density", "predictions", "pairs", "fit_vs_truth", "learning_curv
 
 def _check_figures_target(folder: Path, force: bool) -> None:
     if folder.exists() and not folder.is_dir():
-        raise CLIError(f"--figures {folder} is a file, not a folder; choose a folder name")
+        raise UsageError(f"--figures {folder} is a file, not a folder; choose a folder name")
     if not force and folder.is_dir():
         existing = [folder / f"{name}.{ext}" for name in FIT_FIGURES for ext in ("png", "svg")
                     if (folder / f"{name}.{ext}").exists()]
         if existing:
-            raise CLIError(f"{existing[0]} exists; pass --force to overwrite the figures or "
-                           "choose another --figures folder")
+            raise UsageError(f"{existing[0]} exists; pass --force to overwrite the figures or "
+                             "choose another --figures folder")
     ancestor = folder
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -478,8 +504,8 @@ def _check_resume_settings(args) -> None:
               for flag, (name, value, default) in given.items()
               if value != default and name in saved and value != saved[name]]
     if differ:
-        raise CLIError(f"--resume continues with the checkpoint's settings, but "
-                       f"{'; '.join(differ)}; drop these options to resume, or start a new fit")
+        raise UsageError(f"--resume continues with the checkpoint's settings, but "
+                         f"{'; '.join(differ)}; drop these options to resume, or start a new fit")
 
 
 def _total_epochs(est) -> int:
@@ -494,10 +520,10 @@ def cmd_fit(args) -> int:
 
     out = Path(args.out) if args.out else Path(args.data).with_suffix(".model.json")
     if args.solver == "em" and (args.checkpoint or args.resume):
-        raise CLIError("--checkpoint and --resume work with --solver sgd or online_em; batch "
-                       "EM runs are short and keep no checkpoint")
+        raise UsageError("--checkpoint and --resume work with --solver sgd or online_em; batch "
+                         "EM runs are short and keep no checkpoint")
     if args.weight_column and (args.checkpoint or args.resume):
-        raise CLIError("--checkpoint/--resume do not support --weight-column yet")
+        raise UsageError("--checkpoint/--resume do not support --weight-column yet")
     streamed = _streamed(args)
     # SGD and online EM always keep a checkpoint so that Ctrl-C can be resumed; an
     # automatic one is removed after a successful fit
@@ -508,7 +534,7 @@ def cmd_fit(args) -> int:
     _check_fit_targets(args, out, checkpoint)
     with lock_paths(out, checkpoint, what="mogsgd fit"), Interrupts(f"{PROG} fit") as guard:
         if out.exists() and not args.force:
-            raise CLIError(f"{out} exists; pass --force to overwrite it or choose --out")
+            raise UsageError(f"{out} exists; pass --force to overwrite it or choose --out")
         if streamed:
             return _fit_streamed(args, out, guard)
         return _fit_loaded(args, out, checkpoint, guard)
@@ -520,8 +546,8 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
     auto = checkpoint is not None and not args.checkpoint and not args.resume
     if auto and checkpoint.exists():
         if not args.force:
-            raise CLIError(f"{checkpoint} exists from an earlier interrupted fit; continue it "
-                           f"with --resume {checkpoint}, or pass --force to start over")
+            raise UsageError(f"{checkpoint} exists from an earlier interrupted fit; continue it "
+                             f"with --resume {checkpoint}, or pass --force to start over")
         checkpoint.unlink()
     if args.resume:
         _check_resume_settings(args)
@@ -644,7 +670,7 @@ def _plot_features(args, X, names, params, y) -> list[int]:
     if chosen:
         feats = [resolve_column(args.data, c, names, d, "--features column") for c in chosen]
         if len(set(feats)) != len(feats):
-            raise CLIError(f"--features lists a column twice: {args.features}")
+            raise UsageError(f"--features lists a column twice: {args.features}")
         return feats
     if d <= plotting.PAIR_FEATURES:
         return list(range(d))
@@ -860,14 +886,30 @@ EXAMPLES = {
 }
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs kept as written; every option's default shown after its
+    help (unless the help already says it, or there is none to show)."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or \
+                not action.option_strings:
+            return text
+        if isinstance(default, list | tuple):
+            default = " ".join(map(str, default))
+        return f"{text} (default: {default})"
+
+
 def _sub(subparsers, name: str, help_text: str, func):
     p = subparsers.add_parser(
         name, help=help_text, description=help_text,
-        epilog=f"example:\n  {EXAMPLES[name]}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=f"example:\n  {EXAMPLES[name]}\n\n{EXIT_STATUS_HELP}",
+        formatter_class=_HelpFormatter)
     p.set_defaults(func=func)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but results")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but results (no progress, no notes)")
     return p
 
 
@@ -889,7 +931,11 @@ def _add_data_options(p) -> None:
 def _add_stream_option(p) -> None:
     p.add_argument("--stream", choices=["auto", "always", "never"], default="auto",
                    help="read the data chunk by chunk instead of loading it ('auto': folders, "
-                        "Zarr stores and .npy/Parquet files over 1 GiB)")
+                        "Zarr stores and .npy, .csv and Parquet files over 1 GiB)")
+
+
+def _add_output_options(p, *, json_help: str = "print the result as JSON") -> None:
+    p.add_argument("--json", action="store_true", help=json_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -898,8 +944,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mixtures of diagonal Gaussians fitted by mini-batch SGD with analytic "
                     "gradients.",
         epilog="examples:\n  mogsgd demo\n  " + "\n  ".join(
-            EXAMPLES[k] for k in ("generate", "fit", "evaluate")),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+            EXAMPLES[k] for k in ("generate", "fit", "evaluate")) + "\n\n" + EXIT_STATUS_HELP,
+        formatter_class=_HelpFormatter)
     from mogsgd import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -907,89 +953,103 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(sub, "generate", "write a synthetic mixture data set (.npz/.npy/.csv/.parquet)",
              cmd_generate)
-    p.add_argument("--n-samples", "-n", type=_positive_int, default=1000)
-    p.add_argument("--n-features", "-d", type=_positive_int, default=2)
-    p.add_argument("--n-components", "-k", type=_positive_int, default=3)
+    p.add_argument("--n-samples", "-n", type=_positive_int, default=1000,
+                   help="number of points")
+    p.add_argument("--n-features", "-d", type=_positive_int, default=2,
+                   help="number of features")
+    p.add_argument("--n-components", "-k", type=_positive_int, default=3,
+                   help="number of mixture components")
     p.add_argument("--separation", type=_positive_float, default=None,
-                   help="minimum separation between means, in standard deviations")
+                   help="minimum separation between means, in standard deviations (default: "
+                        "none)")
     p.add_argument("--mean-range", type=float, nargs=2, default=(-10.0, 10.0),
-                   metavar=("LOW", "HIGH"))
+                   metavar=("LOW", "HIGH"), help="range the means are drawn from")
     p.add_argument("--sigma-range", type=float, nargs=2, default=(0.5, 2.0),
-                   metavar=("LOW", "HIGH"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", "-o", required=True, help="output file; the suffix picks the format")
+                   metavar=("LOW", "HIGH"), help="range the standard deviations are drawn from")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", "-o", required=True,
+                   help="output file (required); the suffix picks the format")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_output_options(p, json_help="print a JSON summary")
 
     p = _sub(sub, "fit", "fit a mixture to a data file and write the model (JSON)", cmd_fit)
-    p.add_argument("data", help="data file (.npz, .npy, .csv, .parquet)")
+    p.add_argument("data", help="data file (.npz, .npy, .csv, .parquet, or a folder/.zarr to "
+                                "stream)")
     p.add_argument("--n-components", "-k", type=_positive_int, default=None,
-                   help=f"number of components (default {DEFAULT_K})")
+                   help=f"number of components (default: {DEFAULT_K})")
     p.add_argument("--solver", "--method", dest="solver", choices=["sgd", "em", "online_em"],
                    default="sgd", help="mini-batch SGD on the NLL, batch EM, or online EM "
                    "(--method is the old name); --optimizer picks SGD's update rule")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"],
-                   default="adam")
-    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
+                   default="adam", help="the update rule of --solver sgd")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate on standardised data (default: one per optimizer)")
     p.add_argument("--schedule", choices=["inverse_time", "constant", "cosine"],
-                   default="inverse_time")
-    p.add_argument("--batch-size", type=_positive_int, default=256)
+                   default="inverse_time", help="how the learning rate decays")
+    p.add_argument("--batch-size", type=_positive_int, default=256,
+                   help="rows per mini-batch")
     p.add_argument("--epochs", "--max-epochs", dest="epochs", type=_positive_int, default=None,
                    help="epoch budget (default: about 4000 steps); --max-epochs is the same")
-    p.add_argument("--patience", type=_positive_int, default=5)
-    p.add_argument("--no-early-stopping", action="store_true")
-    p.add_argument("--n-init", type=_positive_int, default=1)
+    p.add_argument("--patience", type=_positive_int, default=5,
+                   help="epochs without a better validation NLL before stopping")
+    p.add_argument("--no-early-stopping", action="store_true",
+                   help="train for the whole --epochs budget")
+    p.add_argument("--n-init", type=_positive_int, default=1,
+                   help="restarts from different seeds; the best likelihood wins")
     p.add_argument("--init", choices=["kmeans++", "kmeans", "random_points"],
-                   default="kmeans++")
-    p.add_argument("--seed", type=int, default=0)
+                   default="kmeans++", help="how the components are seeded")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", "-o", help="model file (default: DATA with .model.json)")
-    p.add_argument("--figures", help="also write figures of the fit into this folder")
+    p.add_argument("--figures", metavar="DIR",
+                   help="also write figures of the fit into this folder (default: none)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
-    p.add_argument("--json", action="store_true", help="print a JSON summary, no progress bar")
+    _add_output_options(p, json_help="print a JSON summary, no progress bar")
     p.add_argument("--checkpoint", help="keep the training state in this file (default: MODEL"
                    ".checkpoint, removed after a successful fit); Ctrl-C saves it")
     p.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",
-                   help="epochs between checkpoint writes (default 10)")
+                   help="epochs between checkpoint writes")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue an interrupted fit from its checkpoint (same data)")
     p.add_argument("--warm-start", metavar="MODEL",
                    help="continue training a saved model (its parameters and optimiser "
                         "state) for --epochs more epochs")
     p.add_argument("--missing", choices=["error", "marginalize"], default="error",
-                   help="NaN entries: refuse them, or integrate them out exactly")
+                   help="NaN or empty cells: refuse them, or integrate them out exactly")
     p.add_argument("--weight-column", metavar="NAME",
-                   help="a column of the data file holding sample weights")
+                   help="a column of the data file holding sample weights (default: none)")
     _add_data_options(p)
     _add_stream_option(p)
 
     p = _sub(sub, "evaluate", "NLL, BIC, AIC and, with labels, accuracy and ARI", cmd_evaluate)
-    p.add_argument("model")
-    p.add_argument("data")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("model", help="a model file written by mogsgd fit")
+    p.add_argument("data", help="data file; its columns are matched to the model's by name")
+    _add_output_options(p)
     _add_data_options(p)
     _add_stream_option(p)
 
     p = _sub(sub, "predict", "component labels (or responsibilities) for each row",
              cmd_predict)
-    p.add_argument("model")
-    p.add_argument("data")
+    p.add_argument("model", help="a model file written by mogsgd fit")
+    p.add_argument("data", help="data file; its columns are matched to the model's by name")
     p.add_argument("--proba", action="store_true", help="write responsibilities instead")
     p.add_argument("--out", "-o", help="CSV file (default: standard output)")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     _add_data_options(p)
     _add_stream_option(p)
 
     p = _sub(sub, "sample", "draw points from a fitted model", cmd_sample)
-    p.add_argument("model")
+    p.add_argument("model", help="a model file written by mogsgd fit")
     p.add_argument("-n", type=_positive_int, default=1000, help="number of points")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--out", "-o", required=True)
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (default: the model's random_state)")
+    p.add_argument("--out", "-o", required=True,
+                   help="output file (required); the suffix picks the format")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     p = _sub(sub, "plot", "figures of a data set, and of a fit with --model", cmd_plot)
-    p.add_argument("data")
-    p.add_argument("--model", help="a fitted model file")
-    p.add_argument("--out", "-o", default="figures", help="output folder (default: figures)")
+    p.add_argument("data", help="data file (.npz, .npy, .csv, .parquet)")
+    p.add_argument("--model", help="a fitted model file (default: none, the data only)")
+    p.add_argument("--out", "-o", default="figures", help="output folder")
     p.add_argument("--features", metavar="LIST",
                    help="the features to draw, names or positions separated by commas (default: "
                         "all up to 5, else the 5 that separate the components most)")
@@ -998,46 +1058,70 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(sub, "select", "choose the number of components: BIC, AIC and held-out "
              "log-likelihood for each K", cmd_select)
-    p.add_argument("data")
+    p.add_argument("data", help="data file (.npz, .npy, .csv, .parquet)")
     p.add_argument("--k", type=_k_range, default=list(range(1, 11)),
-                   help="component counts: a range 1..10 or a list 2,3,5 (default 1..10)")
+                   help="component counts: a range 1..10 or a list 2,3,5 (default: 1..10)")
     p.add_argument("--solver", "--method", dest="solver", choices=["sgd", "em", "online_em"],
                    default="sgd", help="how each K is fitted (--method is the old name)")
     p.add_argument("--n-init", type=_positive_int, default=3, help="restarts per K")
-    p.add_argument("--heldout-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plot", help="write the criteria curves to this path stem (.png, .svg)")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--heldout-fraction", type=float, default=0.2,
+                   help="share of the rows held out to score each K")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--plot", metavar="STEM",
+                   help="write the criteria curves to STEM.png and STEM.svg (default: none)")
+    p.add_argument("--force", action="store_true", help="overwrite existing figures")
+    _add_output_options(p)
     _add_data_options(p)
 
     p = _sub(sub, "demo", "the main job: generate, fit every way, write figures and a report",
              cmd_demo)
     p.add_argument("--out", "-o", default="mogsgd-demo", help="output folder")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--force", action="store_true", help="reuse a non-empty output folder")
-    p.add_argument("--json", action="store_true")
+    _add_output_options(p, json_help="print where the report is, and its table, as JSON")
     return parser
 
 
-#: Failures a user can cause (bad input, files, settings, resources): one line, exit 2.
-#: Anything else is a bug in mogsgd: its traceback is shown with a request to report it.
+#: Failures a user can cause (bad input, files, settings, resources): one line, exit 2 or
+#: 3 (:func:`exit_status`).  Anything else is a bug in mogsgd: its traceback is shown with a
+#: request to report it.
 USER_ERRORS = (CLIError, ValueError, TypeError, OSError, EOFError, ImportError, MemoryError,
                RecursionError)
 
 
+def exit_status(exc: BaseException) -> int:
+    """2 for a command that cannot run as given, 3 for data or files that cannot be used."""
+    if isinstance(exc, UsageError | FileExistsError | ImportError):
+        return EXIT_USAGE
+    return EXIT_DATA
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status: 0 success, 2 a failure the user can fix
-    (one line on stderr), 130/143 interrupted / terminated, 1 a bug (with traceback)."""
+    """Run one command; returns the exit status (:data:`EXIT_STATUS_HELP`): 0 success, 2 a
+    usage error and 3 a data or file error (one line on stderr each), 130/143 interrupted /
+    terminated, 141 a closed output pipe, 1 a bug (with traceback)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     with warnings.catch_warnings():
         if not args.debug:
             _one_line_warnings(args.command)
-        return _run(args)
+        try:
+            return _run(args)
+        except BrokenPipeError:
+            return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``mogsgd predict ... | head``): stop quietly, as
+    a program killed by SIGPIPE would, and keep Python from complaining at exit when it
+    flushes standard output."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_PIPE
 
 
 def _one_line_warnings(command: str) -> None:
@@ -1058,6 +1142,8 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
     except USER_ERRORS as exc:
         if args.debug:
             raise
@@ -1073,7 +1159,7 @@ def _run(args) -> int:
         elif isinstance(exc, RecursionError):
             message = "input nested too deeply to read"
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     except Exception:
         if args.debug:
             raise
@@ -1081,7 +1167,7 @@ def _run(args) -> int:
         print(f"{PROG} {args.command}: internal error: this is a bug in mogsgd, not a problem "
               f"with your input; please report it with the command and the traceback above "
               f"at {BUG_REPORT}", file=sys.stderr)
-        return 1
+        return EXIT_BUG
 
 
 if __name__ == "__main__":  # pragma: no cover
