@@ -167,3 +167,45 @@ def test_cli_plot_of_64_features_draws_a_few_informative_ones_in_a_bounded_figur
                   tmp_path / "g")
     assert chosen.returncode == 0, chosen.stderr
     assert (tmp_path / "g" / "data.png").exists() and not (tmp_path / "g" / "pairs.png").exists()
+
+
+# ------------------------------------------------------------- the variance floor
+def test_the_variance_floor_in_data_units_is_min_variance_times_the_feature_variance():
+    rng = np.random.default_rng(0)
+    n = 400
+    groups = np.repeat([0, 1], n // 2)
+    X = np.column_stack([rng.normal(0, 1, n) + 8 * groups, np.where(groups, 7.0, 3.0)])
+    est = _fit(X, min_variance=1e-6)
+    floor = 1e-6 * X[:, 1].var()          # the feature's variance: 4
+    np.testing.assert_allclose(est.covariances_[:, 1], floor, rtol=1e-6)
+    scaled = X * [1.0, 1000.0]            # the floor follows the feature's scale
+    np.testing.assert_allclose(_fit(scaled, min_variance=1e-6).covariances_[:, 1],
+                               floor * 1e6, rtol=1e-6)
+
+
+def test_near_constant_features_are_warned_about_by_index():
+    from mogsgd.errors import NearConstantWarning
+
+    rng = np.random.default_rng(1)
+    X = _frame(1, n=400)
+    X = np.column_stack([X, np.zeros(400), np.where(rng.random(400) < 0.995, 2.0, 5.0)])
+    with pytest.warns(NearConstantWarning) as record:
+        _fit(X)
+    warning = next(w.message for w in record if isinstance(w.message, NearConstantWarning))
+    assert warning.features == (3, 4) and warning.values == (0.0, 2.0)
+    assert warning.spreads[0] == 0.0 and "drop these columns" in str(warning)
+
+
+def test_cli_names_near_constant_columns_and_the_drop_that_removes_them(tmp_path):
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(_frame(2, n=400), columns=["a", "b", "c"])
+    frame["edge pixel"] = 0.0
+    frame["rare"] = np.where(rng.random(400) < 0.995, 1.0, 9.0)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    run = _cli("fit", tmp_path / "d.csv", "-k", 2, "--solver", "em", "--out", tmp_path / "m.json")
+    assert run.returncode == 0, run.stderr
+    assert "column(s) 'edge pixel' (std 0, mostly 0), 'rare'" in run.stderr
+    assert "drop them with --drop 'edge pixel,rare'" in run.stderr
+    again = _cli("fit", tmp_path / "d.csv", "-k", 2, "--solver", "em", "--out",
+                 tmp_path / "n.json", "--drop", "edge pixel,rare")
+    assert again.returncode == 0 and "near-constant" not in again.stderr, again.stderr

@@ -70,7 +70,8 @@ BAD_DATA = [
     ("object None", np.array([[1.0, None], [2.0, 3.0], [4.0, 5.0]], dtype=object), ValueError,
      r"contains None \(first at row 0, column 1\)"),
     ("ragged", [[1.0, 2.0], [3.0]], ValueError, r"same number of numeric features"),
-    ("a string", "data.csv", TypeError, r"numeric array, got a string"),
+    ("a string", "some data", TypeError, r"numeric array, got a string"),
+    ("a missing csv path", "no-such-data.csv", ValueError, r"no-such-data.csv: no such file"),
     ("complex", np.ones((5, 2), complex), ValueError, r"[Cc]omplex"),
     ("sparse", scipy.sparse.eye(5, format="csr"), TypeError, r"toarray"),
 ]

@@ -585,7 +585,7 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
     why = divergence(est, X)
     for w in caught:  # the estimator's overflow note does not apply to a diverged fit
         if why is None or "beyond the range" not in str(w.message):
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            warnings.showwarning(_named(w.message, names), w.category, w.filename, w.lineno)
     _record_names(est, names)
     try:
         _save_fitted(est, out, args, guard, X)
@@ -617,6 +617,23 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
                     f"NLL {summary['nll']:.4f} per point, BIC {summary['bic']:.1f}")
         _info(args, f"model written to {out}")
     return 0
+
+
+def _named(message, names) -> Warning | str:
+    """A near-constant-feature warning said with the data file's column names and the
+    ``--drop`` that removes them; any other warning unchanged."""
+    from mogsgd.errors import NearConstantWarning
+
+    if not isinstance(message, NearConstantWarning) or not message.features:
+        return message
+    cols = [names[j] if names else str(j) for j in message.features]
+    said = ", ".join(f"{c!r} (std {s:.3g}, mostly {v:.6g})" for c, s, v in
+                     zip(cols[:5], message.spreads, message.values, strict=False))
+    more = f" and {len(cols) - 5} more" if len(cols) > 5 else ""
+    return (f"column(s) {said}{more} are constant or near-constant (at least 98% of the rows "
+            "hold one value): every component's variance there sits at the variance floor, "
+            "so a row with another value scores absurdly low; drop them with --drop "
+            f"{shlex.quote(','.join(cols))}")
 
 
 def _fit_figures(est, data, X, names, folder: Path, force: bool) -> list[str]:

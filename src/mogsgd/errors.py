@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["ValidationError", "ModelFileError", "DataFileError", "ConvergenceWarning",  # noqa: F822
-           "FallbackWarning", "DroppedDataWarning"]
+           "FallbackWarning", "DroppedDataWarning", "NearConstantWarning"]
 
 
 class ValidationError(ValueError):
@@ -40,3 +40,17 @@ class FallbackWarning(RuntimeWarning):
 
 class DroppedDataWarning(UserWarning):
     """Labels or parameters were not written because the chosen format cannot hold them."""
+
+
+class NearConstantWarning(UserWarning):
+    """Features on which (almost) every row has the same value: each component's variance
+    there sits at the floor, so a held-out row with another value scores absurdly low.
+
+    ``features`` holds their indices, ``spreads`` their standard deviations and
+    ``values`` the value most rows hold (their median)."""
+
+    def __init__(self, message: str, features=(), spreads=(), values=()) -> None:
+        super().__init__(message)
+        self.features = tuple(int(f) for f in features)
+        self.spreads = tuple(float(s) for s in spreads)
+        self.values = tuple(float(v) for v in values)

@@ -53,7 +53,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     momentum : float, default=0.9
         beta of the momentum optimisers.
     min_variance : float, default=1e-6
-        Variance floor in standardised units (eq. 26); EM adds it as ``reg_covar``.
+        Variance floor in standardised units (eq. 26): ``min_variance * var(x_d)`` in data units.
     early_stopping : bool, default=True
         Stop when the validation NLL stops improving by ``tol`` for ``patience`` epochs.
     validation_fraction : float or "auto", default="auto"

@@ -13,10 +13,11 @@ import warnings
 
 import numpy as np
 
+from mogsgd.errors import NearConstantWarning
 from mogsgd.params import MixtureParams
 
-__all__ = ["Standardizer", "impute_for_init", "warn_unrepresentable", "IQR_NORMAL",
-           "QUANTILE_ROWS", "OUTLIER_RATIO"]
+__all__ = ["Standardizer", "impute_for_init", "warn_unrepresentable", "warn_near_constant",
+           "IQR_NORMAL", "QUANTILE_ROWS", "OUTLIER_RATIO", "NEAR_CONSTANT_ROWS"]
 
 
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
@@ -27,6 +28,10 @@ QUANTILE_ROWS = 100_000
 
 #: Standardised rows stay within this many scales of the centre (the scale grows if needed).
 MAX_STANDARDISED = 1e150
+
+#: Fits of at least this many rows warn about (near-)constant features (fewer rows share
+#: values by chance).
+NEAR_CONSTANT_ROWS = 50
 
 #: A feature whose standard deviation exceeds this many robust spreads (IQR / IQR_NORMAL)
 #: is dominated by a few far outliers and is standardised robustly instead.
@@ -74,7 +79,9 @@ class Standardizer:
         # quantiles only decide whether far outliers dominate a feature: evenly spaced
         # rows (no randomness) are enough on large data and cost a fraction of a sort
         step = max(1, len(Y) // QUANTILE_ROWS)
-        q1, median, q3 = percentile(Y[::step], [25.0, 50.0, 75.0], axis=0)
+        p1, q1, median, q3, p99 = percentile(Y[::step], [1.0, 25.0, 50.0, 75.0, 99.0], axis=0)
+        if len(Y) >= NEAR_CONSTANT_ROWS:
+            warn_near_constant(p1 == p99, spread * power, median * power, stacklevel=3)
         robust = (q3 - q1) / IQR_NORMAL
         outliers = (robust > 0) & (spread > OUTLIER_RATIO * robust)
         center_y = np.where(outliers, median, center)
@@ -147,3 +154,22 @@ def warn_unrepresentable(params: MixtureParams, stacklevel: int = 2) -> None:
             "itself is fine (params_.log_sigma holds it, scores are finite); rescale the "
             "data or use dtype=None (float64) to read variances directly",
             UserWarning, stacklevel=stacklevel + 1)
+
+
+def warn_near_constant(near: np.ndarray, spread: np.ndarray, value: np.ndarray,
+                       stacklevel: int = 2) -> None:
+    """Warn (:class:`~mogsgd.errors.NearConstantWarning`) about the features flagged in
+    ``near``: those whose 1st and 99th percentiles are equal, so that at least 98% of the
+    rows hold one value.  Every component's variance there goes to the floor
+    (``min_variance`` times the feature's variance, eq. 26), and a held-out row with any
+    other value gets a log-likelihood near ``-(x - v)^2 / (2 floor)``: absurdly low."""
+    idx = np.flatnonzero(near)
+    if idx.size == 0:
+        return
+    shown = ", ".join(f"{j} (std {spread[j]:.3g}, mostly {value[j]:.6g})" for j in idx[:5])
+    more = f" and {idx.size - 5} more" if idx.size > 5 else ""
+    warnings.warn(NearConstantWarning(
+        f"feature(s) {shown}{more} are constant or near-constant (at least 98% of the rows "
+        "hold one value): every component's variance there sits at the variance floor, so a "
+        "row with another value scores absurdly low; drop these columns before fitting",
+        idx, spread[idx], value[idx]), stacklevel=stacklevel + 1)
