@@ -14,6 +14,7 @@ from mogsgd import SGDGaussianMixture
 from mogsgd.checkpoint import TrainingInterrupted, read_checkpoint
 from mogsgd.data import base as data_base
 from mogsgd.errors import ConvergenceWarning, ModelFileError, ValidationError
+from mogsgd.model_io import FORMAT_VERSION
 from mogsgd.solvers import runs as solver_runs
 
 # backend="numpy": these tests interrupt inside the NumPy batch gradient; checkpoints of
@@ -214,7 +215,7 @@ def test_checkpoint_holds_the_full_training_state(tmp_path):
     path = tmp_path / "ck.json"
     model = fit(blobs(), checkpoint_path=path)
     doc = json.loads(path.read_text())
-    assert doc["format"] == "mogsgd-checkpoint" and doc["format_version"] == 1
+    assert doc["format"] == "mogsgd-checkpoint" and doc["format_version"] == FORMAT_VERSION
     ckpt = read_checkpoint(path)
     state = ckpt.train_state
     assert state.epoch == 10 and state.opt_state.count == model._state.opt_state.count

@@ -138,7 +138,7 @@ BAD_PARAMS = [
     (dict(patience=0), r"patience must be an integer >= 1, got 0"),
     (dict(tol=-1e-3), r"tol must be a finite number >= 0, got -0.001"),
     (dict(n_init=0), r"n_init must be an integer >= 1, got 0"),
-    (dict(max_iter=-1), r"max_iter must be an integer >= 0, got -1"),
+    (dict(max_iter=-1), r"max_iter must be an integer >= 0 \(or None\), got -1"),
     (dict(validation_fraction=1.0), r"validation_fraction must be in \[0, 1\), got 1.0"),
     (dict(validation_fraction="half"), r"validation_fraction must be 'auto' or a number"),
     (dict(random_state=-1), r"random_state must be a non-negative integer, got -1"),

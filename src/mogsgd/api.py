@@ -5,7 +5,9 @@ Each function takes ``backend`` with the estimator's meaning (:func:`mogsgd.fast
 ``"auto"`` (default) runs the fused numba kernels of :mod:`mogsgd.fast` where they work and
 otherwise the NumPy reference with one :class:`~mogsgd.errors.FallbackWarning`; ``"numba"``
 insists on the kernels (``RuntimeError`` if they cannot run); ``"numpy"`` runs the reference
-(:mod:`mogsgd.density`, :mod:`mogsgd.gradients`, also importable directly).  Both give the
+(:mod:`mogsgd.density`, :mod:`mogsgd.gradients`, also importable directly; for the full,
+tied and spherical families :mod:`mogsgd.covariance.ops`).  ``params`` may be any covariance
+family's parameters (the gradient is then of that family's type).  Both give the
 same values to ~1e-13 relative; input with NaN (missing values, eq. 34) is marginalised by
 the reference under either backend.
 
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mogsgd import density, fast, gradients
+from mogsgd import fast
+from mogsgd.covariance import finalize, ops
 from mogsgd.params import MixtureParams
 
 __all__ = ["nll_grad", "nll", "log_prob", "responsibilities"]
@@ -29,8 +32,9 @@ __all__ = ["nll_grad", "nll", "log_prob", "responsibilities"]
 def _rows(X, params: MixtureParams) -> np.ndarray:
     """``X`` as an array of shape (n, D) for ``params``, or one ``ValueError`` naming the
     shape."""
-    if not isinstance(params, MixtureParams):
-        raise TypeError(f"params must be a MixtureParams, got {type(params).__name__}")
+    if type(params) not in ops.PARAMS_TYPES:
+        raise TypeError(f"params must be a MixtureParams (or another covariance family's "
+                        f"parameters, mogsgd.covariance), got {type(params).__name__}")
     X = np.asarray(X)
     d = params.n_features
     if X.ndim != 2 or X.shape[1] != d:
@@ -50,7 +54,9 @@ def nll_grad(X, params: MixtureParams, sample_weight: np.ndarray | None = None, 
     (K, D) and ``d NLL / d logits`` (K,).  With ``sample_weight`` (n,) the weighted mean
     (eq. 31).  See :func:`mogsgd.gradients.nll_grad` (the reference)."""
     X = _rows(X, params)
-    return (fast.nll_grad if _numba(backend) else gradients.nll_grad)(X, params, sample_weight)
+    sums = (fast.nll_grad_sums if _numba(backend) else ops.nll_grad_sums)(X, params,
+                                                                         sample_weight)
+    return finalize(sums, type(params))
 
 
 def nll(X, params: MixtureParams, sample_weight: np.ndarray | None = None, *,
@@ -58,17 +64,17 @@ def nll(X, params: MixtureParams, sample_weight: np.ndarray | None = None, *,
     """Mean negative log-likelihood ``-(1/n) sum_i log p(x_i)`` (eq. 18), or
     ``-sum_i w_i log p(x_i) / sum_i w_i`` with ``sample_weight`` (eq. 31)."""
     X = _rows(X, params)
-    return (fast.nll if _numba(backend) else density.nll)(X, params, sample_weight)
+    return (fast.nll if _numba(backend) else ops.nll)(X, params, sample_weight)
 
 
 def log_prob(X, params: MixtureParams, *, backend: str = "auto") -> np.ndarray:
     """``log p(x_i) = logsumexp_k(log pi_k + log N(x_i | mu_k, sigma_k^2))``, shape (n,)
     (eq. 10)."""
     X = _rows(X, params)
-    return (fast.log_prob if _numba(backend) else density.log_prob)(X, params)
+    return (fast.log_prob if _numba(backend) else ops.log_prob)(X, params)
 
 
 def responsibilities(X, params: MixtureParams, *, backend: str = "auto") -> np.ndarray:
     """``gamma_ik = p(z_i = k | x_i)``, shape (n, K), each row summing to one (eq. 11)."""
     X = _rows(X, params)
-    return (fast.responsibilities if _numba(backend) else density.responsibilities)(X, params)
+    return (fast.responsibilities if _numba(backend) else ops.responsibilities)(X, params)

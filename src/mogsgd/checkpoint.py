@@ -68,6 +68,7 @@ __all__ = ["TrainingInterrupted", "Checkpoint", "CheckpointWriter", "read_checkp
 RESUME_SETTINGS = ("n_components", "optimizer", "learning_rate", "schedule", "batch_size",
                    "momentum", "min_variance", "early_stopping", "validation_fraction", "n_init",
                    "init", "weights_init", "means_init", "variances_init", "standardize",
+                   "covariance_type", "precisions_init", "init_params",
                    "solver", "random_state", "dtype", "record_params")
 
 
@@ -172,12 +173,13 @@ class Checkpoint:
                 f"{fp['n_features']} {np.dtype(fp['dtype'])} (sha256 {fp['sha256'][:12]}...). "
                 "Resume with the same data (same rows, order and dtype)"
             )
-        keys = [k for k in RESUME_SETTINGS if k in settings and k in self.settings]
+        written = {"covariance_type": "diag", **self.settings}   # version 1: diagonal
+        keys = [k for k in RESUME_SETTINGS if k in settings and k in written]
         mine, _ = encode_settings({k: settings[k] for k in keys})
-        theirs, _ = encode_settings({k: self.settings[k] for k in keys})
+        theirs, _ = encode_settings({k: written[k] for k in keys})
         differ = [k for k in keys if k in mine and k in theirs and mine[k] != theirs[k]]
         if differ:
-            listing = ", ".join(f"{k}={self.settings[k]!r} (now {settings[k]!r})"
+            listing = ", ".join(f"{k}={written[k]!r} (now {settings[k]!r})"
                                 for k in differ)
             raise ValidationError(
                 f"checkpoint {str(self.path)!r} was written with other settings: {listing}; "
@@ -225,14 +227,15 @@ def _check_checkpoint(ckpt: Checkpoint) -> None:
     check_scaler(ckpt.center, ckpt.scale, d)
     check_rng_state("split_rng_state", ckpt.split_rng_state)
     check_rng_state("position.rng_state", ckpt.rng_state)
+    kind = ckpt.settings.get("covariance_type", "diag")   # format version 1: diag
     if ckpt.start_params is not None:
-        check_params("position.start_params", ckpt.start_params, (k, d))
-    check_train_state("position.train_state", ckpt.train_state, (k, d))
+        check_params("position.start_params", ckpt.start_params, (k, d), covariance_type=kind)
+    check_train_state("position.train_state", ckpt.train_state, (k, d), kind)
     if ckpt.best is not None:
         if not isinstance(ckpt.best, dict) or "params" not in ckpt.best:
             raise ValueError("best must be a record with params")
-        check_params("best.params", ckpt.best["params"], (k, d))
-        check_train_state("best.state", ckpt.best.get("state"), (k, d))
+        check_params("best.params", ckpt.best["params"], (k, d), covariance_type=kind)
+        check_train_state("best.state", ckpt.best.get("state"), (k, d), kind)
     if not isinstance(ckpt.complete, bool):
         raise ValueError("complete must be true or false")
 

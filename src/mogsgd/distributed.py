@@ -1,8 +1,9 @@
 """Dask: the worker side of data-parallel SGD, map-reduced EM and block-wise scoring.
 
-Nothing here is new math: workers run :func:`mogsgd.gradients.nll_grad_sums`,
-:func:`mogsgd.em.em_stats` and :func:`mogsgd.density.log_prob` on their blocks, the driver
-adds the results (:func:`~mogsgd.gradients.combine_sums`, :func:`~mogsgd.em.combine_stats`)
+Nothing here is new math: workers run the covariance family's
+:func:`~mogsgd.covariance.ops.nll_grad_sums`, :func:`~mogsgd.covariance.ops.em_stats` and
+:func:`~mogsgd.covariance.ops.log_prob` on their blocks, the driver adds the results
+(:func:`~mogsgd.covariance.ops.combine`)
 and :func:`mogsgd.train.train` runs the usual loop over :class:`DaskData`; the fit itself is
 prepared by :class:`mogsgd.data.dask.DaskSource`.  Dask is optional (``pip install
 mogsgd[dask]``); it is imported only when a Dask array arrives, and without it everything
@@ -79,10 +80,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd.density import log_prob
-from mogsgd.em import combine_stats, em_stats
+from mogsgd.covariance.ops import combine, em_stats, log_prob, nll_grad_sums
 from mogsgd.errors import ValidationError
-from mogsgd.gradients import GradSums, combine_sums, nll_grad_sums
+from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams
 from mogsgd.validation import check_data
 
@@ -160,7 +160,7 @@ def _worker_grad_sums(parts, bounds, params):
 
 
 def _worker_em_stats(parts, params):
-    return combine_stats(em_stats(p, params) for p in parts if len(p))
+    return combine(em_stats(p, params) for p in parts if len(p))
 
 
 def _worker_loglik(parts, params):
@@ -228,7 +228,7 @@ def batch_grad_sums(client, parts: list, bounds: list[tuple[int, int]], params: 
         plan = {w: ([parts[i].key for i in idx], [bounds[i] for i in idx])
                 for w, idx in groups.items()}
         try:
-            return combine_sums(client.run(_run_grad_sums, plan, params,
+            return combine(client.run(_run_grad_sums, plan, params,
                                            workers=list(plan)).values())
         except (KeyError, ValueError, OSError):
             pass
@@ -236,7 +236,7 @@ def batch_grad_sums(client, parts: list, bounds: list[tuple[int, int]], params: 
                              [bounds[i] for i in idx], params, pure=False,
                              workers=None if w is None else [w], allow_other_workers=True)
                for w, idx in groups.items()]
-    return combine_sums(client.gather(futures))
+    return combine(client.gather(futures))
 
 
 class DaskData:
@@ -322,7 +322,7 @@ class DaskData:
 
     def em_stats(self, params: MixtureParams):
         """Map-reduced :class:`~mogsgd.em.EMStats` of all training rows."""
-        return combine_stats(self._per_worker(_worker_em_stats, params))
+        return combine(self._per_worker(_worker_em_stats, params))
 
     def loglik(self, params: MixtureParams) -> tuple[float, int]:
         """``(sum log p, n)`` over all training rows, map-reduced."""

@@ -204,7 +204,8 @@ def fit_em(
 def em_loop(stats_fn: Callable[[MixtureParams], EMStats],
             loglik_fn: Callable[[MixtureParams], float], params: MixtureParams, *,
             max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6,
-            prior_loglik: float | None = None, floor: float = 0.0) -> EMResult:
+            prior_loglik: float | None = None, floor: float = 0.0,
+            update: Callable[..., MixtureParams] | None = None) -> EMResult:
     """The EM iteration, with the data behind two functions (the package's one EM loop).
 
     ``stats_fn(params)`` returns the combined :class:`EMStats` of all rows (an in-memory
@@ -214,14 +215,17 @@ def em_loop(stats_fn: Callable[[MixtureParams], EMStats],
     ``tol``.  ``prior_loglik`` (a warm start) is the mean log-likelihood of the iterate
     before ``params``, so the first iteration can already detect convergence (as
     scikit-learn compares with the previous fit's lower bound).  ``max_iter=0`` returns
-    ``params`` with their log-likelihood.
+    ``params`` with their log-likelihood.  ``update(stats, params, reg_covar, floor)`` is
+    the M-step (default :func:`m_step`, the diagonal one; a covariance family passes its
+    own, :func:`mogsgd.covariance.ops.m_step`, eqs. 47-49).
     """
+    update = m_step if update is None else update
     start = time.perf_counter()
     result = EMResult(params=params)
     for it in range(1, max_iter + 1):
         stats = stats_fn(params)
         ll_old = stats.ll_sum / stats.weight_sum
-        params = m_step(stats, params, reg_covar, floor)
+        params = update(stats, params, reg_covar, floor)
         result.log_likelihoods.append(ll_old)
         result.times.append(time.perf_counter() - start)
         result.n_iter = it

@@ -19,11 +19,11 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from mogsgd._random import check_random_state
 from mogsgd.checkpoint import CheckpointWriter, locked, read_checkpoint
+from mogsgd.covariance import family_of, get_family, sklearn_attributes
 from mogsgd.data import FitPlan, Model, as_source
 from mogsgd.errors import ValidationError
 from mogsgd.model_io import load_model, register_estimator, save_model
-from mogsgd.params import MixtureParams
-from mogsgd.settings import fit_settings, user_start
+from mogsgd.settings import check_fit_state, fit_settings, single_start, user_start
 from mogsgd.solvers import SOLVERS, RunSettings, check_supported, fit_runs, partial_epoch
 from mogsgd.solvers.runs import Run, initial_params
 from mogsgd.standardize import Standardizer, warn_unrepresentable
@@ -37,12 +37,15 @@ __all__ = ["SGDGaussianMixture", "Standardizer"]
 
 
 class SGDGaussianMixture(DensityMixin, BaseEstimator):
-    """Mixture of diagonal Gaussians fitted by mini-batch SGD with analytic gradients.
+    """Mixture of Gaussians fitted by mini-batch SGD with analytic gradients.
 
     Parameters
     ----------
     n_components : int, default=1
         Number of mixture components K.
+    covariance_type : {"diag", "full", "tied", "spherical"}, default="diag"
+        scikit-learn's covariance structures; full and tied are stored as log-Cholesky
+        factors of the precision (eq. 39), so every SGD step gives a valid model.
     optimizer : {"adam", "sgd", "momentum", "nesterov"}, default="adam"
     learning_rate : float or None
         Step size on standardised data; ``None`` picks a default per optimiser.
@@ -53,31 +56,35 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     momentum : float, default=0.9
         beta of the momentum optimisers.
     min_variance : float, default=1e-6
-        Variance floor in standardised units (eq. 26): ``min_variance * var(x_d)`` in data units.
+        Floor on every covariance eigenvalue in standardised units (eqs. 26, 46):
+        ``min_variance * var(x_d)`` in data units.  (scikit-learn's ``reg_covar`` is refused.)
     early_stopping : bool, default=True
         Stop when the validation NLL stops improving by ``tol`` for ``patience`` epochs.
     validation_fraction : float or "auto", default="auto"
-        Share of rows held out for early stopping.  ``"auto"`` holds out 10% when
-        that is at least 100 rows and otherwise watches the training NLL (a
-        validation set of a few dozen rows stops too noisily).
+        Share of rows held out for early stopping; ``"auto"``: 10% when that is at least
+        100 rows, else the training NLL is watched.
     patience : int, default=5
     tol : float, default=1e-4
         Improvement in nats per point that resets the patience counter (EM: the
         log-likelihood change that stops it).
     n_init : int, default=1
         Restarts from different initialisations; the best validation NLL wins.
-    init : {"kmeans++", "kmeans", "random_points"}, default="kmeans++"
-    weights_init, means_init, variances_init : arrays or None
-        User-given initial parameters in data units, (K,), (K, D), (K, D); any subset (the
-        others come from ``init``, as in scikit-learn); zero weights are allowed.
+    init : {"kmeans++", "kmeans", "random_points", "random"}, default="kmeans++"
+        (``init_params`` is scikit-learn's name: "k-means++", "kmeans", "random",
+        "random_from_data".)
+    weights_init, means_init, precisions_init, variances_init : arrays or None
+        Initial parameters in data units: (K,), (K, D), precisions in scikit-learn's shape,
+        diagonal variances (K, D); any subset (the others come from ``init``, as in
+        scikit-learn); zero weights are allowed.
     standardize : bool, default=True
         Fit on per-feature standardised data (results are reported in data units).
     solver : {"sgd", "em", "online_em"}, default="sgd"
         Mini-batch SGD on the NLL, batch EM, or online EM (stochastic approximation
         of EM's sufficient statistics, eq. 36, Polyak–Ruppert averaged after one
         epoch, eq. 37) run by the same mini-batch loop.
-    max_iter : int, default=200
-        EM iteration budget (``solver="em"``).
+    max_iter : int or None, default=None
+        scikit-learn's budget: EM iterations (``None``: 200); for the stochastic solvers a
+        cap on the epochs (with ``max_epochs``, the smaller counts).
     random_state : int, Generator or None
     warm_start : bool, default=False
         Continue from the previous fit's parameters and optimiser state.
@@ -89,10 +96,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     record_params : bool, default=False
         Keep the parameters (data units) after every epoch in ``history_["params"]``.
     dtype : None, np.float64 or np.float32, default=None
-        Precision of the computation.  ``None`` (or float64) computes in float64
-        whatever the input (float32 and integer data are converted) and returns
-        float64; ``np.float32`` converts the data to float32, trains in float32 and
-        returns float32 parameters and scores (half the memory, ~7 significant digits).
+        Precision of the computation: ``None`` (or float64) computes in float64 whatever the
+        input; ``np.float32`` (diag only) trains and returns float32 (half the memory).
     checkpoint_path : str, Path or None, default=None
         With ``solver="sgd"`` or ``"online_em"``, write the full training state to
         this file every ``checkpoint_every`` epochs, at each restart and at the end; a
@@ -109,7 +114,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         them as missing coordinates and integrates them out exactly (with diagonal
         covariances the term of a missing feature drops from the log-density,
         eq. 34) in training, EM, scoring and prediction; a row with every
-        feature missing is refused.
+        feature missing is refused.  Diagonal covariances only.
     device : None, "cpu-numpy", "cpu", "cuda", "cuda:N" or torch.device, default=None
         Where to compute (:mod:`mogsgd.backends`).  ``None`` follows the input: NumPy
         for arrays, the torch backend on the tensor's device for a ``torch.Tensor``
@@ -130,7 +135,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
 
     Attributes
     ----------
-    weights_ : (K,)   means_ : (K, D)   covariances_, precisions_, precisions_cholesky_ : (K, D)
+    weights_ : (K,)   means_ : (K, D)   covariances_, precisions_, precisions_cholesky_ :
+        scikit-learn's shapes: (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical
     params_ : MixtureParams in data units   n_features_in_ : int
     converged_ : bool
         EM: the log-likelihood changed by less than ``tol``; SGD: early stopping ended the
@@ -151,6 +157,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self,
         n_components: int = 1,
         *,
+        covariance_type: str = "diag",
         optimizer: str = "adam",
         learning_rate: float | None = None,
         schedule: str = "inverse_time",
@@ -167,9 +174,12 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         weights_init=None,
         means_init=None,
         variances_init=None,
+        precisions_init=None,
+        init_params: str | None = None,
+        reg_covar: float | None = None,
         standardize: bool = True,
         solver: str = "sgd",
-        max_iter: int = 200,
+        max_iter: int | None = None,
         random_state=None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -184,6 +194,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         refine: str = "auto",
     ) -> None:
         self.n_components = n_components
+        self.covariance_type = covariance_type
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.schedule = schedule
@@ -200,6 +211,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         self.weights_init = weights_init
         self.means_init = means_init
         self.variances_init = variances_init
+        self.precisions_init = precisions_init
+        self.init_params = init_params
+        self.reg_covar = reg_covar
         self.standardize = standardize
         self.solver = solver
         self.max_iter = max_iter
@@ -247,7 +261,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         source = as_source(X, device=self.device)
         solver = SOLVERS[self.solver]
         check_supported(source, solver=self.solver, sample_weight=sample_weight is not None,
-                        checkpoint=resume is not None or self.checkpoint_path is not None)
+                        checkpoint=resume is not None or self.checkpoint_path is not None,
+                        covariance_type=self.covariance_type)
         _check_feature_names(self, X, reset=True)   # feature_names_in_ from a DataFrame
         if "multi_pass" not in source.capabilities:  # read once: one pass of partial_fit
             if not self.warm_start:
@@ -272,12 +287,12 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                       and getattr(self, "_state", None) is not None else None)
         user = (self._params_std if continuing and not solver.stochastic  # EM continues
                 else None if warm_state is not None
-                else user_start(self.get_params(deep=False), scaler, prepared.n_features))
+                else user_start(self.get_params(deep=False), prepared.n_features))
         prior = None
         if continuing and not solver.stochastic and len(self.history_["train_nll"]) >= 2:
             # the mean log-likelihood before the previous fit's last step (standardised)
             prior = scaler.log_det - self.history_["train_nll"][-2]
-        n_runs = 1 if warm_state is not None or isinstance(user, MixtureParams) else self.n_init
+        n_runs = 1 if warm_state is not None or single_start(user) else self.n_init
         with locked(self.checkpoint_path), locked(resume):  # one fit per checkpoint file
             writer = None if self.checkpoint_path is None else CheckpointWriter(
                 check_path("checkpoint_path", self.checkpoint_path), self.checkpoint_every,
@@ -307,7 +322,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         plan, settings = self._settings()
         source = as_source(X, device=self.device)
         check_supported(source, solver=self.solver, sample_weight=sample_weight is not None,
-                        partial=True)
+                        partial=True, covariance_type=self.covariance_type)
         _check_feature_names(self, X, reset=not hasattr(self, "params_"))
         return self._partial_fit(source, plan, settings, sample_weight)
 
@@ -323,7 +338,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
                 self._scaler = prepared.scaler
                 self._rng = check_random_state(self.random_state)
                 start = initial_params(prepared, settings, self._rng,
-                                       user_start(self.get_params(deep=False), prepared.scaler,
+                                       user_start(self.get_params(deep=False),
                                                   prepared.n_features))
             else:
                 state = self._state
@@ -353,14 +368,13 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         warn_unrepresentable(self.params_, stacklevel=4)
 
     def _set_derived(self) -> None:
-        """The scikit-learn views of ``params_`` (natural parameters in data units)."""
-        self.weights_ = self.params_.weights
-        self.means_ = np.array(self.params_.means)
+        """The scikit-learn views of ``params_`` (natural parameters in data units, the
+        shapes of ``covariance_type``)."""
         with np.errstate(divide="ignore", over="ignore", under="ignore"):
             # beyond the float range at extreme data scales: fit() warns about it
-            self.covariances_ = self.params_.variances
-            self.precisions_ = 1.0 / self.covariances_
-            self.precisions_cholesky_ = 1.0 / np.sqrt(self.covariances_)
+            for name, value in sklearn_attributes(family_of(self.params_),
+                                                  self.params_).items():
+                setattr(self, name, value)
 
     def export_fit_state(self) -> dict:
         """Everything a model file stores about the fit (:func:`mogsgd.model_io.save_model`)."""
@@ -377,17 +391,8 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     def restore_fit_state(self, fit: dict, origin: str | None = None) -> SGDGaussianMixture:
         """Inverse of :meth:`export_fit_state` (:func:`mogsgd.model_io.load_model`);
         ``origin`` names the model in error messages (the file it came from)."""
-        params, params_std = fit["params_"], fit["params_std"]
-        if not isinstance(params, MixtureParams) or not isinstance(params_std, MixtureParams):
-            raise TypeError("params_ and params_std must be MixtureParams")
-        d = int(fit["n_features_in_"])
-        shapes = {params.means.shape, params_std.means.shape, (self.n_components, d)}
-        if len(shapes) != 1 or np.shape(fit["scaler_center"]) != (d,) \
-                or np.shape(fit["scaler_scale"]) != (d,):
-            raise ValueError(f"shapes disagree: n_components={self.n_components}, "
-                             f"n_features_in_={d}, means {params.means.shape}")
-        self.n_features_in_ = d
-        self.params_, self._params_std = params, params_std
+        self.n_features_in_ = check_fit_state(fit, self.covariance_type, self.n_components)
+        self.params_, self._params_std = fit["params_"], fit["params_std"]
         self._scaler = Standardizer(fit["scaler_center"], fit["scaler_scale"])
         self._state = fit["train_state"]
         self.history_ = fit["history_"]
@@ -478,9 +483,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         return float(-2.0 * total + 2.0 * self.n_parameters())
 
     def n_parameters(self) -> int:
-        """Free parameters of the diagonal model, ``K (2D + 1) - 1`` (eq. 38)."""
+        """Free parameters of ``covariance_type``, as scikit-learn counts them (eq. 51)."""
         check_is_fitted(self, "params_")
-        return self.n_components * (2 * self.n_features_in_ + 1) - 1
+        return get_family(self.covariance_type).n_parameters(self.n_components,
+                                                             self.n_features_in_)
 
     _n_parameters = n_parameters  # scikit-learn's name
 
@@ -489,10 +495,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self, "params_")
         n_samples = check_positive_int("n_samples", n_samples)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        y = rng.choice(self.n_components, size=n_samples, p=self.weights_)
-        X = self.means_[y] + rng.standard_normal((n_samples, self.n_features_in_)) * \
-            np.sqrt(self.covariances_[y])
-        return X, y
+        return family_of(self.params_).sample(self.params_, rng, n_samples)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -3,10 +3,10 @@
 A file is one JSON object::
 
     {"format": "mogsgd-model" | "mogsgd-checkpoint",
-     "format_version": 1,
+     "format_version": 2,
      "mogsgd_version": "0.1.0",
      "created": "2026-01-01T00:00:00Z",
-     "summary": {...},      # weights, means, variances as decimals, for people; not read back
+     "summary": {...},      # weights, means, covariances as decimals, for people; not read back
      "body": {...},         # everything that is read back
      "checksum": "sha256:..."}
 
@@ -47,6 +47,8 @@ import numpy as np
 
 import mogsgd
 from mogsgd._files import atomic_write, loads_json, read_capped
+from mogsgd.covariance import CentredStats, FullParams, OnlineState, SphericalParams, TiedParams
+from mogsgd.covariance.ops import family_of
 from mogsgd.em import EMStats
 from mogsgd.errors import ModelFileError, ValidationError
 from mogsgd.online_em import OnlineEMState
@@ -72,7 +74,10 @@ __all__ = [
 ]
 
 #: Version of the file layout written by this mogsgd; files with a larger number are refused.
-FORMAT_VERSION = 1
+#: Version 2 added the covariance types (``covariance_type`` in the settings, the records
+#: ``FullParams``, ``TiedParams``, ``SphericalParams``, ``OnlineState``, ``CentredStats``);
+#: a version-1 file is a diagonal model and loads unchanged.
+FORMAT_VERSION = 2
 MODEL_FORMAT = "mogsgd-model"
 CHECKPOINT_FORMAT = "mogsgd-checkpoint"
 _FORMATS = (MODEL_FORMAT, CHECKPOINT_FORMAT)
@@ -109,6 +114,13 @@ _TYPES: dict[str, tuple[type, Any, Any]] = {
     "AdamState": (AdamState, *_namedtuple_codec(AdamState)),
     "OnlineEMState": (OnlineEMState, *_namedtuple_codec(OnlineEMState)),
     "EMStats": (EMStats, *_namedtuple_codec(EMStats)),
+    # the other covariance families (format version 2); create() validates on reading
+    "FullParams": (FullParams, lambda p: p._asdict(), lambda f: FullParams.create(**f)),
+    "TiedParams": (TiedParams, lambda p: p._asdict(), lambda f: TiedParams.create(**f)),
+    "SphericalParams": (SphericalParams, lambda p: p._asdict(),
+                        lambda f: SphericalParams.create(**f)),
+    "OnlineState": (OnlineState, *_namedtuple_codec(OnlineState)),
+    "CentredStats": (CentredStats, *_namedtuple_codec(CentredStats)),
     "TrainState": (TrainState,
                    lambda s: {f.name: getattr(s, f.name) for f in dataclasses.fields(s)},
                    lambda f: TrainState(**f)),
@@ -407,13 +419,19 @@ def _decode_body(path, body: dict, where: str = "body") -> Any:
 
 def _summary(params: MixtureParams) -> dict:
     def plain(a):
-        return [x if np.isfinite(x) else str(x) for x in np.asarray(a, float).ravel().tolist()]
+        a = np.asarray(a, float)
+        if a.ndim > 1:
+            return [plain(row) for row in a]
+        return [x if np.isfinite(x) else str(x) for x in a.ravel().tolist()]
 
+    family = family_of(params)
     k, d = params.n_components, params.n_features
-    return {"n_components": k, "n_features": d,
+    with np.errstate(over="ignore", under="ignore"):
+        covariances = family.covariances(params)
+    return {"n_components": k, "n_features": d, "covariance_type": family.name,
             "weights": plain(params.weights),
-            "means": [plain(row) for row in params.means],
-            "variances": [plain(row) for row in params.variances],
+            "means": plain(params.means),
+            "variances" if family.name == "diag" else "covariances": plain(covariances),
             "note": "decimal copy for reading; the exact values are in body"}
 
 
@@ -514,7 +532,7 @@ def load_model(path: str | os.PathLike, *, n_features: int | None = None):
     except TypeError as exc:
         raise ModelFileError(f"{str(path)!r}: unknown settings ({exc})") from None
     try:
-        check_fitted_state(fitted, estimator.n_components)
+        check_fitted_state(fitted, estimator.n_components, estimator.covariance_type)
     except ValueError as exc:
         raise ModelFileError(f"{str(path)!r}: invalid fitted state: {exc}") from None
     try:

@@ -152,7 +152,7 @@ def momentum(
     beta = check_fraction("beta", beta)
 
     def init(params: MixtureParams) -> MomentumState:
-        return MomentumState(count=0, velocity=MixtureParams.zeros_like(params))
+        return MomentumState(count=0, velocity=tree_map(np.zeros_like, params))
 
     def update(grads: MixtureParams, state: MomentumState):
         eta = lr(state.count)
@@ -182,7 +182,7 @@ def adam(
     eps = check_positive_float("eps", eps)
 
     def init(params: MixtureParams) -> AdamState:
-        zeros = MixtureParams.zeros_like(params)
+        zeros = tree_map(np.zeros_like, params)
         return AdamState(count=0, mu=zeros, nu=zeros)
 
     def update(grads: MixtureParams, state: AdamState):

@@ -237,5 +237,7 @@ def bounded_variances(variances) -> np.ndarray:
 
 
 def tree_map(fn: Callable[..., np.ndarray], *trees: MixtureParams) -> MixtureParams:
-    """Apply ``fn`` leaf-wise over one or more :class:`MixtureParams`."""
-    return MixtureParams(*(fn(*leaves) for leaves in zip(*trees, strict=True)))
+    """Apply ``fn`` leaf-wise over one or more parameter trees of one type: a
+    :class:`MixtureParams` or another covariance family's parameters
+    (:mod:`mogsgd.covariance`), so the optimisers serve every family."""
+    return type(trees[0])(*(fn(*leaves) for leaves in zip(*trees, strict=True)))

@@ -13,6 +13,8 @@ import warnings
 
 import numpy as np
 
+from mogsgd.covariance import CovarianceFamily
+from mogsgd.covariance.ops import family_of
 from mogsgd.errors import NearConstantWarning
 from mogsgd.params import MixtureParams
 
@@ -112,16 +114,20 @@ class Standardizer:
                 Z = X / self.scale - self.center / self.scale
         return Z.astype(X.dtype, copy=False)
 
+    def for_family(self, family: CovarianceFamily) -> Standardizer:
+        """This map with the scale ``family`` admits: a spherical covariance stays
+        spherical only under one common scale (the geometric mean, eq. 50)."""
+        return Standardizer(self.center, family.admissible_scale(self.scale))
+
     def to_data(self, p: MixtureParams) -> MixtureParams:
-        """Parameters on standardised data -> parameters in data units (same dtype as ``p``)."""
-        return MixtureParams(means=(p.means * self.scale + self.center).astype(p.dtype),
-                             log_sigma=(p.log_sigma + np.log(self.scale)).astype(p.dtype),
-                             logits=p.logits)
+        """Parameters on standardised data -> parameters in data units (same dtype as ``p``),
+        for every covariance family: ``mu = c + s mu'`` and the covariance
+        ``diag(s) Sigma' diag(s)`` (eqs. 33, 50)."""
+        return family_of(p).to_data(p, self.center, self.scale)
 
     def from_data(self, p: MixtureParams) -> MixtureParams:
-        return MixtureParams(means=((p.means - self.center) / self.scale).astype(p.dtype),
-                             log_sigma=(p.log_sigma - np.log(self.scale)).astype(p.dtype),
-                             logits=p.logits)
+        """Inverse of :meth:`to_data`."""
+        return family_of(p).from_data(p, self.center, self.scale)
 
 
 def _weighted_moments(Y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +149,8 @@ def warn_unrepresentable(params: MixtureParams, stacklevel: int = 2) -> None:
     """Warn when a variance in data units, ``exp(2 log_sigma)``, is beyond the range of the
     parameters' dtype (data at extreme scales): the model itself is fine (``log_sigma``
     holds it and scores are finite), only the natural-parameter view overflows."""
+    if not isinstance(params, MixtureParams):
+        return   # the other families keep float64 factors (finite by construction)
     with np.errstate(over="ignore", under="ignore"):
         variances = params.variances
     bad = ~(np.isfinite(variances) & (variances > 0))

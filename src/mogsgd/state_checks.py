@@ -12,6 +12,8 @@ import numbers
 
 import numpy as np
 
+from mogsgd.covariance import CentredStats, OnlineState
+from mogsgd.covariance.ops import PARAMS_TYPES
 from mogsgd.em import EMStats
 from mogsgd.online_em import OnlineEMState
 from mogsgd.optim import AdamState, MomentumState, SGDState
@@ -50,15 +52,22 @@ def _check_array(name: str, value, shape: tuple) -> np.ndarray:
     return value
 
 
-def check_params(name: str, value, shape: tuple, *, variances: bool = True) -> None:
-    """A :class:`MixtureParams` of ``shape`` (K, D) whose variances are representable
-    (``exp(2 log_sigma) > 0``: a variance of 0 gives NaN probabilities)."""
-    if not isinstance(value, MixtureParams):
-        raise ValueError(f"{name} must be MixtureParams, got {type(value).__name__}")
+def check_params(name: str, value, shape: tuple, *, variances: bool = True,
+                 covariance_type: str | None = None) -> None:
+    """Parameters of a mixture of ``shape`` (K, D) -- of ``covariance_type``'s family when
+    given (:class:`MixtureParams` for diag; the others are validated when decoded) --
+    whose variances are representable (``exp(2 log_sigma) > 0``: a variance of 0 gives NaN
+    probabilities)."""
+    family = PARAMS_TYPES.get(type(value))
+    if family is None:
+        raise ValueError(f"{name} must be mixture parameters, got {type(value).__name__}")
+    if covariance_type is not None and family.name != covariance_type:
+        raise ValueError(f"{name} are {family.name!r} parameters, but the settings say "
+                         f"covariance_type={covariance_type!r}")
     if value.means.shape != shape:
         raise ValueError(f"{name} must have {shape[0]} components x {shape[1]} features, "
                          f"got means of shape {value.means.shape}")
-    if variances:
+    if variances and isinstance(value, MixtureParams):
         with np.errstate(all="ignore"):
             if not np.all(value.variances > 0):
                 raise ValueError(f"{name}: a variance is 0 (log_sigma far below the float "
@@ -69,8 +78,8 @@ def _check_data_units(params: MixtureParams, params_std: MixtureParams, center,
                       scale) -> None:
     """``params_`` is ``params_std`` in data units (eq. 33), as every fit stores it."""
     expected = Standardizer(center, scale).to_data(params_std)
-    for field in ("means", "log_sigma", "logits"):
-        got, want = getattr(params, field), getattr(expected, field)
+    names = getattr(type(params), "_fields", ("means", "log_sigma", "logits"))
+    for field, got, want in zip(names, params, expected, strict=True):
         with np.errstate(all="ignore"):
             if not np.allclose(got, want, rtol=1e-9, atol=1e-12):
                 raise ValueError(f"params_.{field} is not params_std.{field} in data units "
@@ -84,8 +93,29 @@ def check_scaler(center, scale, d: int) -> None:
         raise ValueError("scaler_scale must be > 0 for every feature")
 
 
+def _check_online_state(name: str, state: OnlineState, shape: tuple) -> None:
+    """Online EM's state for the full, tied and spherical families."""
+    check_int(f"{name}.count", state.count)
+    check_int(f"{name}.n_averaged", state.n_averaged)
+    if state.average is not None:
+        check_params(f"{name}.average", state.average, shape)
+    s = state.stats
+    if not isinstance(s, CentredStats):
+        raise ValueError(f"{name}.stats must be CentredStats")
+    _check_real(f"{name}.stats.ll_sum", s.ll_sum)
+    if _check_real(f"{name}.stats.weight_sum", s.weight_sum) <= 0:
+        raise ValueError(f"{name}.stats.weight_sum must be > 0")
+    if np.any(_check_array(f"{name}.stats.nk", s.nk, shape[:1]) < 0):
+        raise ValueError(f"{name}.stats.nk must be >= 0")
+    _check_array(f"{name}.stats.sx", s.sx, shape)
+    sxx = s.sxx
+    _check_array(f"{name}.stats.sxx", sxx, getattr(sxx, "shape", None))
+
+
 def _check_opt_state(name: str, state, shape: tuple) -> None:
-    if isinstance(state, SGDState):
+    if isinstance(state, OnlineState):
+        _check_online_state(name, state, shape)
+    elif isinstance(state, SGDState):
         check_int(f"{name}.count", state.count)
     elif isinstance(state, MomentumState):
         check_int(f"{name}.count", state.count)
@@ -123,8 +153,8 @@ def _check_history(name: str, history) -> None:
         if not isinstance(values, list):
             raise ValueError(f"{name}.{key} must be a list, got {type(values).__name__}")
         if key == "params":
-            if not all(isinstance(v, MixtureParams) for v in values):
-                raise ValueError(f"{name}.params must hold MixtureParams")
+            if not all(type(v) in PARAMS_TYPES for v in values):
+                raise ValueError(f"{name}.params must hold mixture parameters")
             continue
         for v in values:
             if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)
@@ -142,16 +172,18 @@ def check_rng_state(name: str, state) -> None:
         raise ValueError(f"{name} is not a NumPy random state ({exc})") from None
 
 
-def check_train_state(name: str, state, shape: tuple) -> None:
+def check_train_state(name: str, state, shape: tuple,
+                      covariance_type: str | None = None) -> None:
     """A :class:`~mogsgd.train.TrainState` (or ``None``) for a mixture of ``shape`` (K, D)."""
     if state is None:
         return
     if not isinstance(state, TrainState):
         raise ValueError(f"{name} must be a TrainState, got {type(state).__name__}")
-    check_params(f"{name}.params", state.params, shape)
+    check_params(f"{name}.params", state.params, shape, covariance_type=covariance_type)
     for field in ("best_params", "last_params"):
         if getattr(state, field) is not None:
-            check_params(f"{name}.{field}", getattr(state, field), shape)
+            check_params(f"{name}.{field}", getattr(state, field), shape,
+                         covariance_type=covariance_type)
     _check_opt_state(f"{name}.opt_state", state.opt_state, shape)
     check_rng_state(f"{name}.rng_state", state.rng_state)
     check_int(f"{name}.epoch", state.epoch)
@@ -164,10 +196,11 @@ def check_train_state(name: str, state, shape: tuple) -> None:
         raise ValueError(f"{name}.stopped must be true or false")
 
 
-def check_fitted_state(fitted: dict, n_components) -> None:
+def check_fitted_state(fitted: dict, n_components, covariance_type: str = "diag") -> None:
     """Every field of a model file's fitted state (see
-    ``SGDGaussianMixture.export_fit_state``); the optional ``feature_names_in_`` is a list
-    of ``n_features_in_`` strings, ``lower_bounds_`` a list of numbers."""
+    ``SGDGaussianMixture.export_fit_state``) for a mixture of ``covariance_type``; the
+    optional ``feature_names_in_`` is a list of ``n_features_in_`` strings,
+    ``lower_bounds_`` a list of numbers."""
     k = check_int("n_components", n_components, 1)
     missing = [f for f in ("n_features_in_", "params_", "params_std", "scaler_center",
                            "scaler_scale", "train_state", "history_", "converged_", "n_iter_",
@@ -177,15 +210,17 @@ def check_fitted_state(fitted: dict, n_components) -> None:
     d = check_int("n_features_in_", fitted["n_features_in_"], 1)
     # data-unit variances may be beyond the float range (data at 1e-310 or 1e300): the
     # standardised ones must be representable, and params_ must be their image (eq. 33)
-    check_params("params_", fitted["params_"], (k, d), variances=False)
-    check_params("params_std", fitted["params_std"], (k, d))
-    with np.errstate(all="ignore"):
-        if not np.all(np.isfinite(fitted["params_std"].variances)):
-            raise ValueError("params_std: a variance is infinite")
+    check_params("params_", fitted["params_"], (k, d), variances=False,
+                 covariance_type=covariance_type)
+    check_params("params_std", fitted["params_std"], (k, d), covariance_type=covariance_type)
+    if isinstance(fitted["params_std"], MixtureParams):
+        with np.errstate(all="ignore"):
+            if not np.all(np.isfinite(fitted["params_std"].variances)):
+                raise ValueError("params_std: a variance is infinite")
     check_scaler(fitted["scaler_center"], fitted["scaler_scale"], d)
     _check_data_units(fitted["params_"], fitted["params_std"], fitted["scaler_center"],
                       fitted["scaler_scale"])
-    check_train_state("train_state", fitted["train_state"], (k, d))
+    check_train_state("train_state", fitted["train_state"], (k, d), covariance_type)
     _check_history("history_", fitted["history_"])
     if not isinstance(fitted["converged_"], bool):
         raise ValueError("converged_ must be true or false")

@@ -30,10 +30,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mogsgd import fast
-from mogsgd.density import nll
+from mogsgd.covariance import ops
+from mogsgd.covariance.ops import nll, nll_grad_sums
 from mogsgd.errors import ValidationError
-from mogsgd.gradients import GradSums, nll_grad_sums
-from mogsgd.online_em import check_online_em_settings, online_em_init, online_em_step, step_size
+from mogsgd.gradients import GradSums
+from mogsgd.online_em import check_online_em_settings, step_size
 from mogsgd.optim import (
     OPTIMIZERS,
     SCHEDULES,
@@ -180,7 +181,9 @@ def make_stepper(config: TrainConfig, n_train: int,
     """The batch update for ``config.solver``.
 
     Gradient solvers: ``theta <- P(theta + update(g))`` with the analytic mean-NLL
-    gradient ``g`` (eq. 19) and the variance-floor projection ``P`` (eq. 26).
+    gradient ``g`` (eq. 19; eqs. 41-45 for the other covariance families) and the
+    variance-floor projection ``P`` (eqs. 26, 46).  Every function dispatches on the
+    parameters' covariance family (:mod:`mogsgd.covariance.ops`).
     With sample weights normalised to mean one over the data, the batch gradient
     is ``(1/|B|) sum_{i in B} w_i g_i``: an unbiased estimate of the weighted
     full-data gradient, so a weight of 2 acts like a duplicated row in
@@ -190,12 +193,12 @@ def make_stepper(config: TrainConfig, n_train: int,
         average_after = batch_count(n_train, config.batch_size) if config.oem_average else None
 
         def oem_step(params, state, Xb, wb):
-            return online_em_step(Xb, params, state, alpha=config.oem_alpha, t0=config.oem_t0,
-                                  reg_covar=config.min_variance, sample_weight=wb,
-                                  average_after=average_after)
+            return ops.family_of(params).online_step(
+                Xb, params, state, alpha=config.oem_alpha, t0=config.oem_t0,
+                reg_covar=config.min_variance, sample_weight=wb, average_after=average_after)
 
         return Stepper(
-            init=lambda params: online_em_init(params, config.min_variance),
+            init=lambda params: ops.family_of(params).online_init(params, config.min_variance),
             step=oem_step,
             output=lambda params, state: state.average if state.average is not None
             else params,
@@ -207,7 +210,7 @@ def make_stepper(config: TrainConfig, n_train: int,
     def grad_step(params, opt_state, Xb, wb):
         sums = grad_sums_fn(Xb, params, wb)
         scale = 1.0 / Xb.shape[0]   # mean over rows; weights have mean one (see above)
-        grad = MixtureParams(sums.means * scale, sums.log_sigma * scale, sums.logits * scale)
+        grad = ops.gradient(sums, params, scale)
         updates, opt_state = optimizer.update(grad, opt_state)
         params = project_variance_floor(apply_updates(params, updates), config.min_variance)
         return params, opt_state, sums.nll_sum * scale
@@ -217,11 +220,9 @@ def make_stepper(config: TrainConfig, n_train: int,
 
 
 def project_variance_floor(params: MixtureParams, min_variance: float) -> MixtureParams:
-    """``log sigma <- max(log sigma, 1/2 log v_min)`` (eq. 26)."""
-    floor = 0.5 * np.log(min_variance)
-    if np.all(params.log_sigma >= floor):
-        return params
-    return params.replace(log_sigma=np.maximum(params.log_sigma, floor))
+    """``log sigma <- max(log sigma, 1/2 log v_min)`` (eq. 26); the eigenvalue floor of the
+    other covariance families (eq. 46)."""
+    return ops.project_floor(params, min_variance)
 
 
 def check_finite(value: float, epoch: int, lr: float) -> None:

@@ -54,6 +54,7 @@ from mogsgd.covariance._base import (
 from mogsgd.covariance.diag import DIAG, DiagFamily
 from mogsgd.covariance.full import FULL, FullFamily, FullParams
 from mogsgd.covariance.online import OnlineState, online_em_init, online_em_step
+from mogsgd.covariance.ops import family_of
 from mogsgd.covariance.spherical import SPHERICAL, SphericalFamily, SphericalParams
 from mogsgd.covariance.tied import TIED, TiedFamily, TiedParams
 from mogsgd.errors import ValidationError
@@ -64,9 +65,12 @@ __all__ = ["CovarianceFamily", "CentredStats", "FAMILIES", "get_family", "DIAG",
            "DiagFamily", "SphericalFamily", "FullFamily", "TiedFamily", "MixtureParams",
            "SphericalParams", "FullParams", "TiedParams", "tree_map", "combine", "finalize",
            "log_prob", "log_prob_and_log_resp", "em_step", "sklearn_attributes",
-           "OnlineState", "online_em_init", "online_em_step", "check_X"]
+           "OnlineState", "online_em_init", "online_em_step", "check_X", "family_of",
+           "COVARIANCE_TYPES"]
 
 FAMILIES: dict[str, CovarianceFamily] = {f.name: f for f in (FULL, TIED, DIAG, SPHERICAL)}
+#: The names, in scikit-learn's order.
+COVARIANCE_TYPES = tuple(FAMILIES)
 
 
 def get_family(covariance_type: str) -> CovarianceFamily:

@@ -28,7 +28,8 @@ from mogsgd.errors import ValidationError
 from mogsgd.params import log_softmax
 
 __all__ = ["CovarianceFamily", "CentredStats", "tree_map", "combine", "finalize", "log_prob",
-           "log_prob_and_log_resp", "em_step", "weighted_resp", "check_X", "frozen"]
+           "log_prob_and_log_resp", "em_step", "weighted_resp", "check_X", "frozen",
+           "parameter_views"]
 
 
 @runtime_checkable
@@ -57,8 +58,15 @@ class CovarianceFamily(Protocol):
     def em_stats(self, X: np.ndarray, params, sample_weight=None) -> NamedTuple:
         """Additive E-step statistics ``(ll_sum, weight_sum, nk, ...)``, centred."""
 
-    def m_step(self, stats, params, reg_covar: float) -> Any:
-        """Closed-form M-step from :meth:`em_stats` (``reg_covar`` on the diagonal)."""
+    def m_step(self, stats, params, reg_covar: float, floor: float = 0.0) -> Any:
+        """Closed-form M-step from :meth:`em_stats` (``reg_covar`` on the diagonal; with
+        ``floor > 0`` the maximiser under the variance floor, eqs. 26, 46)."""
+
+    def online_init(self, params, reg_covar: float) -> Any:
+        """Online EM's starting state (eq. 36)."""
+
+    def online_step(self, X: np.ndarray, params, state, **options) -> tuple:
+        """One online-EM update: ``(new params, new state, batch NLL)`` (eqs. 36, 37)."""
 
     def initial_stats(self, params, reg_covar: float) -> NamedTuple:
         """Online EM's starting statistics: one pseudo-point that reproduces ``params``."""
@@ -114,6 +122,20 @@ def frozen(a, dtype=np.float64) -> np.ndarray:
     out = np.array(a, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
+
+
+def parameter_views(cls):
+    """Class decorator: the views every family's parameter NamedTuple shares with
+    :class:`~mogsgd.params.MixtureParams` -- ``weights`` (softmax of the logits, eq. 12),
+    ``n_components``, ``n_features``, ``dtype`` and ``astype(dtype)``."""
+    cls.weights = property(lambda self: np.exp(log_weights(self.logits)),
+                           doc="Mixture weights ``softmax(logits)``, (K,).")
+    cls.n_components = property(lambda self: self.means.shape[0], doc="K.")
+    cls.n_features = property(lambda self: self.means.shape[1], doc="D.")
+    cls.dtype = property(lambda self: self.means.dtype, doc="The parameters' dtype.")
+    cls.astype = lambda self, dtype: self if self.means.dtype == dtype else \
+        type(self)(*(np.asarray(a).astype(dtype) for a in self))
+    return cls
 
 
 def tree_map(fn: Callable[..., np.ndarray], *trees):

@@ -37,6 +37,10 @@ class DiagFamily:
             raise ValidationError(f"covariances must have shape {m.shape}, got {v.shape}")
         return MixtureParams.from_moments(w, m, np.maximum(v, min_variance))
 
+    def from_diagonal(self, params: MixtureParams) -> MixtureParams:
+        """The diagonal model itself."""
+        return params
+
     def log_prob_components(self, X, params: MixtureParams) -> np.ndarray:
         """``log pi_k + log N_ik``, shape (n, K) (eqs. 9, 12, 34)."""
         return density.weighted_log_prob(X, params)
@@ -49,9 +53,10 @@ class DiagFamily:
         """:class:`mogsgd.em.EMStats`, centred (eqs. 11, 27)."""
         return em.em_stats(X, params, sample_weight)
 
-    def m_step(self, stats, params: MixtureParams, reg_covar: float) -> MixtureParams:
-        """Eqs. 27-30."""
-        return em.m_step(stats, params, reg_covar)
+    def m_step(self, stats, params: MixtureParams, reg_covar: float,
+               floor: float = 0.0) -> MixtureParams:
+        """Eqs. 27-30 (variances floored at ``floor``, eq. 26)."""
+        return em.m_step(stats, params, reg_covar, floor)
 
     def initial_stats(self, params: MixtureParams, reg_covar: float) -> em.EMStats:
         """:func:`mogsgd.online_em.online_em_init`'s statistics (eq. 36)."""
@@ -63,9 +68,16 @@ class DiagFamily:
                           np.zeros_like(stats.sx),
                           np.maximum(params.variances - reg_covar, 0.0) * stats.nkd)
 
+    def online_init(self, params: MixtureParams, reg_covar: float) -> online_em.OnlineEMState:
+        """:func:`mogsgd.online_em.online_em_init` (eq. 36)."""
+        return online_em.online_em_init(params, reg_covar)
+
+    def online_step(self, X, params: MixtureParams, state: online_em.OnlineEMState, **options):
+        """:func:`mogsgd.online_em.online_em_step` (eqs. 36, 37)."""
+        return online_em.online_em_step(X, params, state, **options)
+
     def project_floor(self, params: MixtureParams, min_variance: float) -> MixtureParams:
-        """``log sigma <- max(log sigma, 1/2 log v_min)`` (eq. 26); the same rule as
-        ``train.project_variance_floor``, which the core may not import."""
+        """``log sigma <- max(log sigma, 1/2 log v_min)`` (eq. 26)."""
         floor = 0.5 * np.log(min_variance)
         if np.all(params.log_sigma >= floor):
             return params

@@ -41,15 +41,18 @@ from mogsgd.covariance._base import (
     labels,
     log_weights,
     m_step_weights_means,
+    parameter_views,
     validated,
     weighted_resp,
 )
+from mogsgd.covariance.online import OnlineEMMixin
 from mogsgd.density import FAR_LOG_DENSITY, H_SAT, LN2, LOG_2PI, Distance, saturated
 from mogsgd.errors import ValidationError
 
 __all__ = ["FullParams", "LogCholGradSums", "FullFamily", "FULL"]
 
 
+@parameter_views
 class FullParams(NamedTuple):
     """Unconstrained parameters (or a gradient) of a full-covariance mixture.
 
@@ -68,9 +71,6 @@ class FullParams(NamedTuple):
         chol.check_log_chol("log_chol", params.log_chol)
         return params
 
-    @property
-    def weights(self) -> np.ndarray:
-        return np.exp(log_weights(self.logits))
 
 
 class LogCholGradSums(NamedTuple):
@@ -231,7 +231,7 @@ def scale_factor(log_chol: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ the family
-class FullFamily:
+class FullFamily(OnlineEMMixin):
     """``covariance_type="full"``: one positive-definite covariance per component.
 
     :class:`~mogsgd.covariance.tied.TiedFamily` subclasses it: the hooks ``factor_stack``
@@ -305,10 +305,31 @@ class FullFamily:
                                       chol.factor(self.factor_stack(params)), lp)
         return CentredStats(ll_sum, weight_sum, nk, sx, self.pool(sxx))
 
-    def m_step(self, stats, params, reg_covar: float):
-        """Weights and means by eqs. 28-29, the covariance by eq. 47 (full) or 48 (tied)."""
+    def resp_stats(self, X, means, resp, ll_sum: float = 0.0, weight_sum: float | None = None):
+        """:class:`CentredStats` of ``X`` under weighted responsibilities ``resp`` (n, K),
+        centred at ``means`` (the second half of :meth:`em_stats`)."""
+        nk, sx, sxx = centred_moments(X, means, resp, None, np.zeros(len(X)))  # none far
+        return CentredStats(ll_sum, float(resp.sum()) if weight_sum is None else weight_sum,
+                            nk, sx, self.pool(sxx))
+
+    def from_diagonal(self, params):
+        """This family's parameters with the covariances of a diagonal model
+        (:class:`~mogsgd.params.MixtureParams`): ``diag(sigma_k^2)`` per component (full),
+        their weighted mean (tied)."""
+        var = params.variances
+        if self.name == "tied":
+            var = params.weights @ var
+        return self.init_from_moments(params.weights, params.means,
+                                      var[..., :, None] * np.eye(var.shape[-1]), 0.0)
+
+    def m_step(self, stats, params, reg_covar: float, floor: float = 0.0):
+        """Weights and means by eqs. 28-29, the covariance by eq. 47 (full) or 48 (tied);
+        with ``floor > 0`` its eigenvalues are floored (eq. 46): the maximiser under the
+        constraint ``Sigma >= floor I`` (same eigenvectors, eigenvalues ``max(l, floor)``)."""
         weights, means, shift, nk, dead = m_step_weights_means(stats, params)
         cov = self._m_step_cov(stats, params, shift, nk, dead, reg_covar)
+        if floor > 0:
+            cov = chol.floor_eigenvalues(cov, floor)
         return self._from_cov(weights, means, cov)
 
     def _pseudo_stats(self, params, nk: np.ndarray, reg_covar: float, ll_sum=0.0, weight_sum=1.0):

@@ -31,15 +31,18 @@ from mogsgd.covariance._base import (
     labels,
     log_weights,
     m_step_weights_means,
+    parameter_views,
     validated,
     weighted_resp,
 )
+from mogsgd.covariance.online import OnlineEMMixin
 from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI, distance
 from mogsgd.errors import ValidationError
 
 __all__ = ["SphericalParams", "SphericalGradSums", "SphericalFamily", "SPHERICAL"]
 
 
+@parameter_views
 class SphericalParams(NamedTuple):
     """``means`` (K, D); ``log_sigma`` (K,), ``Sigma_k = exp(2 log_sigma_k) I``; ``logits`` (K,)."""
 
@@ -51,9 +54,6 @@ class SphericalParams(NamedTuple):
     def create(cls, means, log_sigma, logits) -> SphericalParams:
         return validated(cls, means, log_sigma, logits, lambda k, d: (k,))
 
-    @property
-    def weights(self) -> np.ndarray:
-        return np.exp(log_weights(self.logits))
 
 
 class SphericalGradSums(NamedTuple):
@@ -66,7 +66,7 @@ class SphericalGradSums(NamedTuple):
     logits: np.ndarray
 
 
-class SphericalFamily:
+class SphericalFamily(OnlineEMMixin):
     """``covariance_type="spherical"``: one variance per component."""
 
     name = "spherical"
@@ -117,17 +117,25 @@ class SphericalFamily:
         X = check_X(X, self.name)
         lp, resp, weight_sum, ll_sum = weighted_resp(self.log_prob_components(X, params),
                                                      sample_weight)
-        k_comp, d = params.means.shape
+        return self.resp_stats(X, params.means, resp, ll_sum, weight_sum, lp=lp,
+                               log_sigma=params.log_sigma)
+
+    def resp_stats(self, X, means, resp, ll_sum: float = 0.0, weight_sum: float | None = None,
+                   *, lp=None, log_sigma=None) -> CentredStats:
+        """:class:`CentredStats` of ``X`` under weighted responsibilities ``resp`` (n, K),
+        centred at ``means`` (the second half of :meth:`em_stats`); with the rows' ``lp``
+        and the components' ``log_sigma``, far rows enter with the factor S' (eq. 53)."""
+        k_comp, d = means.shape
         sx = np.empty((k_comp, d))
         sxx = np.empty(k_comp)
-        far = np.flatnonzero(lp < FAR_LOG_DENSITY)  # moments with S' (eq. 53)
+        far = np.flatnonzero(lp < FAR_LOG_DENSITY) if lp is not None else []
         near = resp
         if len(far):
             near = resp.copy()
             near[far] = 0.0
         for k in range(k_comp):
             with np.errstate(over="ignore"):
-                R = X - params.means[k]
+                R = X - means[k]
                 sq = np.einsum("ij,ij->i", R, R)
             if not np.isfinite(sq).all():  # rows of zero responsibility: 0, not 0 * inf
                 R = np.where(near[:, k, None] > 0, R, 0.0)
@@ -135,19 +143,27 @@ class SphericalFamily:
             sx[k] = near[:, k] @ R
             sxx[k] = near[:, k] @ sq
             if len(far):
-                dist = distance(X[far], params.means[k], params.log_sigma[k])
-                R = dist.z * np.exp(params.log_sigma[k])   # sqrt(S') (x - mu)
+                dist = distance(X[far], means[k], log_sigma[k])
+                R = dist.z * np.exp(log_sigma[k])   # sqrt(S') (x - mu)
                 g = resp[far, k]
                 sx[k] += (g if dist.root is None else g * dist.root) @ R
                 sxx[k] += g @ np.einsum("ij,ij->i", R, R)
-        return CentredStats(ll_sum, weight_sum, resp.sum(axis=0), sx, sxx)
+        return CentredStats(ll_sum, float(resp.sum()) if weight_sum is None else weight_sum,
+                            resp.sum(axis=0), sx, sxx)
 
-    def m_step(self, stats: CentredStats, params: SphericalParams, reg_covar: float):
-        """``sigma_k^2 = (sxx_k / N_k - ||delta_k||^2) / D + reg`` (eq. 49)."""
+    def from_diagonal(self, params) -> SphericalParams:
+        """Spherical parameters with each component's mean diagonal variance."""
+        return self.init_from_moments(params.weights, params.means,
+                                      params.variances.mean(axis=1), 0.0)
+
+    def m_step(self, stats: CentredStats, params: SphericalParams, reg_covar: float,
+               floor: float = 0.0):
+        """``sigma_k^2 = max((sxx_k / N_k - ||delta_k||^2) / D + reg, floor)`` (eqs. 26, 49)."""
         weights, means, shift, nk, dead = m_step_weights_means(stats, params)
         d = means.shape[1]
         var = np.maximum(stats.sxx / nk - np.einsum("kd,kd->k", shift, shift), 0.0) / d
-        var = np.where(dead, np.exp(2.0 * params.log_sigma), var + reg_covar)
+        var = np.where(dead, np.exp(2.0 * params.log_sigma),
+                       np.maximum(var + reg_covar, floor))
         return SphericalParams.create(means, 0.5 * np.log(var), np.log(weights))
 
     def initial_stats(self, params: SphericalParams, reg_covar: float) -> CentredStats:

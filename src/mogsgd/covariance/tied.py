@@ -16,12 +16,13 @@ from typing import NamedTuple
 import numpy as np
 
 import mogsgd.covariance.cholesky as chol
-from mogsgd.covariance._base import log_weights, validated
+from mogsgd.covariance._base import parameter_views, validated
 from mogsgd.covariance.full import FullFamily, with_reg
 
 __all__ = ["TiedParams", "TiedFamily", "TIED"]
 
 
+@parameter_views
 class TiedParams(NamedTuple):
     """``means`` (K, D); ``log_chol`` (D, D), the shared precision's log-Cholesky factor
     (eq. 39); ``logits`` (K,).  Build validated instances with :meth:`create`."""
@@ -36,9 +37,6 @@ class TiedParams(NamedTuple):
         chol.check_log_chol("log_chol", params.log_chol)
         return params
 
-    @property
-    def weights(self) -> np.ndarray:
-        return np.exp(log_weights(self.logits))
 
 
 class TiedFamily(FullFamily):

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mogsgd import api
+from mogsgd.covariance import get_family
 from mogsgd.em import EMStats
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
@@ -41,19 +42,21 @@ __all__ = ["CAPABILITIES", "KINDS", "FitPlan", "Prepared", "Source", "Model", "R
 #: What a source may support.  ``multi_pass``: rows can be read more than once (epochs,
 #: EM iterations); ``weights``: ``sample_weight``; ``checkpoint``: ``checkpoint_path`` and
 #: ``resume=`` (needs a data fingerprint); ``online_em`` and ``em``: those solvers;
-#: ``partial_fit``: incremental fitting.
-CAPABILITIES = ("multi_pass", "weights", "checkpoint", "em", "online_em", "partial_fit")
+#: ``partial_fit``: incremental fitting; ``families``: the full, tied and spherical
+#: covariance types (computed on the NumPy path).
+CAPABILITIES = ("multi_pass", "weights", "checkpoint", "em", "online_em", "partial_fit",
+                "families")
 
 #: Every input kind: its description in messages and tables, and its capabilities (here,
 #: so the support table needs neither torch nor Dask to list them).
 KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "array": ("in-memory arrays", frozenset(CAPABILITIES)),
     "stream": ("streamed data (files, folders, Zarr, re-iterable chunks)",
-               frozenset({"multi_pass", "em", "online_em", "partial_fit"})),
+               frozenset({"multi_pass", "em", "online_em", "partial_fit", "families"})),
     "one-shot iterator": ("one-shot iterators (read once)",
-                          frozenset({"online_em", "partial_fit"})),
+                          frozenset({"online_em", "partial_fit", "families"})),
     "dask": ("Dask arrays on a distributed cluster", frozenset({"multi_pass", "em",
-                                                                "partial_fit"})),
+                                                                "partial_fit", "families"})),
     "tensor": ("torch tensors and device arrays", frozenset({"multi_pass", "weights",
                                                              "partial_fit"})),
 }
@@ -71,6 +74,13 @@ class FitPlan:
     validation_fraction: float | str
     holds_out: bool            # early stopping with a stochastic solver watches held-out rows
     backend: str = "auto"
+    covariance_type: str = "diag"
+
+    def fit_scaler(self, X: np.ndarray, sample_weight=None) -> Standardizer:
+        """The standardiser fitted on ``X`` (eq. 33), with a scale the covariance family
+        admits (:meth:`Standardizer.for_family`)."""
+        scaler = Standardizer.fit(X, self.standardize, sample_weight)
+        return scaler.for_family(get_family(self.covariance_type))
 
     def n_validation(self, n: int) -> int:
         """Rows held out for early stopping: 10% when that is >= 100 rows (``"auto"``), or

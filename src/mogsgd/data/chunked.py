@@ -30,6 +30,7 @@ import numpy as np
 
 from mogsgd import api
 from mogsgd._files import atomic_write
+from mogsgd.covariance.ops import combine, em_stats
 from mogsgd.data.base import (
     ROW_FUNCTIONS,
     FitPlan,
@@ -41,7 +42,6 @@ from mogsgd.data.base import (
     row_function,
 )
 from mogsgd.data.memory import MemorySource
-from mogsgd.em import combine_stats, em_stats
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.stream import (
@@ -98,7 +98,7 @@ class ChunkedSource(Source):
         found = scan(src, rng, cap + INIT_ROWS, dtype=plan.dtype, allow_nan=plan.allow_nan)
         sample = check_fit_rows(found.sample, plan)   # too few rows, too few distinct rows
         if scaler is None:
-            scaler = Standardizer.fit(sample, plan.standardize)
+            scaler = plan.fit_scaler(sample)
         n_val = min(plan.n_validation(found.n_samples), cap)
         data = StreamData(src, scaler, found.index[:n_val], dtype=plan.dtype,
                           allow_nan=plan.allow_nan)
@@ -122,16 +122,16 @@ class ChunkedSource(Source):
         Z_val = scaler.transform(sample[:n_val]) if n_val else None
 
         def all_em_stats(params: MixtureParams):
-            parts = [em_stats(piece, params) for piece in train_pieces(params.n_components)]
-            return combine_stats(parts + ([] if Z_val is None else [em_stats(Z_val, params)]))
+            parts = [em_stats(piece, params) for piece in train_pieces(params.means.shape[0])]
+            return combine(parts + ([] if Z_val is None else [em_stats(Z_val, params)]))
 
         return Prepared(
             n_features=d, scaler=scaler, train=data, val=Z_val,
             all_em_stats=all_em_stats,
             all_loglik=lambda params: lower_bound(params) + scaler.log_det,
             init_rows=impute_for_init(scaler.transform(sample[n_val:])),
-            em_stats=lambda params: combine_stats(
-                em_stats(piece, params) for piece in train_pieces(params.n_components)),
+            em_stats=lambda params: combine(
+                em_stats(piece, params) for piece in train_pieces(params.means.shape[0])),
             train_loglik=train_loglik, lower_bound=lower_bound)
 
     def blocks(self, plan: FitPlan, sample_weight=None) -> Iterator[Source]:
@@ -156,7 +156,7 @@ class ChunkedSource(Source):
         fn = row_function(name, model)
         params = model.params
         for _, chunk in self.chunks.chunks(dtype=params.dtype, allow_nan=model.allow_nan):
-            parts = [fn(piece, params) for piece in _pieces(chunk, params.n_components)]
+            parts = [fn(piece, params) for piece in _pieces(chunk, params.means.shape[0])]
             yield parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def map_rows(self, name: str, model: Model):
@@ -164,7 +164,7 @@ class ChunkedSource(Source):
         parts = list(self.iter_rows(name, model))
         if parts:
             return np.concatenate(parts)
-        shape = (0,) if width is None else (0, model.params.n_components)
+        shape = (0,) if width is None else (0, model.params.means.shape[0])
         return np.empty(shape, dtype=dtype or model.params.dtype)
 
     def loglik_sum(self, model: Model, sample_weight=None) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from mogsgd.covariance.ops import combine, em_stats, log_prob
 from mogsgd.data.base import (
     ROW_FUNCTIONS,
     FitPlan,
@@ -28,7 +29,6 @@ from mogsgd.data.base import (
 )
 from mogsgd.data.chunked import consecutive_blocks
 from mogsgd.data.memory import MemorySource
-from mogsgd.density import log_prob
 from mogsgd.distributed import (
     DaskData,
     allocate,
@@ -39,7 +39,6 @@ from mogsgd.distributed import (
     standardized_rows,
     take_rows,
 )
-from mogsgd.em import combine_stats, em_stats
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.stream import (
@@ -97,7 +96,7 @@ class DaskSource(Source):
             is_val[a:a + v] = True
         sample = check_fit_rows(np.concatenate([sample[is_val], sample[~is_val]]), plan)
         if scaler is None:
-            scaler = Standardizer.fit(sample, plan.standardize)
+            scaler = plan.fit_scaler(sample)
         Z_val = scaler.transform(sample[:n_val]) if n_val else None
         parts = [client.submit(standardized_rows, f, v, scaler, pure=False, workers=[w],
                                allow_other_workers=True)
@@ -120,7 +119,7 @@ class DaskSource(Source):
 
         def all_em_stats(params: MixtureParams):
             stats = data.em_stats(params)
-            return stats if Z_val is None else combine_stats([stats, em_stats(Z_val, params)])
+            return stats if Z_val is None else combine([stats, em_stats(Z_val, params)])
 
         return Prepared(
             n_features=d, scaler=scaler, train=data, val=Z_val, all_em_stats=all_em_stats,
@@ -143,7 +142,7 @@ class DaskSource(Source):
                                      model.allow_nan, drop_axis=1, dtype=dtype,
                                      meta=np.empty(0, dtype=dtype))
         return self.X.map_blocks(block_function, fn, model.n_features, params, model.allow_nan,
-                                 chunks=(self.X.chunks[0], (params.n_components,)),
+                                 chunks=(self.X.chunks[0], (params.means.shape[0],)),
                                  dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
 
     def loglik_sum(self, model: Model, sample_weight=None) -> tuple[float, float]:

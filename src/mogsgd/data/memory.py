@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from mogsgd import api, fast
+from mogsgd.covariance.ops import em_stats
 from mogsgd.data.base import (
     FitPlan,
     Model,
@@ -22,7 +23,6 @@ from mogsgd.data.base import (
     row_function,
     split_rows,
 )
-from mogsgd.em import em_stats, stats_from_grad_sums
 from mogsgd.init import distinct_rows
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.validation import check_data, check_sample_weight
@@ -38,12 +38,13 @@ def weighted_mean(values: np.ndarray, w: np.ndarray | None) -> float:
 
 
 def em_stats_fn(backend: str, missing: bool):
-    """``stats(X, params, w)``: the E-step statistics by one fused gradient pass
-    (:func:`mogsgd.em.stats_from_grad_sums`) under the numba backend, else (and with missing
-    values, whose per-feature counts the gradient does not hold) :func:`mogsgd.em.em_stats`."""
+    """``stats(X, params, w)``: the E-step statistics by the compiled pass
+    (:func:`mogsgd.fast.em_stats`) under the numba backend, else (and with missing values,
+    whose per-feature counts the gradient does not hold) the family's reference
+    (:func:`mogsgd.covariance.ops.em_stats`)."""
     if missing or fast.resolve_backend(backend) != "numba":
         return em_stats
-    return lambda X, params, w: stats_from_grad_sums(fast.nll_grad_sums(X, params, w), params)
+    return fast.em_stats
 
 
 class MemorySource(Source):
@@ -71,7 +72,7 @@ class MemorySource(Source):
             check_rows(X)
         check_width(X.shape[1], None if scaler is None else len(scaler.center))
         if scaler is None:
-            scaler = Standardizer.fit(X, plan.standardize, w)
+            scaler = plan.fit_scaler(X, w)
         split_rng_state = copy.deepcopy(rng.bit_generator.state)
         Z = scaler.transform(X)
         n_val = plan.n_validation(len(Z))
@@ -101,7 +102,7 @@ class MemorySource(Source):
         X = check_fit_rows(self.X, plan) if model is None else self._checked(model)
         w = check_sample_weight(sample_weight, X.shape[0])
         if scaler is None:
-            scaler = Standardizer.fit(X, plan.standardize, w)
+            scaler = plan.fit_scaler(X, w)
         Z = scaler.transform(X)
         nll_fn = fast.nll_fn_for(plan.backend)
         return Prepared(

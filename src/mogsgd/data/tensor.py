@@ -20,6 +20,7 @@ from mogsgd.backends import import_torch, is_cuda_dlpack, is_torch_tensor
 from mogsgd.backends.torch_ops import log_prob, log_resp, nll, to_torch
 from mogsgd.backends.torch_train import TorchEngine, seeded_randperm
 from mogsgd.data.base import (
+    ROW_FUNCTIONS,
     FitPlan,
     Model,
     Prepared,
@@ -140,7 +141,7 @@ class TensorSource(Source):
         d = X.shape[1]
         check_width(d, None if scaler is None else len(scaler.center))
         if scaler is None:
-            scaler = Standardizer.fit(sample, plan.standardize, sample_w)
+            scaler = plan.fit_scaler(sample, sample_w)
         Z = _transform(scaler, X)
         n_val = plan.n_validation(len(Z))
         Z_train, w_train, Z_val, w_val = split_rows(
@@ -162,7 +163,7 @@ class TensorSource(Source):
             X, sample = self._checked(model.params.dtype, lambda a: self._host_check(a, model))
         w, sample_w = self._weights(sample_weight, X.shape[0])
         if scaler is None:
-            scaler = Standardizer.fit(sample, plan.standardize, sample_w)
+            scaler = plan.fit_scaler(sample, sample_w)
         Z = _transform(scaler, X)
         return Prepared(
             n_features=X.shape[1], scaler=scaler, train=Z, train_weight=w,
@@ -176,7 +177,12 @@ class TensorSource(Source):
 
     def map_rows(self, name: str, model: Model):
         Xt, _ = self._checked(model.params.dtype, lambda a: self._host_check(a, model))
-        out = _TORCH_ROW_FUNCTIONS[name](Xt, to_torch(model.params, self.device, Xt.dtype))
+        if not isinstance(model.params, MixtureParams):
+            # full, tied, spherical: the NumPy reference on the host, returned as a tensor
+            out = torch.as_tensor(ROW_FUNCTIONS[name][0](Xt.detach().cpu().numpy(),
+                                                         model.params))
+        else:
+            out = _TORCH_ROW_FUNCTIONS[name](Xt, to_torch(model.params, self.device, Xt.dtype))
         return self._output(out)
 
     def loglik_sum(self, model: Model, sample_weight=None) -> tuple[float, float]:

@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from mogsgd import density, gradients
+from mogsgd.covariance import ops
 from mogsgd.errors import FallbackWarning
 from mogsgd.gradients import GradSums, finalize
 from mogsgd.params import MixtureParams
@@ -35,7 +36,7 @@ from mogsgd.validation import check_choice
 
 __all__ = ["BACKENDS", "available", "unavailable_reason", "resolve_backend",
            "nll_grad_sums", "nll_grad", "nll", "log_prob", "responsibilities", "nll_fn_for",
-           "kernels_for", "compiled_epoch", "permutations", "epoch_order"]
+           "kernels_for", "compiled_epoch", "permutations", "epoch_order", "em_stats"]
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -200,13 +201,47 @@ def _parallel_safe() -> bool:
         return False
 
 
+def _full_kernel(params):
+    """The compiled module for a full or tied family's parameters, else ``None`` (the
+    family's NumPy reference runs: spherical)."""
+    if ops.family_of(params).name not in ("full", "tied"):
+        return None
+    from mogsgd.fast import full_kernel
+
+    return full_kernel
+
+
+def _family_sums(X, params, sample_weight):
+    """Another family's gradient sums: compiled for full and tied (eqs. 40-44,
+    :mod:`mogsgd.fast.full_kernel`, parallel over chunks of rows for large ``X``), the
+    NumPy reference otherwise."""
+    kernel = _full_kernel(params)
+    if kernel is None:
+        return ops.nll_grad_sums(X, params, sample_weight)
+    parallel = np.shape(X)[0] > kernel.CHUNK_ROWS and _parallel_safe()
+    return kernel.nll_grad_sums(ops.family_of(params), X, params, sample_weight,
+                                parallel=parallel)
+
+
+def _family_components(X, params) -> np.ndarray:
+    """``log pi_k + log N_ik`` (n, K) of another family: compiled for full and tied."""
+    kernel = _full_kernel(params)
+    family = ops.family_of(params)
+    if kernel is None:
+        return family.log_prob_components(X, params)
+    return kernel.log_prob_components(family, X, params)
+
+
 def nll_grad_sums(X: np.ndarray, params: MixtureParams,
                   sample_weight: np.ndarray | None = None) -> GradSums:
     """:func:`mogsgd.gradients.nll_grad_sums` by the fused kernel (same :class:`GradSums`).
 
     Parallel over chunks of rows for large ``X``.  A NaN in ``X`` (a missing value) makes
     the kernel's NLL NaN; such input is then handed to the reference, which marginalises.
+    Parameters of another covariance family take :func:`_family_sums`.
     """
+    if not isinstance(params, MixtureParams):
+        return _family_sums(X, params, sample_weight)
     sums = _numba_sums(X, params, sample_weight, need_grad=True)
     if sums is None or math.isnan(sums.nll_sum):
         return gradients.nll_grad_sums(X, params, sample_weight)
@@ -221,6 +256,10 @@ def nll_grad(X: np.ndarray, params: MixtureParams,
 
 def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None = None) -> float:
     """:func:`mogsgd.density.nll` by the fused kernel (no gradient sums are formed)."""
+    if not isinstance(params, MixtureParams):
+        lp = log_prob(X, params)
+        return float(-np.mean(lp) if sample_weight is None
+                     else -(np.asarray(sample_weight, dtype=lp.dtype) @ lp) / np.sum(sample_weight))
     sums = _numba_sums(X, params, sample_weight, need_grad=False)
     if sums is None or math.isnan(sums.nll_sum):
         return density.nll(X, params, sample_weight)
@@ -250,6 +289,8 @@ def _rows_out(X, params: MixtureParams, want_resp: bool) -> np.ndarray:
 
 def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """:func:`mogsgd.density.log_prob` by the fused kernel: ``log p(x_i)``, shape (n,)."""
+    if not isinstance(params, MixtureParams):
+        return density.logsumexp(_family_components(X, params), axis=1)
     out = _rows_out(X, params, want_resp=False)
     if np.isnan(out).any():
         return density.log_prob(X, params)
@@ -259,6 +300,9 @@ def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """:func:`mogsgd.density.responsibilities` by the fused kernel: ``gamma_ik``, shape
     (n, K), rows summing to one (eq. 11)."""
+    if not isinstance(params, MixtureParams):
+        wlp = _family_components(X, params)
+        return np.exp(wlp - density.logsumexp(wlp, axis=1)[:, None])
     out = _rows_out(X, params, want_resp=True)
     if np.isnan(out).any():
         return density.responsibilities(X, params)
@@ -266,20 +310,36 @@ def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 
 
 def nll_fn_for(backend: str = "auto"):
-    """The ``nll`` of ``backend`` (resolved with :func:`resolve_backend`)."""
-    return nll if resolve_backend(backend) == "numba" else density.nll
+    """The ``nll`` of ``backend`` (resolved with :func:`resolve_backend`), for every family."""
+    return nll if resolve_backend(backend) == "numba" else ops.nll
 
 
-def kernels_for(backend: str, grad_sums_fn=gradients.nll_grad_sums):
+def em_stats(X: np.ndarray, params, sample_weight: np.ndarray | None = None):
+    """The E-step statistics by the compiled pass: for ``diag`` from one fused gradient
+    pass (:func:`mogsgd.em.stats_from_grad_sums`, no missing values), for the other
+    families their reference :func:`mogsgd.covariance.ops.em_stats`."""
+    if not isinstance(params, MixtureParams):
+        return ops.em_stats(X, params, sample_weight)
+    from mogsgd.em import stats_from_grad_sums
+
+    return stats_from_grad_sums(nll_grad_sums(X, params, sample_weight), params)
+
+
+#: The reference gradient functions the compiled pass replaces.
+REFERENCE_GRAD_SUMS = (gradients.nll_grad_sums, ops.nll_grad_sums)
+
+
+def kernels_for(backend: str, grad_sums_fn=ops.nll_grad_sums):
     """``(grad_sums_fn, nll_fn)`` for :func:`mogsgd.train.train` under ``backend``.
 
-    With the numba backend the reference :func:`mogsgd.gradients.nll_grad_sums` is
+    With the numba backend a reference gradient (:data:`REFERENCE_GRAD_SUMS`) is
     replaced by the fused :func:`nll_grad_sums` (a custom function is kept as given) and
-    the validation NLL is :func:`nll`; with NumPy both are the reference functions.
+    the validation NLL is :func:`nll`; with NumPy both are the reference functions
+    (:mod:`mogsgd.covariance.ops`, every family).
     """
     if resolve_backend(backend) == "numpy":
-        return grad_sums_fn, density.nll
-    if grad_sums_fn is gradients.nll_grad_sums:
+        return grad_sums_fn, ops.nll
+    if grad_sums_fn in REFERENCE_GRAD_SUMS:
         return nll_grad_sums, nll
     return grad_sums_fn, nll
 
@@ -313,7 +373,8 @@ def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_wei
     as ``train`` normalised them (mean one).
     """
     if (grad_sums_fn is not nll_grad_sums
-            or not isinstance(X, np.ndarray)):  # batch providers (streams, Dask) stream
+            or not isinstance(X, np.ndarray)  # batch providers (streams, Dask) stream
+            or not isinstance(params, MixtureParams)):  # other families: the Python loop
         return None
     from mogsgd.fast.epoch import CompiledEpoch, CompiledOnlineEM, supports
 

@@ -30,8 +30,9 @@ import copy
 import numpy as np
 
 from mogsgd import fast
+from mogsgd.covariance.ops import PARAMS_TYPES
 from mogsgd.optim import AdamState, MomentumState, SGDState
-from mogsgd.params import MixtureParams
+from mogsgd.params import MixtureParams, tree_map
 from mogsgd.train import TrainConfig, make_stepper
 
 __all__ = ["LocalSGDEngine", "local_round", "average_states", "SYNC_ROWS"]
@@ -64,10 +65,10 @@ def local_round(X: np.ndarray, params: MixtureParams, opt_state, config: TrainCo
 
 
 def _mean(values: list, weights: np.ndarray):
-    if isinstance(values[0], MixtureParams):
-        return MixtureParams(*(sum(w * np.asarray(getattr(v, f))
-                                   for v, w in zip(values, weights, strict=True))
-                               for f in ("means", "log_sigma", "logits")))
+    if type(values[0]) in PARAMS_TYPES:   # parameters of any covariance family, leaf-wise
+        return tree_map(lambda *leaves: sum(w * np.asarray(a)
+                                            for a, w in zip(leaves, weights, strict=True)),
+                        *values)
     return sum(w * v for v, w in zip(values, weights, strict=True))
 
 
@@ -76,7 +77,7 @@ def average_states(params: list[MixtureParams], states: list, rows: np.ndarray):
     count is the weighted mean, rounded)."""
     w = np.asarray(rows, dtype=np.float64) / float(np.sum(rows))
     avg = _mean(params, w)
-    avg = MixtureParams(*(np.asarray(a, dtype=params[0].dtype) for a in avg))
+    avg = tree_map(lambda a: np.asarray(a, dtype=params[0].means.dtype), avg)
     first = states[0]
     count = int(round(float(sum(wi * s.count for s, wi in zip(states, w, strict=True)))))
     if isinstance(first, AdamState):

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mogsgd.covariance import get_family, ops
 from mogsgd.data.base import Prepared
 from mogsgd.em import EMResult, em_loop
 from mogsgd.errors import ConvergenceWarning, ValidationError
@@ -53,6 +54,7 @@ class RunSettings:
     backend: str = "auto"
     refine: str = "auto"
     verbose: int = 0
+    covariance_type: str = "diag"
 
 
 #: The end-point refinement stops when an EM step changes the mean log-likelihood by less
@@ -159,7 +161,8 @@ class EMSolver:
                 return stats
         result = em_loop(stats_fn, prepared.train_loglik, start,
                          max_iter=settings.max_iter, tol=settings.tol,
-                         reg_covar=settings.min_variance, prior_loglik=prior_loglik)
+                         reg_covar=settings.min_variance, prior_loglik=prior_loglik,
+                         update=ops.m_step)
         return em_run(result, prepared, settings.max_iter)
 
 
@@ -199,23 +202,36 @@ def get_solver(name: str):
     return SOLVERS[name]
 
 
+#: The covariance families' starting covariances are floored at this share of the
+#: (standardised, about unit) variance, as the diagonal initialisation floors its variances.
+INIT_FLOOR = 1e-3
+
+
 def initial_params(prepared: Prepared, settings: RunSettings, rng: np.random.Generator,
-                   user=None) -> MixtureParams:
-    """The user's initial parameters, else :func:`mogsgd.init.init_params` on the prepared
-    initialisation rows (drawn with ``rng`` where the source draws them)."""
-    if isinstance(user, MixtureParams):
-        return user
+                   user=None):
+    """The starting parameters of one run, standardised, in the fit's covariance family.
+
+    ``user`` is the user's initial arrays (a :class:`mogsgd.settings.UserInit` in data units,
+    any subset: the others come from the initialisation, as in scikit-learn) or parameters
+    to continue from.  Otherwise :func:`mogsgd.init.init_params` on the prepared
+    initialisation rows (drawn with ``rng`` where the source draws them) and, for the full,
+    tied and spherical families, each cluster's covariance in the family's structure
+    (:func:`mogsgd.covariance.ops.start_from_diagonal`)."""
+    if user is not None and not hasattr(user, "complete"):
+        return user   # parameters (a warm start of EM)
+    family = get_family(settings.covariance_type)
+    scaler = prepared.scaler
+    if user is not None and user.complete:
+        return user.params(family, scaler)
     rows = prepared.init_rows(rng) if callable(prepared.init_rows) else prepared.init_rows
     start = init_params(rows, settings.n_components, settings.init, rng, settings.min_variance,
                         sample_weight=prepared.init_weight)
-    if not user:
+    start = ops.start_from_diagonal(family, rows, start, prepared.init_weight,
+                                    max(settings.min_variance, INIT_FLOOR))
+    if user is None:
         return start
     # some initial arrays given: they replace the initialisation's (scikit-learn's rule)
-    weights = user.get("weights", start.weights)
-    return MixtureParams.from_moments(np.maximum(weights, np.finfo(np.float64).tiny)
-                                      / np.maximum(weights, np.finfo(np.float64).tiny).sum(),
-                                      user.get("means", start.means),
-                                      user.get("variances", start.variances), dtype=start.dtype)
+    return user.params(family, scaler, start)
 
 
 def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.Generator, *,
@@ -290,7 +306,7 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
             result = em_loop(prepared.all_em_stats or prepared.em_stats,
                              prepared.all_loglik or prepared.train_loglik, run.params,
                              max_iter=REFINE_MAX_ITER, tol=REFINE_TOL, reg_covar=0.0,
-                             floor=settings.min_variance)
+                             floor=settings.min_variance, update=ops.m_step)
     except (ValidationError, FloatingPointError):
         return run   # a diverged stochastic fit: reported as it is, not refined
     lls = result.log_likelihoods

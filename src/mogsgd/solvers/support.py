@@ -24,7 +24,12 @@ FEATURES: dict[str, tuple[str, str]] = {
     "checkpoint_path/resume": ("checkpoint", "remove checkpoint_path and resume=, or load "
                                              "the rows and pass an array"),
     "partial_fit": ("partial_fit", "use fit"),
+    "covariance_type='full'/'tied'/'spherical'": (
+        "families", "use covariance_type='diag', or device='cpu-numpy' to fit on the NumPy "
+                    "path"),
 }
+#: The feature name of the non-diagonal covariance types.
+FAMILIES_FEATURE = "covariance_type='full'/'tied'/'spherical'"
 
 #: Fixes that depend on the input kind as well: (feature, kind) -> what to do instead.
 KIND_FIXES: dict[tuple[str, str], str] = {
@@ -44,9 +49,12 @@ def unsupported_message(feature: str, source: Source) -> str:
 
 
 def check_supported(source: Source, *, solver: str, sample_weight: bool = False,
-                    checkpoint: bool = False, partial: bool = False) -> None:
+                    checkpoint: bool = False, partial: bool = False,
+                    covariance_type: str = "diag") -> None:
     """Refuse (``ValidationError``) a fit the source cannot run, before any work."""
     asked = [f"solver={solver!r}"] if f"solver={solver!r}" in FEATURES else []
+    if covariance_type != "diag":
+        asked.append(FAMILIES_FEATURE)
     if sample_weight:
         asked.append("sample_weight")
     if checkpoint:
