@@ -1,4 +1,4 @@
-"""Synthetic mixtures of diagonal Gaussians with the truth kept.
+"""Synthetic Gaussian mixtures (diagonal, full, tied or spherical) with the truth kept.
 
 :func:`make_mixture` draws a random model (or takes the one you give) and
 samples labelled data from it; :func:`sample_mixture` samples from any
@@ -7,7 +7,11 @@ samples labelled data from it; :func:`sample_mixture` samples from any
 .. math::
 
     z_i \\sim \\mathrm{Categorical}(\\pi), \\qquad
-    x_i \\mid z_i = k \\sim \\mathcal{N}(\\mu_k, \\operatorname{diag} \\sigma_k^2).
+    x_i \\mid z_i = k \\sim \\mathcal{N}(\\mu_k, \\Sigma_k),
+
+with ``Sigma_k = diag(sigma_k^2)`` by default and ``Q_k diag(sigma_k^2) Q_k^T`` for a
+uniformly random rotation ``Q_k`` with ``covariance_type="full"`` (one shared matrix with
+``"tied"``; ``sigma_k^2 I`` with ``"spherical"``).
 
 All randomness comes from one ``numpy.random.Generator`` built by
 :func:`mogsgd._random.check_random_state`; the same seed gives the same data.
@@ -21,11 +25,13 @@ import numbers
 import numpy as np
 
 from mogsgd._random import check_random_state
+from mogsgd.covariance import COVARIANCE_TYPES, get_family
+from mogsgd.covariance.ops import family_of
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
 from mogsgd.validation import check_positive_int
 
-__all__ = ["make_mixture", "sample_mixture", "pairwise_separation"]
+__all__ = ["make_mixture", "sample_mixture", "pairwise_separation", "COVARIANCE_TYPES"]
 
 RandomStateLike = int | np.random.Generator | None
 
@@ -72,12 +78,14 @@ def sample_mixture(
     """Draw ``n_samples`` labelled points from a mixture.
 
     The component counts are multinomial, ``(n_1, ..., n_K) ~ Mult(n, pi)``;
-    each point is ``x = mu_k + sigma_k * eps`` with ``eps ~ N(0, I_D)``; the
+    each point is ``x = mu_k + sigma_k * eps`` with ``eps ~ N(0, I_D)`` (``mu_k + L_k eps``
+    with ``L_k L_k^T = Sigma_k`` for the full, tied and spherical families); the
     rows are then shuffled.  A component with a small weight may get no point.
 
     Parameters
     ----------
-    params : MixtureParams with K components in D features
+    params : MixtureParams (or another covariance family's parameters, :mod:`mogsgd.covariance`)
+        with K components in D features
     n_samples : int >= 1
     random_state : None, int or numpy.random.Generator
     dtype : float64 or float32, the dtype of ``X``
@@ -88,8 +96,10 @@ def sample_mixture(
     y : int64 array of shape (n_samples,)
         The component each point was drawn from, in ``0 .. K-1``.
     """
-    if not isinstance(params, MixtureParams):
-        raise TypeError(f"params must be a MixtureParams, got {type(params).__name__}")
+    try:
+        family = family_of(params)
+    except TypeError:
+        raise TypeError(f"params must be a MixtureParams, got {type(params).__name__}") from None
     n_samples = check_positive_int("n_samples", n_samples)
     dtype = _check_float_dtype(dtype)
     rng = check_random_state(random_state)
@@ -99,8 +109,16 @@ def sample_mixture(
     y = y[rng.permutation(n_samples)]
     eps = rng.standard_normal((n_samples, params.n_features))
     means = params.means.astype(np.float64)
-    sigma = params.sigma.astype(np.float64)
-    X = means[y] + sigma[y] * eps
+    if isinstance(params, MixtureParams):
+        X = means[y] + params.sigma.astype(np.float64)[y] * eps
+    else:   # eps L_k^T, L_k = U_k^-T (the precision's factor, eq. 39): covariance Sigma_k
+        k, d = params.means.shape
+        cov = np.broadcast_to(np.asarray(family.covariances(params)).reshape(
+            (-1,) + ((d, d) if family.name != "spherical" else (1, 1))), (k, d, d))
+        if family.name == "spherical":
+            cov = cov * np.eye(d)
+        L = np.linalg.cholesky(cov)
+        X = means[y] + np.einsum("nde,ne->nd", L[y], eps)
     return X.astype(dtype, copy=False), y
 
 
@@ -117,8 +135,9 @@ def make_mixture(
     sigma_range: tuple[float, float] = (0.5, 2.0),
     random_state: RandomStateLike = None,
     dtype: np.dtype | type = np.float64,
+    covariance_type: str = "diag",
 ) -> tuple[np.ndarray, np.ndarray, MixtureParams]:
-    """Sample a labelled data set from a random (or given) diagonal Gaussian mixture.
+    """Sample a labelled data set from a random (or given) Gaussian mixture.
 
     Parameters that are not given are drawn, in this order, from one generator:
 
@@ -126,7 +145,12 @@ def make_mixture(
       is at least ``1 / (2K)``;
     * ``variances`` (K, D): ``sigma_kd ~ Uniform(sigma_range)``, variance ``sigma_kd^2``;
     * ``means`` (K, D): ``mu_kd ~ Uniform(mean_range)``, by rejection when
-      ``separation`` is set.
+      ``separation`` is set;
+    * ``covariance_type="full"``: a uniformly random rotation ``Q_k`` per component (QR of
+      a Gaussian matrix, signs fixed), ``Sigma_k = Q_k diag(sigma_k^2) Q_k^T``; ``"tied"``:
+      one ``sigma`` (D,) and one rotation for every component; ``"spherical"``: one
+      ``sigma_k`` per component.  The rotation keeps the RMS standard deviation, so
+      ``separation`` means the same.
 
     Parameters
     ----------
@@ -152,7 +176,10 @@ def make_mixture(
         Range of each random standard deviation, ``0 < low <= high``.
     random_state : None, int or numpy.random.Generator
     dtype : float64 (default) or float32
-        The dtype of ``X`` and of ``true_params``.
+        The dtype of ``X`` and of ``true_params`` (float64 for the other covariance types).
+    covariance_type : {"diag", "full", "tied", "spherical"}, default="diag"
+        The structure of the true covariances; ``true_params`` are of that family
+        (:mod:`mogsgd.covariance`).  ``variances`` can only be given with "diag".
 
     Returns
     -------
@@ -180,6 +207,10 @@ def make_mixture(
     if separation is not None:
         separation = _check_positive_real("separation", separation)
     k, d = n_components, n_features
+    family = get_family(covariance_type)
+    if family.name != "diag" and variances is not None:
+        raise ValidationError("variances are diagonal variances: give them with "
+                              "covariance_type='diag' only")
     rng = check_random_state(random_state)
 
     if weights is None:
@@ -190,7 +221,8 @@ def make_mixture(
 
     if variances is None:
         lo, hi = _check_range("sigma_range", sigma_range, positive=True)
-        sigma = rng.uniform(lo, hi, size=(k, d))
+        shape = {"diag": (k, d), "full": (k, d), "tied": (1, d), "spherical": (k, 1)}
+        sigma = np.broadcast_to(rng.uniform(lo, hi, size=shape[family.name]), (k, d))
     else:
         sigma = np.sqrt(_check_variances(variances, k, d))
 
@@ -202,9 +234,27 @@ def make_mixture(
         if separation is not None:
             _check_given_separation(means, sigma, separation)
 
-    true_params = MixtureParams.from_moments(weights, means, sigma**2, dtype=dtype)
+    if family.name == "diag":
+        true_params = MixtureParams.from_moments(weights, means, sigma**2, dtype=dtype)
+    else:
+        true_params = family.init_from_moments(
+            weights, means, _rotated(rng, family.name, sigma ** 2), 0.0)
     X, y = sample_mixture(true_params, n_samples, random_state=rng, dtype=dtype)
     return X, y, true_params
+
+
+def _rotated(rng: np.random.Generator, name: str, variances: np.ndarray) -> np.ndarray:
+    """Covariances in scikit-learn's shape for ``name`` with eigenvalues ``variances``
+    (K, D): ``Q_k diag(v_k) Q_k^T`` for a uniformly random rotation ``Q_k`` (full), one
+    for component 0's eigenvalues (tied), ``v_k0`` (spherical)."""
+    if name == "spherical":
+        return variances[:, 0].copy()
+    v = variances[:1] if name == "tied" else variances
+    Q, R = np.linalg.qr(rng.standard_normal((len(v),) + (variances.shape[1],) * 2))
+    Q = Q * np.sign(np.einsum("...dd->...d", R))[..., None, :]   # Haar: fix the signs
+    cov = (Q * v[:, None, :]) @ np.swapaxes(Q, -1, -2)
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    return cov[0] if name == "tied" else cov
 
 
 # ---------------------------------------------------------------- helpers
