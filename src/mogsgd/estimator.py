@@ -91,8 +91,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
     verbose : int, default=0
         Progress on stdout: 1 a line per initialisation, 2 also every 10 iterations.
     callback : callable or None
-        ``callback(state)`` after each epoch (:class:`mogsgd.train.TrainState`);
-        returning ``False`` stops training.
+        ``callback(state)`` after each epoch (a TrainState); returning ``False`` stops.
     record_params : bool, default=False
         Keep the parameters (data units) after every epoch in ``history_["params"]``.
     dtype : None, np.float64 or np.float32, default=None

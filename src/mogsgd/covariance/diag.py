@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mogsgd import density, em, gradients, online_em
+import mogsgd.density as density
+import mogsgd.em as em
+import mogsgd.gradients as gradients
+import mogsgd.online_em as online_em
 from mogsgd.covariance._base import check_moments, labels
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
