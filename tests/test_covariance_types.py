@@ -396,3 +396,95 @@ def test_default_diag_is_unchanged_by_the_new_parameters():
     b = quiet_fit(X, n_components=2, random_state=0, covariance_type="diag",
                   init_params=None, reg_covar=None, precisions_init=None, max_iter=None)
     assert a.params_.allclose(b.params_, rtol=0) and a.covariances_.shape == (2, 3)
+
+
+# ------------------------------------------------------------ selection, plots, CLI
+def test_select_chooses_the_covariance_type_and_k_by_bic():
+    from mogsgd.selection import select_n_components
+
+    X = make_mixture(1500, 2, 3, separation=3.0, random_state=16, covariance_type="full")[0]
+    result = select_n_components(X, [2, 3, 4], n_init=1, random_state=0, solver="em",
+                                 covariance_types=["full", "spherical"])
+    assert result.covariance_types == ["full", "spherical"]
+    assert (result.best_type("bic"), result.best("bic")) == ("full", 3)
+    assert set(result.models) == {(t, k) for t in ("full", "spherical") for k in (2, 3, 4)}
+    table = result.to_markdown()
+    assert "| covariance | K |" in table and "Best: BIC full, K=3" in table
+
+
+def test_plots_draw_rotated_ellipses_from_the_covariance_sub_block():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse
+
+    from mogsgd import plotting
+
+    X, y, truth = correlated("full", n=600, seed=17)
+    est = quiet_fit(X, n_components=2, covariance_type="full", solver="em", random_state=0)
+    ax = plotting.plot_data(X, y, est.params_, dims=(0, 2), n_std=(1,))
+    ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
+    assert len(ellipses) == 2
+    for k, e in enumerate(ellipses):
+        sub = est.covariances_[k][np.ix_([0, 2], [0, 2])]
+        lam, vec = np.linalg.eigh(sub)
+        assert e.width == pytest.approx(2 * np.sqrt(lam[1]), rel=1e-9)
+        assert e.height == pytest.approx(2 * np.sqrt(lam[0]), rel=1e-9)
+        # the major axis lies along the top eigenvector (up to its sign)
+        angle = np.radians(e.angle)
+        assert abs(np.cos(angle) * vec[0, 1] + np.sin(angle) * vec[1, 1]) == pytest.approx(1.0)
+    for fig in (plotting.plot_pairs(X, est.params_, y),
+                plotting.plot_density(X, est.params_).figure,
+                plotting.plot_fit_vs_truth(X, est.params_, truth)):
+        assert fig.axes
+    plt.close("all")
+
+
+def test_the_readme_python_snippet_runs_twice_in_a_row(tmp_path, monkeypatch):
+    """The README's first Python example (which saves a model file) can be re-run: the
+    second run replaces the file it wrote (issue 16 item 6)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert "save(" in snippet
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            exec(compile(snippet, "README.md", "exec"), {})
+    assert (tmp_path / "model.json").exists()
+
+
+def test_cli_fits_and_selects_covariance_types(tmp_path):
+    """``mogsgd fit --covariance-type`` and ``mogsgd select --covariance-type``, through the
+    real command."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    X = correlated("full", n=800, seed=18)[0]
+    data = tmp_path / "data.npy"
+    np.save(data, X)
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+           "PATH": "/usr/bin:/bin"}
+
+    def mogsgd(*argv):
+        return subprocess.run([sys.executable, "-m", "mogsgd", *map(str, argv)],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    out = mogsgd("fit", data, "-k", 2, "--covariance-type", "full", "--out",
+                 tmp_path / "m.json", "-q")
+    assert out.returncode == 0, out.stderr
+    est = SGDGaussianMixture.load(tmp_path / "m.json")
+    assert est.covariance_type == "full" and est.covariances_.shape == (2, 3, 3)
+    out = mogsgd("select", data, "--k", "1..3", "--covariance-type", "full", "spherical",
+                 "--n-init", 1, "--solver", "em", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["best"]["bic"] == {"covariance_type": "full", "k": 2}
+    assert {r["covariance_type"] for r in result["rows"]} == {"full", "spherical"}
+    out = mogsgd("fit", data, "--covariance-type", "banded", "-q")
+    assert out.returncode == 2 and "banded" in out.stderr and "Traceback" not in out.stderr

@@ -260,3 +260,24 @@ def test_checkpoints_on_the_cluster_are_refused_before_any_work(client, tmp_path
                                              "Dask arrays .*load the rows"):
             est.fit(source, **({} if kw else {"resume": ckpt}))
     assert not ckpt.exists()
+
+
+@pytest.mark.parametrize("covariance_type, solver", [("full", "sgd"), ("tied", "em"),
+                                                     ("spherical", "sgd")])
+def test_other_covariance_types_fit_on_the_cluster_like_in_memory(client, covariance_type,
+                                                                   solver):
+    from mogsgd import make_mixture
+
+    X = make_mixture(6000, 3, 2, separation=3.0, random_state=5,
+                     covariance_type=covariance_type)[0]
+    Xd = da.from_array(X, chunks=(1500, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_cluster = SGDGaussianMixture(2, covariance_type=covariance_type, solver=solver,
+                                        random_state=0).fit(Xd)
+        in_memory = SGDGaussianMixture(2, covariance_type=covariance_type, solver=solver,
+                                       random_state=0).fit(X)
+    assert on_cluster.covariances_.shape == in_memory.covariances_.shape
+    assert on_cluster.score(X) == pytest.approx(in_memory.score(X), abs=0.01)
+    lazy = on_cluster.score_samples(Xd)          # inference stays lazy on the cluster
+    np.testing.assert_allclose(lazy.compute(), on_cluster.score_samples(X), rtol=1e-10)

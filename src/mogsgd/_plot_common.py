@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse, Patch
 
-from mogsgd.density import log_prob, weighted_log_prob
+from mogsgd.covariance import FULL
+from mogsgd.covariance.ops import PARAMS_TYPES, family_of, log_prob, weighted_log_prob
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
 from mogsgd.validation import check_data
@@ -63,14 +64,29 @@ def component_marker(k: int) -> str:
 
 
 def marginal_params(params: MixtureParams, dims: Sequence[int]) -> MixtureParams:
-    """The exact marginal mixture over features ``dims`` of a diagonal model.
+    """The exact marginal mixture over features ``dims``.
 
-    Integrating out the other features of ``N(mu_k, diag sigma_k^2)`` leaves
-    ``N(mu_k[dims], diag sigma_k[dims]^2)``, with the same weights.
-    Returns a MixtureParams with K components in ``len(dims)`` features.
+    Integrating out the other features of ``N(mu_k, Sigma_k)`` leaves
+    ``N(mu_k[dims], Sigma_k[dims, dims])``, with the same weights.  Returns a MixtureParams
+    with K components in ``len(dims)`` features for a diagonal model, else full-covariance
+    parameters (:class:`~mogsgd.covariance.FullParams`) holding the sub-blocks.
     """
     idx = list(dims)
-    return MixtureParams(params.means[:, idx], params.log_sigma[:, idx], params.logits)
+    if isinstance(params, MixtureParams):
+        return MixtureParams(params.means[:, idx], params.log_sigma[:, idx], params.logits)
+    return FULL.init_from_moments(params.weights, params.means[:, idx],
+                                  component_covariances(params)[:, idx][:, :, idx], 0.0)
+
+
+def component_covariances(params) -> np.ndarray:
+    """Every component's (D, D) covariance matrix, shape (K, D, D), for any family."""
+    if isinstance(params, MixtureParams):
+        return params.variances[:, :, None] * np.eye(params.n_features)
+    cov = np.asarray(family_of(params).covariances(params))
+    k, d = params.means.shape
+    if cov.ndim == 1:                      # spherical (K,)
+        return cov[:, None, None] * np.eye(d)
+    return np.broadcast_to(cov, (k, d, d))
 
 
 def new_axes(ax: Axes | None, figsize=(6.4, 5.0)) -> Axes:
@@ -98,8 +114,9 @@ def check_X(X) -> np.ndarray:
 
 
 def check_params(params, n_features: int | None = None, name: str = "params") -> MixtureParams:
-    if not isinstance(params, MixtureParams):
-        raise TypeError(f"{name} must be a MixtureParams, got {type(params).__name__}")
+    if type(params) not in PARAMS_TYPES:
+        raise TypeError(f"{name} must be a MixtureParams (or another covariance family's "
+                        f"parameters), got {type(params).__name__}")
     if n_features is not None and params.n_features != n_features:
         raise ValidationError(
             f"{name} has {params.n_features} features but X has {n_features}"
@@ -159,17 +176,20 @@ def point_style(n: int) -> dict:
 def draw_ellipses(ax: Axes, params2: MixtureParams, n_std: Sequence[float], *,
                    linestyle="-", colors=None, gid_prefix="component",
                    scale_width: float = 1.0, autoscale: bool = True) -> list[Ellipse]:
-    """Axis-aligned ellipses with semi-axes ``r * sigma_k`` for a 2-feature model; with
+    """Ellipses ``(x - mu_k)^T Sigma_k^-1 (x - mu_k) = r^2`` for a 2-feature model: axis
+    aligned with semi-axes ``r * sigma_k`` for a diagonal one, rotated along the
+    eigenvectors of ``Sigma_k`` (semi-axes ``r sqrt(lambda)``) otherwise; with
     ``autoscale=False`` they do not widen the data limits (cheaper, for axes whose limits
     are set by the caller)."""
     patches = []
-    sigma = params2.sigma
+    axes = ellipse_axes(params2)
     for k in range(params2.n_components):
         color = component_color(k) if colors is None else colors[k]
+        width, height, angle = axes[k]
         for i, r in enumerate(n_std):
             e = Ellipse(
-                xy=tuple(params2.means[k]), width=2 * r * sigma[k, 0], height=2 * r * sigma[k, 1],
-                angle=0.0, fill=False, edgecolor=color, linestyle=linestyle,
+                xy=tuple(params2.means[k]), width=2 * r * width, height=2 * r * height,
+                angle=angle, fill=False, edgecolor=color, linestyle=linestyle,
                 linewidth=scale_width * _SIGMA_LINEWIDTHS[min(i, 3)],
                 alpha=_SIGMA_ALPHAS[min(i, 3)], zorder=3,
             )
@@ -181,6 +201,19 @@ def draw_ellipses(ax: Axes, params2: MixtureParams, n_std: Sequence[float], *,
                 ax.add_artist(e)
             patches.append(e)
     return patches
+
+
+def ellipse_axes(params2) -> list[tuple[float, float, float]]:
+    """Per component of a 2-feature model: the 1-sigma semi-axes along x and y of its
+    ellipse before rotation, and the rotation in degrees (0 for a diagonal model)."""
+    if isinstance(params2, MixtureParams):
+        return [(float(s[0]), float(s[1]), 0.0) for s in params2.sigma]
+    out = []
+    for cov in component_covariances(params2):
+        lam, vec = np.linalg.eigh(cov)     # ascending: the major axis is the last
+        angle = float(np.degrees(np.arctan2(vec[1, 1], vec[0, 1])))
+        out.append((float(np.sqrt(lam[1])), float(np.sqrt(lam[0])), angle))
+    return out
 
 
 def draw_means(ax: Axes, means2: np.ndarray, *, marker=None, size=110, colors=None,

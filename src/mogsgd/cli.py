@@ -36,6 +36,7 @@ from mogsgd.cli_safety import (
     one_line,
     resume_command,
 )
+from mogsgd.covariance import COVARIANCE_TYPES
 
 __all__ = ["main", "build_parser"]
 
@@ -304,7 +305,7 @@ def _estimator_from_args(args, checkpoint: Path | None):
         patience=args.patience, n_init=args.n_init, init=args.init, solver=args.solver,
         random_state=args.seed, record_params=args.figures is not None,
         checkpoint_path=checkpoint, checkpoint_every=args.checkpoint_every,
-        missing=args.missing,
+        missing=args.missing, covariance_type=args.covariance_type,
     )
 
 
@@ -398,7 +399,7 @@ def _fit_streamed(args, out: Path, guard: Interrupts) -> int:
                "nll": -est.lower_bound_,
                "bic": -2.0 * total + est.n_parameters() * np.log(n),
                "aic": -2.0 * total + 2.0 * est.n_parameters(),
-               "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
+               "weights": est.weights_, "means": est.means_, **_covariance_summary(est),
                "feature_names": _stream_names(source)}
     if args.json:
         _emit_json(summary)
@@ -420,6 +421,15 @@ def _save_fitted(est, out: Path, args, guard: Interrupts, X) -> None:
                        "rate (--lr), or try --solver em")
     with guard.saving():
         save_model(est, out, force=args.force)
+
+
+def _covariance_summary(est) -> dict:
+    """``variances``: each feature's variance per component (``covariances_`` for diag); the
+    other types add ``covariance_type`` and ``covariances`` in scikit-learn's shape."""
+    out = {"variances": est.params_.variances}
+    if est.covariance_type != "diag":
+        out.update(covariance_type=est.covariance_type, covariances=est.covariances_)
+    return out
 
 
 def _remove_failed(checkpoint: Path | None) -> None:
@@ -499,6 +509,7 @@ def _check_resume_settings(args) -> None:
              "--solver": ("solver", args.solver, "sgd"),
              "--n-init": ("n_init", args.n_init, 1),
              "--init": ("init", args.init, "kmeans++"),
+             "--covariance-type": ("covariance_type", args.covariance_type, "diag"),
              "--seed": ("random_state", args.seed, 0)}
     differ = [f"{flag} {value} (the checkpoint has {saved.get(name)!r})"
               for flag, (name, value, default) in given.items()
@@ -603,7 +614,7 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
             "converged": est.converged_, "seconds": seconds,
             "nll": -est.score(X, sample_weight=weights),
             "bic": est.bic(X, sample_weight=weights), "aic": est.aic(X, sample_weight=weights),
-            "weights": est.weights_, "means": est.means_, "variances": est.covariances_,
+            "weights": est.weights_, "means": est.means_, **_covariance_summary(est),
             "feature_names": names,
         }
         if args.figures:
@@ -849,12 +860,15 @@ def cmd_select(args) -> int:
     from mogsgd.selection import select_n_components
 
     data = _load_data(args)
+    types = COVARIANCE_TYPES if "all" in args.covariance_type else args.covariance_type
     result = select_n_components(
         data.X, args.k, n_init=args.n_init, random_state=args.seed, solver=args.solver,
-        heldout_fraction=args.heldout_fraction,
+        heldout_fraction=args.heldout_fraction, covariance_types=types,
         progress=None if (args.quiet or args.json) else
-        (lambda k: _info(args, f"[select] fitting K={k}")))
+        (lambda k, t="": _info(args, f"[select] fitting K={k} {t}".rstrip())))
     best = {c: result.best(c) for c in ("bic", "aic", "heldout_ll")}
+    if len(result.covariance_types) > 1:
+        best = {c: {"covariance_type": result.best_type(c), "k": k} for c, k in best.items()}
     if args.plot:
         import matplotlib
 
@@ -1015,6 +1029,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="restarts from different seeds; the best likelihood wins")
     p.add_argument("--init", choices=["kmeans++", "kmeans", "random_points"],
                    default="kmeans++", help="how the components are seeded")
+    p.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="diag",
+                   help="covariance structure of each component (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", "-o", help="model file (default: DATA with .model.json)")
     p.add_argument("--figures", metavar="DIR",
@@ -1080,6 +1096,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="component counts: a range 1..10 or a list 2,3,5 (default: 1..10)")
     p.add_argument("--solver", "--method", dest="solver", choices=["sgd", "em", "online_em"],
                    default="sgd", help="how each K is fitted (--method is the old name)")
+    p.add_argument("--covariance-type", nargs="+", choices=COVARIANCE_TYPES + ("all",),
+                   default=["diag"], metavar="TYPE",
+                   help="covariance types to compare (full, tied, diag, spherical or all; "
+                        "default: diag); BIC then picks the type and K together")
     p.add_argument("--n-init", type=_positive_int, default=3, help="restarts per K")
     p.add_argument("--heldout-fraction", type=float, default=0.2,
                    help="share of the rows held out to score each K")

@@ -116,7 +116,8 @@ def divergence(est, X: np.ndarray | None = None) -> str | None:
             return f"its log-likelihood is {est.lower_bound_}"
         if not np.all(np.isfinite(est.weights_)):
             return "its weights are not finite"
-        cov = np.asarray(est.covariances_, dtype=np.float64)
+        # each feature's variance per component (K, D): covariances_ itself for diag
+        cov = np.asarray(est.params_.variances, dtype=np.float64)
         log_sigma = getattr(getattr(est, "params_", None), "log_sigma", None)
         if log_sigma is not None and np.shape(log_sigma) == cov.shape:
             log_var = 2.0 * np.asarray(log_sigma, dtype=np.float64)
@@ -130,8 +131,10 @@ def divergence(est, X: np.ndarray | None = None) -> str | None:
             bad |= np.isfinite(log_range) & (log_var > np.log(1e6) + 2.0 * log_range)
     if bad.any():
         k, d = np.argwhere(bad)[0]
-        return (f"covariances_[{k}, {d}] = exp({float(log_var[k, d]):.6g}) is beyond "
-                "anything the data can give")
+        name = (f"covariances_[{k}, {d}]" if np.shape(est.covariances_) == cov.shape
+                else f"the variance of feature {d} in component {k}")
+        return (f"{name} = exp({float(log_var[k, d]):.6g}) is beyond anything the data "
+                "can give")
     return None
 
 

@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 
+from mogsgd.covariance.ops import PARAMS_TYPES, permute_components
 from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams
 
@@ -83,7 +84,7 @@ def align_components(true: MixtureParams, fitted: MixtureParams) -> MixtureParam
     """``fitted`` with its components reordered to line up with ``true`` (same K)."""
     _check_same_shape(true, fitted)
     perm = match_components(true.means, fitted.means)
-    return MixtureParams(fitted.means[perm], fitted.log_sigma[perm], fitted.logits[perm])
+    return permute_components(fitted, perm)
 
 
 def matched_accuracy(y_true, y_pred) -> float:
@@ -140,8 +141,9 @@ def parameter_errors(true: MixtureParams, fitted: MixtureParams) -> dict[str, fl
 
 def _check_same_shape(true: MixtureParams, fitted: MixtureParams) -> None:
     for name, p in (("true", true), ("fitted", fitted)):
-        if not isinstance(p, MixtureParams):
-            raise TypeError(f"{name} must be a MixtureParams, got {type(p).__name__}")
+        if type(p) not in PARAMS_TYPES:
+            raise TypeError(f"{name} must be a MixtureParams (or another covariance "
+                            f"family's parameters), got {type(p).__name__}")
     if (true.n_components, true.n_features) != (fitted.n_components, fitted.n_features):
         raise ValidationError(
             f"true has K={true.n_components}, D={true.n_features} but fitted has "

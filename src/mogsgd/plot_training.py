@@ -44,6 +44,7 @@ from mogsgd._plot_common import (
     padded_range,
     point_style,
 )
+from mogsgd.covariance.ops import PARAMS_TYPES, permute_components
 from mogsgd.errors import ValidationError
 from mogsgd.metrics import match_components
 from mogsgd.params import MixtureParams
@@ -276,7 +277,7 @@ def _params_sequence(history: History) -> list[MixtureParams]:
         raise ValidationError(
             "history has no 'params' list; record it during training (record_params=...)"
         )
-    out = [p if isinstance(p, MixtureParams) else MixtureParams.from_dict(p) for p in raw]
+    out = [p if type(p) in PARAMS_TYPES else MixtureParams.from_dict(p) for p in raw]
     shape = (out[0].n_components, out[0].n_features)
     if any((p.n_components, p.n_features) != shape for p in out):
         raise ValidationError("history['params'] entries differ in K or D")
@@ -289,7 +290,7 @@ def _aligned_sequence(seq: list[MixtureParams], true: MixtureParams | None):
         return seq
     check_params(true, seq[-1].n_features, "true")
     perm = match_components(true.means, seq[-1].means)
-    return [MixtureParams(p.means[perm], p.log_sigma[perm], p.logits[perm]) for p in seq]
+    return [permute_components(p, perm) for p in seq]
 
 
 def plot_parameter_paths(
@@ -514,6 +515,8 @@ def plot_selection(result, *, ax: Axes | None = None) -> Axes:
     rows = list(getattr(result, "rows", []))
     if not rows:
         raise ValidationError("the selection result has no rows to plot")
+    if len(result.covariance_types) > 1:
+        return _plot_selection_by_type(result, rows, ax)
     ax = new_axes(ax)
     ks = np.array([r["k"] for r in rows])
     for key, label, color, marker in (("bic", "BIC", SERIES_COLORS[0], "o"),
@@ -540,5 +543,35 @@ def plot_selection(result, *, ax: Axes | None = None) -> Axes:
               title="circled: best K", title_fontsize=8)
     ax.set_title(f"Choosing K: BIC picks {result.best('bic')}, held-out likelihood "
                  f"picks {best}")
+    apply_style(ax)
+    return ax
+
+
+def _plot_selection_by_type(result, rows: list[dict], ax: Axes | None) -> Axes:
+    """:func:`plot_selection` with several covariance types: BIC (solid, left axis) and
+    held-out log-likelihood per point (dashed, right axis) per type against K; the best
+    (type, K) by each is circled."""
+    ax = new_axes(ax)
+    twin = ax.twinx()
+    for i, name in enumerate(result.covariance_types):
+        mine = [r for r in rows if r["covariance_type"] == name]
+        ks = [r["k"] for r in mine]
+        color = SERIES_COLORS[i % len(SERIES_COLORS)]
+        ax.plot(ks, [r["bic"] for r in mine], marker="o", color=color, label=f"BIC, {name}")
+        twin.plot(ks, [r["heldout_ll"] for r in mine], marker="^", color=color,
+                  linestyle="--", alpha=0.7, label=f"held-out LL, {name}")
+    for axis, criterion in ((ax, "bic"), (twin, "heldout_ll")):
+        best = result.best_row(criterion)
+        axis.scatter([best["k"]], [best[criterion]], s=160, facecolors="none",
+                     edgecolors="black", linewidths=2, zorder=5)
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel("BIC (lower is better)")
+    ax.set_xticks(sorted({r["k"] for r in rows}))
+    twin.set_ylabel("held-out log-likelihood per point (higher is better)")
+    handles = ax.get_lines() + twin.get_lines()
+    ax.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=7,
+              title="circled: best", title_fontsize=8)
+    ax.set_title(f"Choosing the covariance type and K: BIC picks {result.best_type('bic')}, "
+                 f"K={result.best('bic')}")
     apply_style(ax)
     return ax

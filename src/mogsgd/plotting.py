@@ -62,7 +62,12 @@ from mogsgd._plot_common import (
     point_style,
     sigma_label,
 )
-from mogsgd.density import log_prob, responsibilities, weighted_log_prob
+from mogsgd.covariance.ops import (
+    log_prob,
+    permute_components,
+    responsibilities,
+    weighted_log_prob,
+)
 from mogsgd.errors import ValidationError
 from mogsgd.metrics import match_components, parameter_errors
 from mogsgd.params import MixtureParams
@@ -559,7 +564,7 @@ def plot_fit_vs_truth(
         raise ValidationError(f"fitted has {fitted.n_components} components, true has "
                               f"{true.n_components}")
     perm = match_components(true.means, fitted.means)
-    aligned = MixtureParams(fitted.means[perm], fitted.log_sigma[perm], fitted.logits[perm])
+    aligned = permute_components(fitted, perm)
     errors = parameter_errors(true, fitted)
     k = true.n_components
     fig = new_figure(fig, (11.0, 9.0))

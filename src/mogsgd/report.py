@@ -42,6 +42,7 @@ class DemoResult:
     report_md: Path
     figures: dict[str, Path] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
+    covariance_rows: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -69,6 +70,9 @@ def run_demo(
        held out), fitted by plain SGD, momentum, Adam and EM from the same
        initialisation scheme and seed; figures of the fit, learning curves,
        parameter paths, an animation, and a comparison table.
+    3. Correlated data (2 features, 3 components with rotated covariances): the default
+       SGD fit with every covariance type, their ellipses and a table of held-out NLL
+       and BIC.
     """
     import matplotlib
 
@@ -167,6 +171,9 @@ def run_demo(
                                force=True)
     result.figures["animation"] = gif
 
+    say("fitting correlated data with every covariance type")
+    _covariance_types(result, save, seed)
+
     result.seconds = time.perf_counter() - start
     truth = {"weights": true.weights.tolist(), "means": true.means.tolist(),
              "variances": true.variances.tolist()}
@@ -175,10 +182,42 @@ def run_demo(
     _write_markdown(result, truth, fits, reference)
     _write_html(result, truth, fits, reference)
     (out / "summary.json").write_text(json.dumps(
-        {"rows": result.rows, "reference": reference, "true": truth, "fits": fits,
+        {"rows": result.rows, "covariance_types": result.covariance_rows,
+         "reference": reference, "true": truth, "fits": fits,
          "seconds": result.seconds, "version": __version__}, indent=2))
     say(f"done in {result.seconds:.1f} s")
     return result
+
+
+def _covariance_types(result: DemoResult, save, seed: int) -> None:
+    """Section 3: one correlated data set fitted with each covariance type."""
+    import matplotlib.pyplot as plt
+
+    from mogsgd import plotting
+    from mogsgd.covariance import COVARIANCE_TYPES
+    from mogsgd.datasets import make_mixture
+    from mogsgd.estimator import SGDGaussianMixture
+
+    X, y, _ = make_mixture(1500, 2, 3, separation=2.0, random_state=seed + 2,
+                           covariance_type="full")
+    order = np.random.default_rng(seed).permutation(len(X))
+    tr, te = order[:1200], order[1200:]
+    fig, axes = plt.subplots(2, 2, figsize=(11.0, 9.5), layout="constrained")
+    for ax, name in zip(axes.ravel(), COVARIANCE_TYPES, strict=True):
+        t0 = time.perf_counter()
+        est = SGDGaussianMixture(3, covariance_type=name, random_state=seed).fit(X[tr])
+        seconds = time.perf_counter() - t0
+        result.covariance_rows.append({
+            "covariance_type": name, "parameters": est.n_parameters(),
+            "train NLL": -est.score(X[tr]), "test NLL": -est.score(X[te]),
+            "BIC": est.bic(X[tr]), "time (s)": seconds})
+        plotting.plot_data(X[tr], y[tr], est.params_, ax=ax, n_std=(1, 2))
+        ax.set_title(f"covariance_type={name!r}: test NLL {-est.score(X[te]):.3f}")
+    save(fig, "covariance_types")
+
+
+COVARIANCE_COLUMNS = ("covariance_type", "parameters", "train NLL", "test NLL", "BIC",
+                      "time (s)")
 
 
 # ------------------------------------------------------------------- writing
@@ -199,6 +238,10 @@ SECTIONS = (
     ("Parameter paths", ["parameter_paths", "animation"],
      "Plain SGD started from three random data points: the means travel across the data "
      "to the clusters while the standard deviations and weights settle."),
+    ("Correlated data: covariance types", ["covariance_types"],
+     "1500 points from 3 components with rotated (correlated) covariances, the default SGD "
+     "fit with each covariance_type: full and tied ellipses rotate with the data, diagonal "
+     "and spherical ones cannot (table: held-out NLL and BIC per type)."),
 )
 
 COLUMNS = ("method", "train NLL", "test NLL", "BIC", "epochs/iters", "time (s)", "accuracy",
@@ -211,9 +254,9 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _table_md(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+def _table_md(rows: list[dict], columns=COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -252,6 +295,8 @@ def _write_markdown(result: DemoResult, truth, fits, reference) -> None:
              "## Fitted vs true parameters\n", _params_md(truth, fits), ""]
     for title, names, text in SECTIONS:
         parts.append(f"## {title}\n\n{text}\n")
+        if "covariance_types" in names:
+            parts += [_table_md(result.covariance_rows, COVARIANCE_COLUMNS), ""]
         for name in names:
             path = result.figures[name]
             parts.append(f"![{name}]({path.name})\n")
@@ -264,10 +309,14 @@ def _img_tag(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
 
 
+def _table_html(rows: list[dict], columns) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in columns)
+                   + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def _write_html(result: DemoResult, truth, fits, reference) -> None:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in COLUMNS)
-                   + "</tr>" for r in result.rows)
     params_rows = []
     for label, f in [("true", truth), *fits.items()]:
         for j in range(len(f["weights"])):
@@ -278,7 +327,9 @@ def _write_html(result: DemoResult, truth, fits, reference) -> None:
     sections = []
     for title, names, text in SECTIONS:
         imgs = "".join(f"<figure>{_img_tag(result.figures[n])}</figure>" for n in names)
-        sections.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p>"
+        table = _table_html(result.covariance_rows, COVARIANCE_COLUMNS) \
+            if "covariance_types" in names else ""
+        sections.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p>{table}"
                         f"<div class='figs'>{imgs}</div>")
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>mogsgd demo report</title>
@@ -293,7 +344,7 @@ figure {{ margin: 0; }} img {{ max-width: 560px; height: auto; }}
 <h1>mogsgd demo report</h1>
 <p>mogsgd {html.escape(__version__)}; total run time {result.seconds:.1f} s.</p>
 <h2>Comparison of methods (3 features, 3 components)</h2>
-<table><tr>{head}</tr>{body}</table>
+{_table_html(result.rows, COLUMNS)}
 <p>Reference NLL on the training rows: EM optimum {reference['EM optimum']:.4f},
 true parameters {reference['true parameters']:.4f}.</p>
 <h2>Fitted vs true parameters</h2>

@@ -1,8 +1,10 @@
-"""Choosing the number of components K: fit each K, compare BIC, AIC and held-out likelihood.
+"""Choosing the number of components K (and the covariance type): fit each, compare BIC,
+AIC and held-out likelihood.
 
-BIC and AIC (eq. 38) are computed on the rows used for fitting; the held-out
-log-likelihood on a random split that no fit sees.  The best K by each
-criterion is reported; BIC's choice is the default recommendation.
+BIC and AIC (eqs. 38, 51: each type counts its own free parameters) are computed on the
+rows used for fitting; the held-out log-likelihood on a random split that no fit sees.
+The best K (with several covariance types: the best type and K) by each criterion is
+reported; BIC's choice is the default recommendation.
 """
 
 from __future__ import annotations
@@ -11,43 +13,67 @@ import time
 from dataclasses import dataclass, field
 
 from mogsgd._random import check_random_state
+from mogsgd.covariance import COVARIANCE_TYPES
 from mogsgd.errors import ValidationError
-from mogsgd.validation import check_data, check_fraction, check_positive_int
+from mogsgd.validation import check_choice, check_data, check_fraction, check_positive_int
 
 __all__ = ["SelectionResult", "select_n_components"]
 
 
 @dataclass
 class SelectionResult:
-    """One row per K: ``k, bic, aic, train_ll, heldout_ll, seconds`` (per-point LLs)."""
+    """One row per fitted (covariance type, K): ``covariance_type, k, bic, aic, train_ll,
+    heldout_ll, seconds`` (per-point LLs).  ``models`` holds the fitted estimators, by K
+    with one covariance type, by ``(covariance_type, K)`` with several."""
 
     rows: list[dict] = field(default_factory=list)
     models: dict = field(default_factory=dict)
 
-    def best(self, criterion: str = "bic") -> int:
-        """K with the lowest BIC/AIC or the highest held-out log-likelihood."""
+    @property
+    def covariance_types(self) -> list[str]:
+        """The covariance types compared, in the order fitted."""
+        return list(dict.fromkeys(r.get("covariance_type", "diag") for r in self.rows))
+
+    def best_row(self, criterion: str = "bic") -> dict:
+        """The row with the lowest BIC/AIC or the highest held-out log-likelihood."""
         if criterion in ("bic", "aic"):
-            return int(min(self.rows, key=lambda r: r[criterion])["k"])
+            return min(self.rows, key=lambda r: r[criterion])
         if criterion == "heldout_ll":
-            return int(max(self.rows, key=lambda r: r[criterion])["k"])
+            return max(self.rows, key=lambda r: r[criterion])
         raise ValidationError(f"unknown criterion {criterion!r}; use 'bic', 'aic' or "
                               "'heldout_ll'")
 
+    def best(self, criterion: str = "bic") -> int:
+        """K of :meth:`best_row` (with several covariance types, the best type's K)."""
+        return int(self.best_row(criterion)["k"])
+
+    def best_type(self, criterion: str = "bic") -> str:
+        """The covariance type of :meth:`best_row`."""
+        return self.best_row(criterion).get("covariance_type", "diag")
+
     def to_markdown(self) -> str:
-        marks = {c: self.best(c) for c in ("bic", "aic", "heldout_ll")}
-        lines = ["| K | BIC | AIC | train LL / point | held-out LL / point | time (s) |",
-                 "|---|---|---|---|---|---|"]
+        marks = {c: id(self.best_row(c)) for c in ("bic", "aic", "heldout_ll")}
+        several = len(self.covariance_types) > 1
+        lines = [("| covariance | " if several else "| ")
+                 + "K | BIC | AIC | train LL / point | held-out LL / point | time (s) |",
+                 "|---" * (7 if several else 6) + "|"]
         for r in self.rows:
             cells = {"bic": format(r["bic"], ".1f"), "aic": format(r["aic"], ".1f"),
                      "heldout_ll": format(r["heldout_ll"], ".4f")}
             for c in cells:
-                if marks[c] == r["k"]:
+                if marks[c] == id(r):
                     cells[c] = f"**{cells[c]}**"
-            lines.append(f"| {r['k']} | {cells['bic']} | {cells['aic']} | {r['train_ll']:.4f} "
-                         f"| {cells['heldout_ll']} | {r['seconds']:.2f} |")
+            lines.append(("| " + r["covariance_type"] + " " if several else "")
+                         + f"| {r['k']} | {cells['bic']} | {cells['aic']} | "
+                         f"{r['train_ll']:.4f} | {cells['heldout_ll']} | {r['seconds']:.2f} |")
         lines.append("")
-        lines.append(f"Best K: BIC {marks['bic']}, AIC {marks['aic']}, held-out "
-                     f"log-likelihood {marks['heldout_ll']} (bold).")
+        if several:
+            named = {c: f"{self.best_type(c)}, K={self.best(c)}" for c in marks}
+            lines.append(f"Best: BIC {named['bic']}; AIC {named['aic']}; held-out "
+                         f"log-likelihood {named['heldout_ll']} (bold).")
+        else:
+            lines.append(f"Best K: BIC {self.best('bic')}, AIC {self.best('aic')}, held-out "
+                         f"log-likelihood {self.best('heldout_ll')} (bold).")
         return "\n".join(lines)
 
 
@@ -59,16 +85,29 @@ def select_n_components(
     n_init: int = 3,
     random_state=None,
     progress=None,
+    covariance_types=None,
     **estimator_kwargs,
 ) -> SelectionResult:
     """Fit ``SGDGaussianMixture(k)`` for every k in ``ks`` and tabulate the criteria.
 
-    ``n_init`` restarts per K (the best is kept); other keyword arguments go to
-    the estimator (e.g. ``solver="em"``, ``optimizer="sgd"``).  Returns a
+    ``covariance_types`` (e.g. ``["full", "tied", "diag", "spherical"]``) fits every type
+    for every K, so BIC chooses the type and K together; ``None``: one type, the
+    ``covariance_type`` keyword or ``"diag"``.  ``n_init`` restarts per fit (the best is
+    kept); other keyword arguments go to the estimator (e.g. ``solver="em"``).
+    ``progress(k)`` (``progress(k, covariance_type)`` with several types) is called before
+    each fit.  Returns a
     :class:`SelectionResult` with the fitted models in ``models``.
     """
     from mogsgd.estimator import SGDGaussianMixture
 
+    if covariance_types is None:
+        covariance_types = [estimator_kwargs.pop("covariance_type", "diag")]
+    elif "covariance_type" in estimator_kwargs:
+        raise ValidationError("give covariance_types (the list to compare) or "
+                              "covariance_type, not both")
+    covariance_types = list(dict.fromkeys(covariance_types))
+    for name in covariance_types:
+        check_choice("covariance_type", name, COVARIANCE_TYPES)
     ks = sorted({check_positive_int("k", int(k)) for k in ks})
     if not ks:
         raise ValidationError("ks is empty; give at least one number of components")
@@ -83,17 +122,23 @@ def select_n_components(
                               "lower the largest K or the held-out fraction")
     result = SelectionResult()
     seed = int(rng.integers(2**31 - 1))
-    for k in ks:
-        if progress is not None:
-            progress(k)
-        t0 = time.perf_counter()
-        est = SGDGaussianMixture(k, n_init=n_init, random_state=seed, **estimator_kwargs)
-        est.fit(fit_rows)
-        result.models[k] = est
-        result.rows.append({
+    several = len(covariance_types) > 1
+    for covariance_type in covariance_types:
+        for k in ks:
+            if progress is not None:
+                progress(*((k, covariance_type) if several else (k,)))
+            t0 = time.perf_counter()
+            est = SGDGaussianMixture(k, n_init=n_init, random_state=seed,
+                                     covariance_type=covariance_type, **estimator_kwargs)
+            est.fit(fit_rows)
+            result.models[(covariance_type, k) if several else k] = est
+            result.rows.append(_row(est, covariance_type, k, fit_rows, held, t0))
+    return result
+
+
+def _row(est, covariance_type: str, k: int, fit_rows, held, t0: float) -> dict:
+    return {"covariance_type": covariance_type,
             "k": k, "bic": est.bic(fit_rows), "aic": est.aic(fit_rows),
             "train_ll": est.score(fit_rows),
-            "heldout_ll": est.score(held) if n_held else float("nan"),
-            "seconds": time.perf_counter() - t0,
-        })
-    return result
+            "heldout_ll": est.score(held) if len(held) else float("nan"),
+            "seconds": time.perf_counter() - t0}

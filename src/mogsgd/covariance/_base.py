@@ -124,10 +124,23 @@ def frozen(a, dtype=np.float64) -> np.ndarray:
     return out
 
 
-def parameter_views(cls):
+def parameter_views(marginal_variances: Callable):
     """Class decorator: the views every family's parameter NamedTuple shares with
     :class:`~mogsgd.params.MixtureParams` -- ``weights`` (softmax of the logits, eq. 12),
-    ``n_components``, ``n_features``, ``dtype`` and ``astype(dtype)``."""
+    ``n_components``, ``n_features``, ``dtype``, ``astype(dtype)``, and ``variances`` /
+    ``sigma``, each feature's marginal variance / standard deviation per component (K, D),
+    ``marginal_variances(params)`` (the diagonal of each covariance)."""
+    def decorate(cls):
+        cls.variances = property(marginal_variances,
+                                 doc="Marginal variances per component and feature, (K, D).")
+        cls.sigma = property(lambda self: np.sqrt(self.variances),
+                             doc="Marginal standard deviations, (K, D).")
+        return _views(cls)
+
+    return decorate
+
+
+def _views(cls):
     cls.weights = property(lambda self: np.exp(log_weights(self.logits)),
                            doc="Mixture weights ``softmax(logits)``, (K,).")
     cls.n_components = property(lambda self: self.means.shape[0], doc="K.")

@@ -49,10 +49,16 @@ from mogsgd.covariance.online import OnlineEMMixin
 from mogsgd.density import FAR_LOG_DENSITY, H_SAT, LN2, LOG_2PI, Distance, saturated
 from mogsgd.errors import ValidationError
 
-__all__ = ["FullParams", "LogCholGradSums", "FullFamily", "FULL"]
+__all__ = ["FullParams", "LogCholGradSums", "FullFamily", "FULL", "diagonal_of_covariances"]
 
 
-@parameter_views
+def diagonal_of_covariances(params) -> np.ndarray:
+    """``Sigma_kdd`` (K, D) for a stack of factors, or (D,) broadcast to (K, D) for one."""
+    cov = chol.cov_from_factor(chol.factor(params.log_chol))
+    return np.broadcast_to(np.einsum("...dd->...d", cov), params.means.shape).copy()
+
+
+@parameter_views(diagonal_of_covariances)
 class FullParams(NamedTuple):
     """Unconstrained parameters (or a gradient) of a full-covariance mixture.
 

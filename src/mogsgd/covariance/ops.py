@@ -22,9 +22,9 @@ from mogsgd.density import logsumexp
 from mogsgd.init import sq_distances
 from mogsgd.params import MixtureParams
 
-__all__ = ["family_of", "log_prob", "log_resp", "nll", "nll_grad_sums", "em_stats",
-           "combine", "m_step", "project_floor", "gradient", "start_from_diagonal",
-           "PARAMS_TYPES"]
+__all__ = ["family_of", "log_prob", "log_resp", "weighted_log_prob", "responsibilities", "nll",
+           "nll_grad_sums", "em_stats", "combine", "m_step", "project_floor", "gradient",
+           "start_from_diagonal", "permute_components", "PARAMS_TYPES"]
 
 #: Parameter type -> family.
 PARAMS_TYPES: dict[type, CovarianceFamily] = {
@@ -41,7 +41,17 @@ def family_of(params) -> CovarianceFamily:
 
 def log_prob(X: np.ndarray, params) -> np.ndarray:
     """``log p(x_i)``, shape (n,) (eq. 10)."""
-    return logsumexp(family_of(params).log_prob_components(X, params), axis=1)
+    return logsumexp(weighted_log_prob(X, params), axis=1)
+
+
+def weighted_log_prob(X: np.ndarray, params) -> np.ndarray:
+    """``log pi_k + log N(x_i | component k)``, shape (n, K) (eqs. 9, 40, 45)."""
+    return family_of(params).log_prob_components(X, params)
+
+
+def responsibilities(X: np.ndarray, params) -> np.ndarray:
+    """``gamma_ik``, shape (n, K), rows summing to one (eq. 11)."""
+    return np.exp(log_resp(X, params))
 
 
 def log_resp(X: np.ndarray, params) -> np.ndarray:
@@ -83,6 +93,14 @@ def project_floor(params, min_variance: float):
 def gradient(sums, params, scale: float):
     """The gradient fields of ``sums`` times ``scale``, as the parameters' own type."""
     return type(params)(*(g * scale for g in sums[2:]))
+
+
+def permute_components(params, perm):
+    """``params`` with the components reordered: component ``k`` of the result is
+    component ``perm[k]`` (a tied covariance is shared and stays)."""
+    perm = np.asarray(perm)
+    cov = params[1] if isinstance(params, TiedParams) else np.asarray(params[1])[perm]
+    return type(params)(params.means[perm], cov, params.logits[perm])
 
 
 def start_from_diagonal(family: CovarianceFamily, X: np.ndarray, start: MixtureParams,

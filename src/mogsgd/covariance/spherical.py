@@ -42,7 +42,8 @@ from mogsgd.errors import ValidationError
 __all__ = ["SphericalParams", "SphericalGradSums", "SphericalFamily", "SPHERICAL"]
 
 
-@parameter_views
+@parameter_views(lambda p: np.broadcast_to(np.exp(2.0 * p.log_sigma)[:, None],
+                                         p.means.shape).copy())
 class SphericalParams(NamedTuple):
     """``means`` (K, D); ``log_sigma`` (K,), ``Sigma_k = exp(2 log_sigma_k) I``; ``logits`` (K,)."""
 

@@ -17,12 +17,12 @@ import numpy as np
 
 import mogsgd.covariance.cholesky as chol
 from mogsgd.covariance._base import parameter_views, validated
-from mogsgd.covariance.full import FullFamily, with_reg
+from mogsgd.covariance.full import FullFamily, diagonal_of_covariances, with_reg
 
 __all__ = ["TiedParams", "TiedFamily", "TIED"]
 
 
-@parameter_views
+@parameter_views(diagonal_of_covariances)
 class TiedParams(NamedTuple):
     """``means`` (K, D); ``log_chol`` (D, D), the shared precision's log-Cholesky factor
     (eq. 39); ``logits`` (K,).  Build validated instances with :meth:`create`."""
