@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import component_covariance
 from scipy.optimize import linear_sum_assignment
 from sklearn.datasets import load_iris, load_wine
 from sklearn.mixture import GaussianMixture
@@ -42,17 +43,6 @@ def sklearn_with(est: SGDGaussianMixture) -> GaussianMixture:
         setattr(gm, name, getattr(est, name))
     gm.converged_, gm.n_iter_, gm.lower_bound_ = True, 1, 0.0
     return gm
-
-
-def component_covariance(cov, covariance_type: str, k: int, d: int) -> np.ndarray:
-    """Component ``k``'s (D, D) covariance from ``cov`` in scikit-learn's shape."""
-    if covariance_type == "full":
-        return cov[k]
-    if covariance_type == "tied":
-        return cov
-    if covariance_type == "diag":
-        return np.diag(cov[k])
-    return cov[k] * np.eye(d)
 
 
 def match(estimated: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -309,6 +299,21 @@ def test_integer_weights_equal_repeated_rows_for_em(covariance_type):
     np.testing.assert_allclose(b.means_[order], a.means_, rtol=1e-7, atol=1e-10)
     got = b.covariances_ if covariance_type == "tied" else b.covariances_[order]
     np.testing.assert_allclose(got, a.covariances_, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "online_em"])
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "spherical"])
+def test_full_batch_stochastic_fits_weigh_rows_like_repeats(covariance_type, solver):
+    # n <= batch_size: the fit runs on the distinct rows with their total weights, so
+    # integer weights and repeated rows are the same fit exactly
+    X = correlated(covariance_type, n=120, seed=19)[0]
+    w = np.random.default_rng(1).integers(1, 3, size=len(X))
+    kw = dict(n_components=2, covariance_type=covariance_type, solver=solver,
+              random_state=0, max_epochs=30)
+    a = quiet_fit(X, w, **kw)
+    b = quiet_fit(np.repeat(X, w, axis=0), **kw)
+    np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-9)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-9, atol=1e-12)
 
 
 # -------------------------------------------------------- scikit-learn's parameter names

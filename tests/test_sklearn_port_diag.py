@@ -50,6 +50,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import divergent_spherical_init
 from scipy import stats
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import adjusted_rand_score
@@ -662,18 +663,7 @@ def test_gaussian_mixture_setting_best_params(solver):
     that lead EM towards divergence (scikit-learn's values; spherical precisions spread
     over the features) sets every fitted attribute without error and reports that it did
     not converge."""
-    X = np.random.RandomState(0).uniform(size=(30, 3))
-    means_init = np.array([
-        [0.670637869618158, 0.21038256107384043, 0.12892629765485303],
-        [0.09394051075844147, 0.5759464955561779, 0.929296197576212],
-        [0.5033230372781258, 0.9569852381759425, 0.08654043447295741],
-        [0.18578301420435747, 0.5531158970919143, 0.19388943970532435],
-        [0.4548589928173794, 0.35182513658825276, 0.568146063202464],
-        [0.609279894978321, 0.7929063819678847, 0.9620097270828052]])
-    precisions_init = np.array([999999.999604483, 999999.9990869573, 553.7603944542167,
-                                204.78596008931834, 15.867423501783637, 85.4595728389735])
-    weights_init = [0.03333333333333341, 0.03333333333333341, 0.06666666666666674,
-                    0.06666666666666674, 0.7000000000000001, 0.10000000000000007]
+    X, weights_init, means_init, precisions_init = divergent_spherical_init()
     est = gmm(solver, 6, means_init=means_init, weights_init=weights_init,
               variances_init=np.repeat(1.0 / precisions_init[:, None], 3, axis=1),
               min_variance=1e-12, random_state=0, **budget(solver, 1))

@@ -93,27 +93,31 @@ def check_scaler(center, scale, d: int) -> None:
         raise ValueError("scaler_scale must be > 0 for every feature")
 
 
-def _check_online_state(name: str, state: OnlineState, shape: tuple) -> None:
-    """Online EM's state for the full, tied and spherical families."""
+def _check_online_state(name: str, state, shape: tuple) -> None:
+    """Online EM's state: :class:`~mogsgd.online_em.OnlineEMState` (diag, :class:`EMStats`)
+    or :class:`~mogsgd.covariance.OnlineState` (the other families, :class:`CentredStats`,
+    whose ``sxx`` has the family's shape)."""
     check_int(f"{name}.count", state.count)
     check_int(f"{name}.n_averaged", state.n_averaged)
     if state.average is not None:
         check_params(f"{name}.average", state.average, shape)
     s = state.stats
-    if not isinstance(s, CentredStats):
-        raise ValueError(f"{name}.stats must be CentredStats")
+    kind = EMStats if isinstance(state, OnlineEMState) else CentredStats
+    if not isinstance(s, kind):
+        raise ValueError(f"{name}.stats must be {kind.__name__}")
     _check_real(f"{name}.stats.ll_sum", s.ll_sum)
     if _check_real(f"{name}.stats.weight_sum", s.weight_sum) <= 0:
         raise ValueError(f"{name}.stats.weight_sum must be > 0")
-    if np.any(_check_array(f"{name}.stats.nk", s.nk, shape[:1]) < 0):
-        raise ValueError(f"{name}.stats.nk must be >= 0")
-    _check_array(f"{name}.stats.sx", s.sx, shape)
-    sxx = s.sxx
-    _check_array(f"{name}.stats.sxx", sxx, getattr(sxx, "shape", None))
+    shapes = {"nk": shape[:1], "nkd": shape, "sx": shape,
+              "sxx": shape if kind is EMStats else getattr(s.sxx, "shape", None)}
+    for field in kind._fields[2:]:
+        a = _check_array(f"{name}.stats.{field}", getattr(s, field), shapes[field])
+        if (field in ("nk", "nkd") or (field == "sxx" and kind is EMStats)) and np.any(a < 0):
+            raise ValueError(f"{name}.stats.{field} must be >= 0")
 
 
 def _check_opt_state(name: str, state, shape: tuple) -> None:
-    if isinstance(state, OnlineState):
+    if isinstance(state, OnlineEMState | OnlineState):
         _check_online_state(name, state, shape)
     elif isinstance(state, SGDState):
         check_int(f"{name}.count", state.count)
@@ -126,22 +130,6 @@ def _check_opt_state(name: str, state, shape: tuple) -> None:
         check_params(f"{name}.nu", state.nu, shape, variances=False)
         if any(np.any(a < 0) for a in state.nu):
             raise ValueError(f"{name}.nu (Adam's second moments) must be >= 0")
-    elif isinstance(state, OnlineEMState):
-        check_int(f"{name}.count", state.count)
-        check_int(f"{name}.n_averaged", state.n_averaged)
-        if state.average is not None:
-            check_params(f"{name}.average", state.average, shape)
-        s = state.stats
-        if not isinstance(s, EMStats):
-            raise ValueError(f"{name}.stats must be EMStats")
-        k, _ = shape
-        _check_real(f"{name}.stats.ll_sum", s.ll_sum)
-        if _check_real(f"{name}.stats.weight_sum", s.weight_sum) <= 0:
-            raise ValueError(f"{name}.stats.weight_sum must be > 0")
-        for field, want in (("nk", (k,)), ("nkd", shape), ("sx", shape), ("sxx", shape)):
-            a = _check_array(f"{name}.stats.{field}", getattr(s, field), want)
-            if field != "sx" and np.any(a < 0):
-                raise ValueError(f"{name}.stats.{field} must be >= 0")
     elif state is not None:
         raise ValueError(f"{name} has an unknown optimiser state {type(state).__name__}")
 

@@ -99,8 +99,9 @@ def permute_components(params, perm):
     """``params`` with the components reordered: component ``k`` of the result is
     component ``perm[k]`` (a tied covariance is shared and stays)."""
     perm = np.asarray(perm)
-    cov = params[1] if isinstance(params, TiedParams) else np.asarray(params[1])[perm]
-    return type(params)(params.means[perm], cov, params.logits[perm])
+    means, cov, logits = params
+    return type(params)(means[perm], cov if isinstance(params, TiedParams) else cov[perm],
+                        logits[perm])
 
 
 def start_from_diagonal(family: CovarianceFamily, X: np.ndarray, start: MixtureParams,
