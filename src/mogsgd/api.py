@@ -54,9 +54,9 @@ def nll_grad(X, params: MixtureParams, sample_weight: np.ndarray | None = None, 
     (K, D) and ``d NLL / d logits`` (K,).  With ``sample_weight`` (n,) the weighted mean
     (eq. 31).  See :func:`mogsgd.gradients.nll_grad` (the reference)."""
     X = _rows(X, params)
-    sums = (fast.nll_grad_sums if _numba(backend) else ops.nll_grad_sums)(X, params,
-                                                                         sample_weight)
-    return finalize(sums, type(params))
+    if _numba(backend):
+        return fast.nll_grad(X, params, sample_weight)
+    return finalize(ops.nll_grad_sums(X, params, sample_weight), type(params))
 
 
 def nll(X, params: MixtureParams, sample_weight: np.ndarray | None = None, *,

@@ -28,9 +28,10 @@ import warnings
 import numpy as np
 
 from mogsgd import density, gradients
+from mogsgd.covariance import finalize as family_finalize
 from mogsgd.covariance import ops
 from mogsgd.errors import FallbackWarning
-from mogsgd.gradients import GradSums, finalize
+from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams
 from mogsgd.validation import check_choice
 
@@ -250,8 +251,9 @@ def nll_grad_sums(X: np.ndarray, params: MixtureParams,
 
 def nll_grad(X: np.ndarray, params: MixtureParams,
              sample_weight: np.ndarray | None = None) -> tuple[float, MixtureParams]:
-    """:func:`mogsgd.gradients.nll_grad` by the fused kernel: mean NLL and its gradient."""
-    return finalize(nll_grad_sums(X, params, sample_weight))
+    """:func:`mogsgd.gradients.nll_grad` by the fused kernel: mean NLL and its gradient (of
+    the parameters' own type, for every covariance family)."""
+    return family_finalize(nll_grad_sums(X, params, sample_weight), type(params))
 
 
 def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None = None) -> float:
