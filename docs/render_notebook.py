@@ -4,8 +4,12 @@ Usage, from the repository root::
 
     PYTHONPATH=src python docs/render_notebook.py                 # notebooks/tutorial.ipynb
     PYTHONPATH=src python docs/render_notebook.py NOTEBOOK -o OUT.html --executed OUT.ipynb
+    PYTHONPATH=src python docs/render_notebook.py --markdown docs/tutorial.md   # published
 
-The default output is ``out/tutorial.html`` (``out/`` is git-ignored).  The notebook runs
+The default output is ``out/tutorial.html`` (``out/`` is git-ignored).  ``--markdown
+docs/tutorial.md`` writes the published copy instead: Markdown with the code, its printed
+output and its figures (PNG files in ``docs/tutorial_files/``), which GitHub renders,
+formulas included; regenerate it with that command after changing the notebook.  The notebook runs
 with nbclient on the ``python3`` kernel, in a temporary directory, with ``src/`` put in
 front of ``PYTHONPATH`` so it imports this checkout's ``mogsgd``.  The HTML is written by
 nbconvert when it is installed, and otherwise by the small renderer below, which handles the
@@ -31,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NOTEBOOK = ROOT / "notebooks" / "tutorial.ipynb"
 DEFAULT_HTML = ROOT / "out" / "tutorial.html"
 
-__all__ = ["kernel_env", "execute_notebook", "notebook_to_html", "minimal_html", "main"]
+__all__ = ["kernel_env", "execute_notebook", "notebook_to_html", "minimal_html",
+           "notebook_to_markdown", "main"]
 
 
 def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -216,21 +221,92 @@ def minimal_html(nb: nbformat.NotebookNode, title: str = "notebook") -> str:
     )
 
 
+# ------------------------------------------------------------ Markdown output
+def _fence(text: str, lang: str = "") -> str:
+    text = text.rstrip("\n")
+    ticks = "```" if "```" not in text else "~~~~"
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def notebook_to_markdown(nb: nbformat.NotebookNode, figures: Path, link: str,
+                         moved: tuple[Path, Path] | None = None) -> str:
+    """Markdown of an executed notebook: markdown cells as they are, code in ``python``
+    fences, printed output in plain fences, figures written to ``figures`` as
+    ``cell{N}_{M}.png`` (any previous ones removed) and linked as ``link/cell{N}_{M}.png``.
+    ``moved = (notebook folder, output folder)`` rewrites relative links for the new place."""
+    import base64
+
+    def relink(text: str) -> str:
+        if moved is None:
+            return text
+
+        def fix(m: re.Match) -> str:
+            target = m.group(2)
+            if re.match(r"[a-z]+:|#|/", target):
+                return m.group(0)
+            new = os.path.relpath((moved[0] / target).resolve(), moved[1].resolve())
+            return f"{m.group(1)}({Path(new).as_posix()})"
+
+        return re.sub(r"(\[[^\]]*\])\(([^)\s]+)\)", fix, text)
+
+    figures.mkdir(parents=True, exist_ok=True)
+    for old in figures.glob("cell*.png"):
+        old.unlink()
+    parts = []
+    for n, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            parts.append(relink(cell.source.strip()))
+            continue
+        if cell.cell_type != "code":
+            continue
+        parts.append(_fence(cell.source, "python"))
+        for m, output in enumerate(cell.get("outputs", [])):
+            kind = output.get("output_type")
+            data = output.get("data", {})
+            if kind == "stream":
+                parts.append(_fence(output.get("text", "")))
+            elif kind == "error":
+                parts.append(_fence(_ANSI.sub("", "\n".join(output.get("traceback", [])))))
+            elif "image/png" in data:
+                name = f"cell{n:02d}_{m}.png"
+                png = "".join(data["image/png"]).replace("\n", "")
+                (figures / name).write_bytes(base64.b64decode(png))
+                parts.append(f"![figure of cell {n}]({link}/{name})")
+            elif "text/markdown" in data:
+                parts.append("".join(data["text/markdown"]).strip())
+            elif "text/plain" in data:
+                parts.append(_fence("".join(data["text/plain"])))
+    header = ("<!-- Generated from notebooks/tutorial.ipynb by `PYTHONPATH=src python "
+              "docs/render_notebook.py --markdown docs/tutorial.md`; edit the notebook, not "
+              "this file. -->")
+    return header + "\n\n" + "\n\n".join(p for p in parts if p) + "\n"
+
+
 # ------------------------------------------------------------------ command line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebook", nargs="?", default=str(DEFAULT_NOTEBOOK))
     parser.add_argument("-o", "--output", default=str(DEFAULT_HTML), help="HTML file to write")
     parser.add_argument("--executed", help="also save the executed notebook here")
+    parser.add_argument("--markdown", metavar="OUT.md",
+                        help="write Markdown (figures in OUT_files/) instead of HTML")
     parser.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     nb = execute_notebook(args.notebook, timeout=args.timeout)
     elapsed = time.perf_counter() - start
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(notebook_to_html(nb, title=Path(args.notebook).stem), encoding="utf-8")
+    if args.markdown:
+        out = Path(args.markdown)
+        figures = out.with_name(out.stem + "_files")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(notebook_to_markdown(nb, figures, figures.name,
+                                            (Path(args.notebook).parent, out.parent)),
+                       encoding="utf-8")
+    else:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(notebook_to_html(nb, title=Path(args.notebook).stem), encoding="utf-8")
     if args.executed:
         nbformat.write(nb, args.executed)
     print(f"executed {args.notebook} in {elapsed:.1f} s; wrote {out}")
