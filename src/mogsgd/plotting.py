@@ -692,10 +692,20 @@ def save_figure(
     targets = [Path(f"{os.fspath(path_stem)}.{f}") for f in fmts]
     for t in targets:
         check_writable(t, force=force)
-    for fmt, target in zip(fmts, targets, strict=True):
-        metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" \
-            else {}
-        with atomic_write(target, force=force) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, bbox_inches="tight")
+    # lay the figure out once, not once per file and per tight-bbox pass (a pair plot of
+    # 25 panels spends most of its saving time in constrained layout); restored after
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
+    try:
+        for fmt, target in zip(fmts, targets, strict=True):
+            metadata = {"Date": None} if fmt == "svg" else {"CreationDate": None} \
+                if fmt == "pdf" else {}
+            with atomic_write(target, force=force) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, bbox_inches="tight")
+    finally:
+        if engine is not None:
+            fig.set_layout_engine(engine)
     return targets
 
