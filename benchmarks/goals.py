@@ -211,14 +211,16 @@ def _time_to_quality(ds, k: int, target_ll: float, seed: int = 0):
     parameters it would return first reaches ``target_ll``, full fit seconds, final held-out
     LL, epochs).  The held-out scoring done for this measurement is not counted."""
     from mogsgd.estimator import SGDGaussianMixture
+    from mogsgd.standardize import Standardizer
 
     est = SGDGaussianMixture(k, random_state=seed)
     marks: list[tuple[float, int, float]] = []
     scoring = [0.0]
+    scaler = Standardizer.fit(ds.X, True)   # the estimator's own (all rows, no weights)
 
     def callback(state):
         t = time.perf_counter()
-        ll = -fast.nll(ds.X_test, est._scaler.to_data(state.params))
+        ll = -fast.nll(ds.X_test, scaler.to_data(state.params))
         marks.append((t - t0 - scoring[0], state.epoch, ll))
         scoring[0] += time.perf_counter() - t
 
