@@ -48,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
                "5": lambda: G.memory(args.quick),
                **{goal: (lambda fn=fn: fn(args.quick))
                   for goal, fn in (issue15.RUNNERS | issue16.RUNNERS).items()}}
+    loads = []
     for goal in goals:
         t0 = time.perf_counter()
         new = runners[goal]()
         rows += new
+        loads.append(f"{goal}: {_load()}")
         print(f"[goal {goal} done in {time.perf_counter() - t0:.1f} s]", file=sys.stderr)
     info = machine()
     info["load average (1 min) at start / end"] = f"{load_before} / {_load()}"
+    info["load average (1 min) after each goal"] = ", ".join(loads)
     text = render(rows, info, args, time.perf_counter() - started)
     print(text)
     (args.out / "results.md").write_text(text)

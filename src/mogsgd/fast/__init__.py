@@ -394,9 +394,12 @@ def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_wei
                          threads=epoch_threads(batch))
 
 
-#: Whether compiled epochs run the two halves of a large batch on two threads
-#: (:func:`epoch_threads`).
-EPOCH_THREADS = False
+#: Whether compiled epochs run the parts of a large batch on numba's threads
+#: (:func:`epoch_threads`).  Measured on an idle 2-core machine: 1.3-1.8x faster epochs at
+#: batches of 4096 to 262,144 rows; on a machine whose cores are busy with other processes
+#: it can be slower (``benchmarks/results.md``, goal 15.6).  Set it to ``False``, or
+#: ``numba.set_num_threads(1)``, to keep epochs on one thread.
+EPOCH_THREADS = True
 
 
 def epoch_threads(batch: int) -> bool:
