@@ -259,3 +259,21 @@ def test_cli_fits_data_at_the_ends_of_the_float_range(tmp_path, capsys, solver, 
     assert status == 0, err
     assert main(["evaluate", str(tmp_path / "m.json"), str(tmp_path / "d.npy"), "--json"]) == 0
     assert np.isfinite(strict_json(capsys.readouterr().out)["nll"])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_cli_fits_an_outlier_at_1e200_with_every_covariance_type(tmp_path, capsys,
+                                                                 covariance_type):
+    """A spherical variance shared by a feature holding the outlier is no divergence."""
+    X = blobs(200)
+    X[0, 0] = 1e200
+    np.save(tmp_path / "d.npy", X)
+    capsys.readouterr()
+    status = main(["fit", str(tmp_path / "d.npy"), "-k", "3", "--covariance-type",
+                   covariance_type, "--epochs", "5", "--out", str(tmp_path / "m.json"), "-q"])
+    assert status == 0, capsys.readouterr().err
+    far = np.array([[1e154, 0.0], [-1.7e308, 1e300], [2.0, 3.0]])
+    np.save(tmp_path / "far.npy", far)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "m.json"), str(tmp_path / "far.npy"), "--json"]) == 0
+    assert np.isfinite(strict_json(capsys.readouterr().out)["nll"])

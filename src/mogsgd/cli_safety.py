@@ -120,8 +120,10 @@ def divergence(est, X: np.ndarray | None = None) -> str | None:
         # each feature's variance per component (K, D): covariances_ itself for diag
         cov = np.asarray(est.params_.variances, dtype=np.float64)
         log_sigma = getattr(getattr(est, "params_", None), "log_sigma", None)
-        if log_sigma is not None and np.shape(log_sigma) == cov.shape:
-            log_var = 2.0 * np.asarray(log_sigma, dtype=np.float64)
+        shared = log_sigma is not None and np.ndim(log_sigma) == 1  # spherical: one sigma_k
+        if log_sigma is not None and np.ndim(log_sigma) in (1, 2):
+            log_var = np.broadcast_to(2.0 * np.asarray(log_sigma, dtype=np.float64)
+                                      .reshape(len(log_sigma), -1), cov.shape)
         else:
             log_var = np.log(cov)
         bad = ~np.isfinite(log_var)
@@ -129,6 +131,8 @@ def divergence(est, X: np.ndarray | None = None) -> str | None:
             X = np.asarray(X, dtype=np.float64)
             # log of the range, halved first so that it cannot overflow
             log_range = np.log(np.nanmax(X, axis=0) / 2 - np.nanmin(X, axis=0) / 2) + np.log(2)
+            if shared and np.isfinite(log_range).any():  # one variance for every feature:
+                log_range = np.full_like(log_range, np.max(log_range[np.isfinite(log_range)]))
             bad |= np.isfinite(log_range) & (log_var > np.log(1e6) + 2.0 * log_range)
     if bad.any():
         k, d = np.argwhere(bad)[0]
