@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:  # run from a source checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 
-GOALS = ("1", "2", "3", "4", "5", "15.1", "15.2", "15.3", "15.4", "15.5", "15.6", "15.7",
-         "15.8", "16.4")
+GOALS = ("1", "2", "3", "4", "5", "13.R", "13.T", "15.1", "15.2", "15.3", "15.4", "15.5",
+         "15.6", "15.7", "15.8", "16.4")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fewer repetitions and smaller sweeps (under a minute)")
     parser.add_argument("--only", default=",".join(GOALS),
                         help="comma-separated goals to run (default: all of "
-                        f"{','.join(GOALS)}; 15.x are issue 15's, 16.x issue 16's)")
+                        f"{','.join(GOALS)}; 13.x are issue 13's, 15.x issue 15's, 16.x "
+                        "issue 16's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
                         help="directory for results.md, scaling.png, scaling.json")
     args = parser.parse_args(argv)
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     from benchmarks import goals as G
-    from benchmarks import issue15, issue16
+    from benchmarks import issue13, issue15, issue16
     from benchmarks.common import machine
     from mogsgd import fast
 
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                "3": lambda: G.em_quality(args.quick), "4": lambda: G.scaling(args.quick, args.out),
                "5": lambda: G.memory(args.quick),
                **{goal: (lambda fn=fn: fn(args.quick))
-                  for goal, fn in (issue15.RUNNERS | issue16.RUNNERS).items()}}
+                  for goal, fn in (issue13.RUNNERS | issue15.RUNNERS
+                                   | issue16.RUNNERS).items()}}
     loads = []
     for goal in goals:
         t0 = time.perf_counter()

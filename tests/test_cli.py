@@ -223,7 +223,12 @@ def test_fit_with_weights_column_and_missing_values(tmp_path, capsys):
     assert "no column 'nope'" in capsys.readouterr().err
 
 
-def test_fit_warm_start_continues_a_saved_model(tmp_path, data, model, capsys):
+def test_fit_warm_start_continues_a_saved_model(tmp_path, data, capsys):
+    # a model fitted without early stopping (a warm start continues the saved fit's
+    # early-stopping counter: a fit that stopped would stop again after one epoch)
+    model = tmp_path / "model.json"
+    assert run("fit", data, "-k", 3, "--epochs", 30, "--no-early-stopping", "--out", model,
+               "-q") == 0
     out = tmp_path / "more.json"
     assert run("fit", data, "--warm-start", model, "--epochs", 5, "--out", out, "--json") == 0
     summary = json.loads(capsys.readouterr().out)

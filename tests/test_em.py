@@ -71,3 +71,68 @@ def test_em_survives_a_component_with_no_points(rng):
     result = fit_em(X, start, max_iter=20)
     assert np.all(np.isfinite(result.params.ravel()))
     assert result.params.weights[1] < 1e-10
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("extrapolate", [False, True])
+@pytest.mark.parametrize("k, d", [(1, 1), (3, 2), (4, 7)])
+def test_compiled_em_loop_follows_the_python_loop(k, d, extrapolate, weighted):
+    """mogsgd.fast.batch_em.em_loop is em_loop over an array, compiled: the same number of
+    iterations, log-likelihoods and parameters (to rounding), with and without weights,
+    floor, regularisation, extrapolated stopping and a warm start's prior log-likelihood."""
+    from mogsgd.em import em_loop
+    from mogsgd.fast import batch_em
+
+    rng = np.random.default_rng(10 * k + d)
+    truth = random_params(rng, k, d)
+    X, _ = sample_mixture(rng, truth, 700)
+    w = rng.uniform(0, 3, len(X)) if weighted else None
+    start = random_params(rng, k, d)
+    for options in ({"reg_covar": 0.0, "floor": 1e-6}, {"reg_covar": 1e-3},
+                    {"reg_covar": 0.0, "prior_loglik": -50.0}):
+        kw = {"max_iter": 60, "tol": 1e-9, "extrapolate": extrapolate, **options}
+        ref = em_loop(lambda p: em_stats(X, p, w),
+                      lambda p: float(np.average(mogsgd.density.log_prob(X, p), weights=w)),
+                      start, **kw)
+        got = batch_em.em_loop(X, w, start, **kw)
+        assert (got.n_iter, got.converged) == (ref.n_iter, ref.converged)
+        np.testing.assert_allclose(got.log_likelihoods, ref.log_likelihoods, rtol=1e-11)
+        for a, b in zip(got.params, ref.params, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_remaining_gain_is_exact_on_a_geometric_approach():
+    """Aitken's extrapolation: for ``ll_t = L - c r^t`` the remaining gain after three
+    iterates is exactly ``L - ll_2``; 0 when the last step gained nothing, inf while the
+    gains grow."""
+    from mogsgd.em import remaining_gain
+
+    for r in (0.1, 0.5, 0.99):
+        ll = [3.0 - 2.0 * r ** t for t in range(3)]
+        assert remaining_gain(*ll) == pytest.approx(3.0 - ll[2], rel=1e-9)
+    assert remaining_gain(1.0, 2.0, 2.0) == 0.0
+    assert remaining_gain(1.0, 1.5, 2.5) == np.inf
+
+
+def test_extrapolated_stop_lands_within_its_tolerance_of_the_fixed_point(rng):
+    """With ``extrapolate=True`` EM stops when the estimated remaining gain is below tol;
+    on an overlapping mixture (slow, linear convergence) the true remaining gain to the
+    fixed point is then within a few times tol."""
+    from mogsgd.em import em_loop
+
+    truth = mogsgd.MixtureParams.from_moments([0.5, 0.5], [[0.0, 0.0], [1.0, 0.5]],
+                                              [[1.0, 1.0], [1.0, 1.0]])
+    X, _ = sample_mixture(rng, truth, 3000)
+    start = mogsgd.MixtureParams.from_moments([0.5, 0.5], [[-1.0, 0.0], [2.0, 0.0]],
+                                              [[1.0, 1.0], [1.0, 1.0]])
+
+    def run(**kw):
+        return em_loop(lambda p: em_stats(X, p),
+                       lambda p: float(mogsgd.density.log_prob(X, p).mean()), start,
+                       reg_covar=0.0, max_iter=100_000, **kw)
+
+    fixed = run(tol=1e-14).log_likelihoods[-1]
+    stopped = run(tol=1e-7, extrapolate=True)
+    plain = run(tol=1e-7)
+    assert stopped.converged and fixed - stopped.log_likelihoods[-1] < 5e-7
+    assert fixed - plain.log_likelihoods[-1] > fixed - stopped.log_likelihoods[-1]

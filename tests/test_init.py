@@ -38,3 +38,38 @@ def test_init_is_reproducible():
     a = init_params(X, 3, "kmeans++", np.random.default_rng(5))
     b = init_params(X, 3, "kmeans++", np.random.default_rng(5))
     assert np.array_equal(a.ravel(), b.ravel())
+
+
+def test_auto_init_polishes_random_point_candidates_and_keeps_the_best(rng):
+    """``init="auto"`` with a polish: AUTO_CANDIDATES random-point starts, each handed to
+    ``polish`` on the distinct rows with their weights, and the one with the highest
+    polished log-likelihood returned (the polished parameters, not the raw start)."""
+    from mogsgd.init import AUTO_CANDIDATES, distinct_rows
+
+    X = np.concatenate([rng.normal(c, 1.0, size=(60, 2)) for c in (0.0, 6.0)])
+    X = np.concatenate([X, X[:10]])   # duplicates: polish sees them as weights
+    scores = list(rng.permutation(AUTO_CANDIDATES).astype(float))
+    seen = []
+
+    def polish(rows, w, params):
+        polished = params.replace(means=params.means + 1.0)
+        seen.append((rows, w, polished, params))
+        return polished, scores[len(seen) - 1]
+
+    best = init_params(X, 2, "auto", rng, polish=polish)
+    rows, weights = distinct_rows(X)
+    assert len(seen) == AUTO_CANDIDATES
+    for r, w, _, _ in seen:
+        np.testing.assert_array_equal(r, rows)
+        np.testing.assert_array_equal(w, weights)
+    assert best is seen[int(np.argmax(scores))][2]
+    starts = [raw.means for *_, raw in seen]   # the raw starts' means: rows of the data
+    assert all(np.any(np.all(rows == c, axis=1)) for m in starts for c in m)
+
+
+def test_auto_init_without_polish_is_kmeanspp():
+    """``init="auto"`` where nothing is polished (streams, large data) is ``"kmeans++"``."""
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    a = init_params(X, 3, "auto", np.random.default_rng(5))
+    b = init_params(X, 3, "kmeans++", np.random.default_rng(5))
+    assert a.allclose(b, rtol=0)

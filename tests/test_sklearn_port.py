@@ -61,7 +61,8 @@ def test_n_iter_counts_this_call_and_history_counts_all():
 
 def test_converged_without_early_stopping_says_whether_the_objective_settled():
     X = random_data(7)[0]
-    short = SGDGaussianMixture(2, max_epochs=1, early_stopping=False, random_state=0).fit(X)
+    short = SGDGaussianMixture(2, max_epochs=1, early_stopping=False, random_state=0,
+                               refine="none").fit(X)
     assert not short.converged_
     long = SGDGaussianMixture(2, max_epochs=2000, early_stopping=False, batch_size=len(X),
                               random_state=0).fit(X)

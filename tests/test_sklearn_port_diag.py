@@ -383,18 +383,26 @@ def test_gaussian_mixture_fit_convergence_warning(solver):
     """mirrors test_gaussian_mixture_fit_convergence_warning: a budget of one iteration
     (EM) or one epoch (stochastic, with early stopping) warns with a subclass of
     scikit-learn's ConvergenceWarning (scikit-learn's filters see it) that says what to
-    raise; the default budget does not warn."""
+    raise; the default budget does not warn.  A stochastic fit warns about its budget only
+    without the end-point refinement: with it the fit ends on EM's fixed point whatever the
+    budget, so raising ``max_epochs`` would not help and it does not warn."""
     from mogsgd.errors import ConvergenceWarning as OurConvergenceWarning
 
     assert issubclass(OurConvergenceWarning, ConvergenceWarning)
     data = RandomData(np.random.RandomState(0), scale=1)
     match = ("did not converge in 1 iteration.*raise max_iter" if solver == "em"
              else "stopped at its budget of 1 epochs.*raise max_epochs")
+    unrefined = {} if solver == "em" else {"refine": "none"}
     with pytest.warns(ConvergenceWarning, match=match):
-        gmm(solver, data.n_components, random_state=0, **budget(solver, 1)).fit(data.X)
+        gmm(solver, data.n_components, random_state=0, **budget(solver, 1),
+            **unrefined).fit(data.X)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         gmm(solver, data.n_components, random_state=0).fit(data.X)
+        if solver != "em":
+            refined = gmm(solver, data.n_components, random_state=0,
+                          **budget(solver, 1)).fit(data.X)
+            assert refined.converged_ and refined.refine_iter_ > 0
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
@@ -664,9 +672,12 @@ def test_gaussian_mixture_setting_best_params(solver):
     over the features) sets every fitted attribute without error and reports that it did
     not converge."""
     X, weights_init, means_init, precisions_init = divergent_spherical_init()
+    # stochastic solvers: without the end-point refinement, which would end the fit on
+    # EM's fixed point (converged) whatever the budget of epochs
+    unrefined = {} if solver == "em" else {"refine": "none"}
     est = gmm(solver, 6, means_init=means_init, weights_init=weights_init,
               variances_init=np.repeat(1.0 / precisions_init[:, None], 3, axis=1),
-              min_variance=1e-12, random_state=0, **budget(solver, 1))
+              min_variance=1e-12, random_state=0, **budget(solver, 1), **unrefined)
     quiet_fit(est, X)
     assert not est.converged_
     for attr in ("weights_", "means_", "covariances_", "precisions_",

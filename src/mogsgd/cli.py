@@ -508,7 +508,7 @@ def _check_resume_settings(args) -> None:
              "--batch-size": ("batch_size", args.batch_size, 256),
              "--solver": ("solver", args.solver, "sgd"),
              "--n-init": ("n_init", args.n_init, 1),
-             "--init": ("init", args.init, "kmeans++"),
+             "--init": ("init", args.init, "auto"),
              "--covariance-type": ("covariance_type", args.covariance_type, "diag"),
              "--seed": ("random_state", args.seed, 0)}
     differ = [f"{flag} {value} (the checkpoint has {saved.get(name)!r})"
@@ -1027,8 +1027,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train for the whole --epochs budget")
     p.add_argument("--n-init", type=_positive_int, default=1,
                    help="restarts from different seeds; the best likelihood wins")
-    p.add_argument("--init", choices=["kmeans++", "kmeans", "random_points"],
-                   default="kmeans++", help="how the components are seeded")
+    p.add_argument("--init", choices=["auto", "kmeans++", "kmeans", "random_points"],
+                   default="auto", help="how the components are seeded (auto: random rows "
+                   "polished by EM on small data, else kmeans++)")
     p.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="diag",
                    help="covariance structure of each component (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed")

@@ -28,7 +28,7 @@ from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams, bounded_variances
 
 __all__ = ["EMStats", "em_stats", "combine_stats", "m_step", "em_step", "fit_em", "em_loop",
-           "EMResult", "stats_from_grad_sums"]
+           "EMResult", "stats_from_grad_sums", "remaining_gain"]
 
 
 class EMStats(NamedTuple):
@@ -205,36 +205,59 @@ def em_loop(stats_fn: Callable[[MixtureParams], EMStats],
             loglik_fn: Callable[[MixtureParams], float], params: MixtureParams, *,
             max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6,
             prior_loglik: float | None = None, floor: float = 0.0,
-            update: Callable[..., MixtureParams] | None = None) -> EMResult:
+            update: Callable[..., MixtureParams] | None = None,
+            extrapolate: bool = False) -> EMResult:
     """The EM iteration, with the data behind two functions (the package's one EM loop).
 
     ``stats_fn(params)`` returns the combined :class:`EMStats` of all rows (an in-memory
     pass, a streamed pass or a map-reduce over Dask workers), ``loglik_fn(params)`` their
     mean log-likelihood.  Each iteration is an E-step and an M-step (eqs. 27-30);
     it stops when the mean log-likelihood of consecutive iterates changes by less than
-    ``tol``.  ``prior_loglik`` (a warm start) is the mean log-likelihood of the iterate
-    before ``params``, so the first iteration can already detect convergence (as
-    scikit-learn compares with the previous fit's lower bound).  ``max_iter=0`` returns
-    ``params`` with their log-likelihood.  ``update(stats, params, reg_covar, floor)`` is
+    ``tol``, or with ``extrapolate=True`` when the gain still to come, extrapolated from
+    the last two gains (:func:`remaining_gain`), is below ``tol``.  ``prior_loglik`` (a
+    warm start) is the mean log-likelihood of the iterate before ``params``, so the first
+    iteration can already detect convergence (as scikit-learn compares with the previous
+    fit's lower bound).  ``max_iter=0`` returns ``params`` with their log-likelihood.
+    ``update(stats, params, reg_covar, floor)`` is
     the M-step (default :func:`m_step`, the diagonal one; a covariance family passes its
     own, :func:`mogsgd.covariance.ops.m_step`, eqs. 47-49).
     """
     update = m_step if update is None else update
     start = time.perf_counter()
     result = EMResult(params=params)
+    lls = result.log_likelihoods
     for it in range(1, max_iter + 1):
         stats = stats_fn(params)
         ll_old = stats.ll_sum / stats.weight_sum
         params = update(stats, params, reg_covar, floor)
-        result.log_likelihoods.append(ll_old)
+        lls.append(ll_old)
         result.times.append(time.perf_counter() - start)
         result.n_iter = it
-        prev = result.log_likelihoods[-2] if it > 1 else prior_loglik
-        if prev is not None and abs(ll_old - prev) < tol:
+        prev = lls[-2] if it > 1 else prior_loglik
+        if extrapolate:
+            done = it > 2 and remaining_gain(lls[-3], lls[-2], lls[-1]) < tol
+        else:
+            done = prev is not None and abs(ll_old - prev) < tol
+        if done:
             result.converged = True
             break
     # the likelihood of the returned parameters
-    result.log_likelihoods.append(float(loglik_fn(params)))
+    lls.append(float(loglik_fn(params)))
     result.times.append(time.perf_counter() - start)
     result.params = params
     return result
+
+
+def remaining_gain(ll0: float, ll1: float, ll2: float) -> float:
+    """The mean log-likelihood EM still has to gain after three iterates: with the gains
+    ``d1 = ll1 - ll0`` and ``d2 = ll2 - ll1`` shrinking by the rate ``r = d2 / d1`` (EM
+    converges linearly), ``d2 r / (1 - r)`` (Aitken's extrapolation).  ``0`` when the last
+    step gained nothing (the fixed point, up to rounding); ``inf`` while the gains do not
+    shrink."""
+    d1, d2 = ll1 - ll0, ll2 - ll1
+    if d2 <= 0.0:
+        return 0.0
+    if d1 <= d2:
+        return np.inf
+    r = d2 / d1
+    return d2 * r / (1.0 - r)

@@ -69,9 +69,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         log-likelihood change that stops it).
     n_init : int, default=1
         Restarts from different initialisations; the best validation NLL wins.
-    init : {"kmeans++", "kmeans", "random_points", "random"}, default="kmeans++"
-        (``init_params`` is scikit-learn's name: "k-means++", "kmeans", "random",
-        "random_from_data".)
+    init : {"auto", "kmeans++", "kmeans", "random_points", "random"}, default="auto"
+        ``"auto"``: small in-memory data: 10 random rows as means, each polished by EM, the
+        best kept; else ``"kmeans++"``.  (``init_params`` is scikit-learn's name.)
     weights_init, means_init, precisions_init, variances_init : arrays or None
         Initial parameters in data units: (K,), (K, D), precisions in scikit-learn's shape,
         diagonal variances (K, D); any subset (the others come from ``init``, as in
@@ -127,10 +127,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         :class:`mogsgd.errors.FallbackWarning`.  Results agree to rounding.
     refine : {"auto", "em", "none"}, default="auto"
         End a stochastic fit on the optimum of its objective: EM steps from its solution,
-        with the variance floor as a projection, until a step gains < 1e-9 nats per row
-        (at most 100; ``refine_iter_`` counts them).  ``"auto"``: for in-memory rows (each
-        step is one pass over them); ``"em"``: also streams and Dask; ``"none"``: end at
-        the last stochastic iterate (which is within the gradient noise of the optimum).
+        with the variance floor as a projection, until the gain still to come is < 1e-7
+        nats per row (at most 1000; ``refine_iter_``).  ``"auto"``: for in-memory rows (a
+        step is one pass); ``"em"``: also streams and Dask; ``"none"``: end at the last
+        stochastic iterate (within the gradient noise of the optimum), unpolished init.
 
     Attributes
     ----------
@@ -138,9 +138,9 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         scikit-learn's shapes: (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical
     params_ : MixtureParams in data units   n_features_in_ : int
     converged_ : bool
-        EM: the log-likelihood changed by less than ``tol``; SGD: early stopping ended the
-        fit (``early_stopping=False``: the NLL improved by less than ``tol`` over the last
-        ``patience`` periods).
+        EM: the log-likelihood changed by less than ``tol``; SGD: early stopping ended it
+        (or, without, the NLL gained < ``tol`` in ``patience`` periods) or the refinement
+        reached EM's fixed point.
     n_iter_ : int
         Epochs or EM iterations run by this call of ``fit`` (with ``warm_start`` the
         cumulative count is ``history_["epoch"][-1]``); ``partial_fit`` counts all epochs.
@@ -169,7 +169,7 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator):
         patience: int = 5,
         tol: float = 1e-4,
         n_init: int = 1,
-        init: str = "kmeans++",
+        init: str = "auto",
         weights_init=None,
         means_init=None,
         variances_init=None,

@@ -1,4 +1,5 @@
-"""Initial parameters: k-means++ seeding (+ a few Lloyd steps) or random data points.
+"""Initial parameters: k-means++ seeding (+ a few Lloyd steps) or random data points,
+optionally each candidate polished by a few EM steps before they are compared.
 
 Every method works on the *distinct* rows of the data in a canonical order,
 each carrying its total weight (the number of copies, times its sample
@@ -11,6 +12,8 @@ then take weighted per-cluster weights, means and floored variances.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from mogsgd.density import nll
@@ -20,7 +23,13 @@ from mogsgd.validation import check_choice
 __all__ = ["INIT_METHODS", "sq_distances", "distinct_rows", "kmeans_plusplus", "lloyd",
            "params_from_centres", "params_from_resp", "init_params"]
 
-INIT_METHODS = ("kmeans++", "kmeans", "random_points", "random_from_data", "random")
+INIT_METHODS = ("auto", "kmeans++", "kmeans", "random_points", "random_from_data", "random")
+
+#: ``init="auto"`` with a ``polish``: this many random-point candidates, each polished.
+AUTO_CANDIDATES = 10
+#: Candidates whose NLL per row differ by less than this (relative; at least 100 units of
+#: rounding of the parameters' dtype) are equally good.
+TIE = 1e-9
 
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
 IQR_NORMAL = 1.3489795003921634
@@ -195,21 +204,32 @@ def init_params(
     n_candidates: int = 5,
     max_rows: int = 20_000,
     sample_weight: np.ndarray | None = None,
+    polish: Callable[[np.ndarray, np.ndarray, MixtureParams],
+                     tuple[MixtureParams, float]] | None = None,
 ) -> MixtureParams:
     """Initial parameters by ``"kmeans++"`` (seeding, then 10 Lloyd steps),
     ``"kmeans"`` (same, to convergence up to 100 steps), ``"random_points"`` (K random
     distinct rows, drawn in proportion to their weight, as means; scikit-learn calls it
     ``"random_from_data"``) or ``"random"`` (uniform random responsibilities, then the
-    weighted moments, :func:`params_from_resp`).
+    weighted moments, :func:`params_from_resp`).  ``"auto"``: with ``polish``,
+    :data:`AUTO_CANDIDATES` ``"random_points"`` candidates; without, ``"kmeans++"``.
 
     Works on the distinct rows with their weights (:func:`distinct_rows`).
     ``n_candidates`` initialisations are drawn and the one with the lowest weighted
     mixture NLL on the data is returned (cheap: one E-step each, versus a full
-    restart).  Seeding works on a random subset of at most ``max_rows`` rows (drawn
+    restart).  With ``polish(X, w, params) -> (params, mean log-likelihood)`` (a few EM
+    steps on the same rows, :func:`mogsgd.solvers.runs.initial_params`) each candidate is
+    polished first and the one with the highest polished likelihood is returned: which
+    basin a start leads to shows after a few EM steps, not at the start (on tables with
+    discrete columns a component collapsing onto a repeated value is worth several nats
+    per row).  Seeding works on a random subset of at most ``max_rows`` rows (drawn
     before the distinct rows are taken, so large data sets are never sorted whole).
     """
     check_choice("init", method, INIT_METHODS)
     method = "random_points" if method == "random_from_data" else method  # scikit-learn's name
+    if method == "auto":
+        method, n_candidates = (("kmeans++", n_candidates) if polish is None
+                                else ("random_points", AUTO_CANDIDATES))
     if X.shape[0] > max_rows:  # sorting all rows would cost more than the seeding itself
         keep = np.sort(rng.choice(X.shape[0], size=max_rows, replace=False))
         X = X[keep]
@@ -221,20 +241,24 @@ def init_params(
         if method == "random":
             cand = params_from_resp(X, rng.uniform(size=(X.shape[0], n_components)),
                                     min_variance, w, overall)
-            value = nll(X, cand, w)
-            if best is None or value < best_nll:
-                best, best_nll = cand, value
-            continue
-        if method == "random_points":
+        elif method == "random_points":
             replace = X.shape[0] < n_components
             idx = rng.choice(X.shape[0], size=n_components, replace=replace,
                              p=None if replace else w / w.sum())
-            centres = X[idx].copy()
+            cand = params_from_centres(X, X[idx].copy(), min_variance, w, overall)
         else:
             centres = kmeans_plusplus(X, n_components, rng, w)
             centres = lloyd(X, centres, 10 if method == "kmeans++" else 100, w)
-        cand = params_from_centres(X, centres, min_variance, w, overall)
-        value = nll(X, cand, w)
-        if best is None or value < best_nll:
+            cand = params_from_centres(X, centres, min_variance, w, overall)
+        if polish is not None:
+            cand, loglik = polish(X, w, cand)
+            value = -loglik
+        else:
+            value = nll(X, cand, w)
+        # polished candidates often reach the same optimum (up to the order of the
+        # components): a difference of rounding size is a tie, and the first one stays, so
+        # the choice does not depend on the data's units
+        tie = max(TIE, 100 * np.finfo(cand.dtype).eps) * max(1.0, abs(best_nll))
+        if best is None or value < (best_nll - tie if np.isfinite(best_nll) else best_nll):
             best, best_nll = cand, value
     return best

@@ -121,7 +121,7 @@ def _init_method(init: str, init_params) -> str:
         return init
     check_choice("init_params", init_params, tuple(SKLEARN_INIT_PARAMS))
     mapped = SKLEARN_INIT_PARAMS[init_params]
-    if init not in ("kmeans++", mapped):
+    if init not in ("auto", mapped):   # "auto": the default, not a choice
         raise ValidationError(f"init={init!r} and init_params={init_params!r} disagree; "
                               "give one of them (init_params is scikit-learn's name for init)")
     return mapped

@@ -109,7 +109,10 @@ class Prepared:
     data only), ``split_rng_state`` the generator state before the split and ``in_memory``
     whether another pass over the rows is cheap (the default end-point refinement);
     ``all_em_stats`` / ``all_loglik`` cover every row, the held-out ones too (the
-    refinement's objective; ``None``: the training rows are all the rows).
+    refinement's objective; ``None``: the training rows are all the rows);
+    ``em_fit(params, **options) -> EMResult`` runs :func:`mogsgd.em.em_loop` over every
+    row (compiled in one call for in-memory arrays; ``None``: the loop over
+    ``all_em_stats``).
     """
 
     n_features: int
@@ -129,6 +132,7 @@ class Prepared:
     in_memory: bool = False
     all_em_stats: Callable[[MixtureParams], EMStats] | None = None
     all_loglik: Callable[[MixtureParams], float] | None = None
+    em_fit: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

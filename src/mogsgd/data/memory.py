@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from mogsgd import api, fast
-from mogsgd.covariance.ops import em_stats
+from mogsgd.covariance.ops import em_stats, m_step
 from mogsgd.data.base import (
     FitPlan,
     Model,
@@ -23,11 +23,12 @@ from mogsgd.data.base import (
     row_function,
     split_rows,
 )
+from mogsgd.em import EMResult, em_loop
 from mogsgd.init import distinct_rows
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.validation import check_data, check_sample_weight
 
-__all__ = ["MemorySource", "check_width", "weighted_mean", "em_stats_fn"]
+__all__ = ["MemorySource", "check_width", "weighted_mean", "em_stats_fn", "em_fit_fn"]
 
 
 def weighted_mean(values: np.ndarray, w: np.ndarray | None) -> float:
@@ -45,6 +46,29 @@ def em_stats_fn(backend: str, missing: bool):
     if missing or fast.resolve_backend(backend) != "numba":
         return em_stats
     return fast.em_stats
+
+
+def em_fit_fn(backend: str):
+    """``fit(X, w, params, **options) -> EMResult``: the EM loop over the in-memory rows
+    ``X`` with weights ``w`` (the options of :func:`mogsgd.em.em_loop`), compiled in one
+    call (:func:`mogsgd.fast.batch_em.em_loop`: diagonal components, no missing values)
+    under the numba backend, else :func:`mogsgd.em.em_loop` over :func:`em_stats_fn`'s
+    statistics with the family's M-step."""
+    compiled = fast.resolve_backend(backend) == "numba"
+    log_prob = functools.partial(api.log_prob, backend=backend)
+
+    def fit(X, w, params, **options) -> EMResult:
+        if compiled:
+            from mogsgd.fast import batch_em
+
+            if batch_em.supports(X, params):
+                return batch_em.em_loop(X, w, params, **options)
+        stats_fn = em_stats_fn(backend, missing=bool(np.isnan(X).any()))
+        return em_loop(lambda p: stats_fn(X, p, w),
+                       lambda p: weighted_mean(log_prob(X, p), w), params,
+                       update=m_step, **options)
+
+    return fit
 
 
 class MemorySource(Source):
@@ -92,7 +116,8 @@ class MemorySource(Source):
             train_loglik=lambda params: weighted_mean(log_prob(Z_train, params), w_train),
             lower_bound=lower_bound, fingerprint=X, split_rng_state=split_rng_state,
             in_memory=True, all_em_stats=lambda params: stats_fn(Z, params, w),
-            all_loglik=lambda params: weighted_mean(log_prob(Z, params), w))
+            all_loglik=lambda params: weighted_mean(log_prob(Z, params), w),
+            em_fit=lambda params, **options: em_fit_fn(plan.backend)(Z, w, params, **options))
 
     def blocks(self, plan: FitPlan, sample_weight=None) -> Iterator[Source]:
         yield self

@@ -25,6 +25,7 @@ import numpy as np
 
 from mogsgd.covariance import get_family, ops
 from mogsgd.data.base import Prepared
+from mogsgd.data.memory import em_fit_fn
 from mogsgd.em import EMResult, em_loop
 from mogsgd.errors import ConvergenceWarning, ValidationError
 from mogsgd.init import init_params
@@ -48,7 +49,7 @@ class RunSettings:
     tol: float = 1e-4
     min_variance: float = 1e-6
     n_components: int = 1
-    init: str = "kmeans++"
+    init: str = "auto"
     callback: Callable[[TrainState], Any] | None = None
     record_params: bool = False
     backend: str = "auto"
@@ -57,12 +58,23 @@ class RunSettings:
     covariance_type: str = "diag"
 
 
-#: The end-point refinement stops when an EM step changes the mean log-likelihood by less
-#: than this (nats per row, standardised units), or after REFINE_MAX_ITER steps.
-REFINE_TOL = 1e-9
-REFINE_MAX_ITER = 100
-#: Early stopping's period (optimiser steps) when the refinement follows.
-REFINED_STEPS_PER_PERIOD = 20
+#: The end-point refinement stops when the gain EM still has to make, extrapolated from its
+#: last gains (:func:`mogsgd.em.remaining_gain`), is below this (nats per row, standardised
+#: units; the end-point target is 1e-4), or after REFINE_MAX_ITER steps.
+REFINE_TOL = 1e-7
+REFINE_MAX_ITER = 1000
+#: Early stopping's period (optimiser steps) when the refinement follows: on small data
+#: the polished start and the refinement decide the optimum, SGD only has to move into it.
+REFINED_STEPS_PER_PERIOD = 1
+#: A stochastic run whose end is this much worse (nats per row) than its start diverged
+#: (a learning rate far too high); below it the refinement may start from the start.
+DIVERGED = 1e4
+#: The EM polish of each initial candidate (``init="auto"`` on in-memory rows) stops as
+#: scikit-learn's EM does by default: a gain below 1e-3 nats per row, or 100 steps.
+POLISH_TOL = 1e-3
+POLISH_MAX_ITER = 100
+#: Polishing is for small data: at most this many rows (the initialisation's sample size).
+POLISH_MAX_ROWS = 20_000
 
 
 @dataclass
@@ -80,6 +92,8 @@ class Run:
     n_iter: int = 0
     lower_bounds: list = field(default_factory=list)
     refine_iter: int = 0
+    start: MixtureParams | None = None
+    advice: str | None = None
 
 
 class StochasticSolver:
@@ -100,7 +114,9 @@ class StochasticSolver:
 
         ``converged``: early stopping ended it (with ``early_stopping=False``: the objective
         improved by less than ``tol`` over the last ``patience`` periods, the criterion
-        early stopping would have used)."""
+        early stopping would have used).  A run that used up its epochs carries the
+        warning's text in ``advice``; :func:`fit_runs` issues it unless the EM refinement
+        then reaches its fixed point (more epochs would not change the result)."""
         first_epoch = state.epoch if extend and state is not None else 0
         config = settings.config
         if _refines(settings, prepared):
@@ -131,17 +147,16 @@ class StochasticSolver:
                       max_epochs=config.epochs_for(n_train) if extend else None,
                       backend=settings.backend, engine=engine)
         n_iter = state.epoch - first_epoch
+        advice = None
         if config.early_stopping:
             converged = bool(state.stopped)
             if not converged and n_iter > 0:
-                warnings.warn(
-                    f"SGD stopped at its budget of {state.epoch} epochs before the validation "
-                    "NLL settled; raise max_epochs or the learning rate", ConvergenceWarning,
-                    stacklevel=5)
+                advice = (f"SGD stopped at its budget of {state.epoch} epochs before the "
+                          "validation NLL settled; raise max_epochs or the learning rate")
         else:
             converged = n_iter > 0 and state.bad_epochs >= config.patience_epochs(n_train)
         return Run(state.params, state, state.history, state.best_score, converged, n_iter,
-                   _lower_bounds(state.history, n_iter))
+                   _lower_bounds(state.history, n_iter), start=start, advice=advice)
 
 
 class EMSolver:
@@ -225,13 +240,44 @@ def initial_params(prepared: Prepared, settings: RunSettings, rng: np.random.Gen
         return user.params(family, scaler)
     rows = prepared.init_rows(rng) if callable(prepared.init_rows) else prepared.init_rows
     start = init_params(rows, settings.n_components, settings.init, rng, settings.min_variance,
-                        sample_weight=prepared.init_weight)
+                        sample_weight=prepared.init_weight,
+                        polish=_polisher(settings) if _polishes(prepared, settings) else None)
     start = ops.start_from_diagonal(family, rows, start, prepared.init_weight,
                                     max(settings.min_variance, INIT_FLOOR))
     if user is None:
         return start
     # some initial arrays given: they replace the initialisation's (scikit-learn's rule)
     return user.params(family, scaler, start)
+
+
+def _polishes(prepared: Prepared, settings: RunSettings) -> bool:
+    """Whether the initial candidates are polished: small data in memory (the
+    initialisation sees every row, and an EM pass over them is cheap) without missing
+    values (the initialisation rows have them imputed: EM would fit the imputed values),
+    diagonal components (the candidates are diagonal), and EM allowed to shape the fit
+    (``refine="none"`` asks for the stochastic solver's own end point, from an unpolished
+    start)."""
+    if (not prepared.in_memory or settings.refine == "none"
+            or settings.covariance_type != "diag"):
+        return False
+    n_rows = prepared.train.shape[0] + (0 if prepared.val is None else prepared.val.shape[0])
+    return n_rows <= POLISH_MAX_ROWS and not np.isnan(prepared.train).any()
+
+
+def _polisher(settings: RunSettings):
+    """``polish(X, w, params) -> (params, mean log-likelihood)``: EM on the initialisation
+    rows from a candidate, with the variance floor as a projection (the objective the
+    fit ends on), until a step gains less than :data:`POLISH_TOL` nats per row."""
+    fit = em_fit_fn(settings.backend)
+
+    def polish(X, w, params):
+        with np.errstate(all="ignore"):
+            result = fit(X, w, params, max_iter=POLISH_MAX_ITER, tol=POLISH_TOL,
+                         reg_covar=0.0, floor=settings.min_variance)
+        loglik = result.log_likelihoods[-1]
+        return result.params, (loglik if np.isfinite(loglik) else -np.inf)
+
+    return polish
 
 
 def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.Generator, *,
@@ -274,6 +320,8 @@ def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.G
         # each restart ends on its optimum before they are compared (refining only the
         # one with the best stochastic score can keep a worse optimum)
         run = refine(run, solver, prepared, settings)
+        if run.advice is not None:
+            warnings.warn(run.advice, ConvergenceWarning, stacklevel=3)
         if progress is not None:
             progress.refined(run.refine_iter)
             progress.init_end(run.converged, prepared.lower_bound(run.params)
@@ -288,7 +336,9 @@ def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.G
 def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     """End a stochastic fit on the optimum of its objective: EM steps from the SGD (or
     online EM) solution with the variance floor as a projection (:func:`mogsgd.em.m_step`
-    with ``reg_covar=0``), until a step gains less than :data:`REFINE_TOL` nats per row.
+    with ``reg_covar=0``), until the gain still to come, extrapolated from the last gains
+    (:func:`mogsgd.em.remaining_gain`), is below :data:`REFINE_TOL` nats per row.  With early
+    stopping it starts from the better of the run's start and its best parameters.
 
     The last stochastic iterate is within the gradient noise of the optimum (for ``K = 1``
     the means are off the sample mean by about a standard error); EM from there converges
@@ -297,23 +347,40 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     ``"em"`` wherever the source has EM statistics (one pass over the rows per step),
     ``"none"`` never.  A refined run's ``score`` is the NLL per row of the refined
     parameters on the rows the refinement fitted (data units), so refined restarts
-    compare on the objective they end on.
+    compare on the objective they end on; a refinement that reaches its fixed point makes
+    the run converged (whatever the stochastic phase's budget, the fit is at an optimum).
     """
     if not (solver.stochastic and _refines(settings, prepared) and run.n_iter > 0):
         return run   # (nothing trained, as with max_epochs=0: nothing to refine)
+    loglik = prepared.all_loglik or prepared.train_loglik
+    origin = run.params
+    if run.start is not None:
+        worse = loglik(run.start) - loglik(run.params)
+        if not worse < DIVERGED:
+            return run   # a diverged stochastic fit: reported as it is, not rescued
+        if worse > 0 and settings.config.early_stopping:
+            # SGD made things worse (Adam's step size throws a component collapsed onto a
+            # repeated value off it): EM continues from the best parameters seen, which
+            # early stopping's record (the epochs') leaves out
+            origin = run.start
+    options = {"max_iter": REFINE_MAX_ITER, "tol": REFINE_TOL, "reg_covar": 0.0,
+               "floor": settings.min_variance, "extrapolate": True}
     try:
         with np.errstate(all="ignore"):
-            result = em_loop(prepared.all_em_stats or prepared.em_stats,
-                             prepared.all_loglik or prepared.train_loglik, run.params,
-                             max_iter=REFINE_MAX_ITER, tol=REFINE_TOL, reg_covar=0.0,
-                             floor=settings.min_variance, update=ops.m_step)
+            if prepared.em_fit is not None:   # rows in memory: compiled where it can be
+                result = prepared.em_fit(origin, **options)
+            else:
+                result = em_loop(prepared.all_em_stats or prepared.em_stats, loglik, origin,
+                                 update=ops.m_step, **options)
     except (ValidationError, FloatingPointError):
         return run   # a diverged stochastic fit: reported as it is, not refined
     lls = result.log_likelihoods
-    if not (np.isfinite(lls[-1]) and lls[-1] >= lls[0]):
-        return run
+    rounding = 1e4 * np.finfo(run.params.dtype).eps * max(1.0, abs(lls[0]))
+    if not (np.isfinite(lls[-1]) and lls[-1] >= lls[0] - rounding):
+        return run   # (EM never lowers the likelihood beyond rounding: something broke)
+    settled = {"converged": True, "advice": None} if result.converged else {}
     return replace(run, params=result.params.astype(run.params.dtype), refine_iter=result.n_iter,
-                   score=prepared.scaler.log_det - lls[-1])
+                   score=prepared.scaler.log_det - lls[-1], **settled)
 
 
 def _refines(settings: RunSettings, prepared: Prepared) -> bool:
