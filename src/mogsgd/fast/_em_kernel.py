@@ -15,22 +15,14 @@ import math
 import numpy as np
 from numba import njit
 
+from mogsgd import em
 from mogsgd.fast._kernels import _JIT, prepare, range_sums
 
 EPS = float(np.finfo(np.float64).eps)
 
 
-@njit(**_JIT)
-def remaining_gain(ll0, ll1, ll2):
-    """:func:`mogsgd.em.remaining_gain`, compiled."""
-    d1 = ll1 - ll0
-    d2 = ll2 - ll1
-    if d2 <= 0.0:
-        return 0.0
-    if d1 <= d2:
-        return np.inf
-    r = d2 / d1
-    return d2 * r / (1.0 - r)
+#: :func:`mogsgd.em.remaining_gain`, compiled from the same source.
+remaining_gain = njit(**_JIT)(em.remaining_gain)
 
 
 @njit(**_JIT)
