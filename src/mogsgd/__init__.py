@@ -1,4 +1,5 @@
-"""mogsgd: mixtures of diagonal Gaussians fitted by mini-batch SGD with analytic gradients.
+"""mogsgd: Gaussian mixtures (diagonal, full, tied or spherical covariances) fitted by
+mini-batch SGD with analytic gradients.
 
 The functional core (parameters, densities, gradients, optimisers, training
 loop, EM) depends on NumPy alone; the scikit-learn estimator is loaded lazily

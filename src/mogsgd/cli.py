@@ -972,7 +972,8 @@ def _add_output_options(p, *, json_help: str = "print the result as JSON") -> No
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="Mixtures of diagonal Gaussians fitted by mini-batch SGD with analytic "
+        description="Gaussian mixtures (diagonal, full, tied or spherical covariances) fitted "
+                    "by mini-batch SGD with analytic "
                     "gradients.",
         epilog="examples:\n  mogsgd demo\n  " + "\n  ".join(
             EXAMPLES[k] for k in ("generate", "fit", "evaluate")) + "\n\n" + EXIT_STATUS_HELP,
