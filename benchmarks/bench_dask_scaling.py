@@ -6,30 +6,37 @@ Measured in one run on this machine:
 
 1. **One process**: the default ``SGDGaussianMixture(3).fit(X)`` of ``--rows`` rows (wall
    time, held-out log-likelihood on 200k fresh rows) and the compiled training throughput
-   (rows per second of one epoch, from ``history_["time"]``) -- the per-row compute cost
-   ``c`` of the cost model.
+   (rows per second of one epoch, from ``history_["time"]``).
 2. **Dask, local SGD (the default)** on a ``LocalCluster`` of 2 single-threaded worker
    processes: the default fit (wall time from ``fit`` call to return, cluster already
    running, held-out log-likelihood) and the training throughput; and with 4 thread workers
    in one process (threads stand in for machines; they share the 2 cores here).
 3. **Dask, synchronous SGD** (``mode="sync"``), 2 processes: training throughput at batch
    1024 (one epoch).
-4. The round-trip latency ``L`` of one task per worker (submit + gather of a no-op on data
-   already there) and the bytes one synchronisation moves (pickled parameters and Adam
-   state).
+4. The cost model's inputs, each measured on its own, outside the fits it predicts:
+
+   * ``c``, compute per row of a local round: :func:`~mogsgd.solvers.local_sgd.local_round`
+     over a whole shard, timed *inside* a task on every worker at once (the workers share
+     the machine's memory bandwidth and caches as they do in a fit), slowest worker;
+   * ``L``, the median round trip of one task per worker on data already there (submit + gather of
+     a no-op), and ``L_run``, the same through ``client.run`` (what synchronous SGD uses);
+   * ``g``, the driver's cost of averaging one worker's state, and ``V``, its cost of
+     scoring the validation rows once per epoch;
+   * ``s(b)``, one optimiser step on ``b`` rows in one process (gradient sums + update):
+     the compute of a synchronous step whose ``B`` rows are split over the workers;
+   * the bytes one synchronisation moves (pickled parameters and Adam state).
 
 Cost model (per epoch of ``n`` rows on ``P`` workers, each holding ``n / P`` rows):
 
-* local SGD, ``R = sync_rows`` rows per worker per round: a round costs ``R c + L + P g``
-  (``g``: the driver's per-worker cost of gathering and averaging one state), so
-  ``rows/s = P R / (R c + L + P g)``;
-* synchronous SGD, batch ``B``: a step costs ``B c / P + L_step + P g_step``, so
-  ``rows/s = B / (B c / P + L_step + P g_step)``.
+* local SGD, ``R = sync_rows`` rows per worker per round (``k`` rounds per epoch): an epoch
+  costs ``k (R c + L + P g) + V``, so ``rows/s = P k R / (k (R c + L + P g) + V)``;
+* synchronous SGD, batch ``B``: a step costs ``s(B / P) + L_run + P g``, so
+  ``rows/s = B / (s(B / P) + L_run + P g)``.
 
-The predictions for 8, 64 and 512 workers use ``c`` measured here, and a network latency of
-1 ms per round trip (a data-centre network plus the scheduler) and 10 Gbit/s (the bytes per
-synchronisation are negligible at that bandwidth); they are written next to the 2-worker
-measurement they are calibrated against.
+The predictions for 8, 64 and 512 workers use the inputs measured here with a network
+latency of 1 ms per round trip (a data-centre network plus the scheduler) in place of
+``L`` and ``L_run``, and 10 Gbit/s (the bytes per synchronisation are negligible at that
+bandwidth); they are written next to the 2-worker measurements they are checked against.
 """
 
 from __future__ import annotations
@@ -77,27 +84,63 @@ def _noop(x):
     return 0
 
 
-def round_trip(client, futures, workers, repeat: int = 30) -> float:
-    """Seconds for one task per worker on data already there, submitted and gathered."""
-    best = np.inf
+def round_trip(client, futures, workers, repeat: int = 50) -> tuple[float, float]:
+    """Seconds for one task per worker on data already there, submitted and gathered; and
+    for one ``client.run`` message to every worker (no task bookkeeping).  Medians: a
+    training epoch pays the typical round trip many times, not the luckiest one."""
+    tasks, runs = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
         client.gather([client.submit(_noop, f, pure=False, workers=[w])
                        for f, w in zip(futures, workers, strict=True)])
+        tasks.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        client.run(_noop, 0, workers=workers)
+        runs.append(time.perf_counter() - t0)
+    return float(np.median(tasks)), float(np.median(runs))
+
+
+def _timed_round(X_shard, params, opt_state, config, seed):
+    """On a worker: the seconds one local round over its whole shard takes there."""
+    from mogsgd.solvers.local_sgd import local_round
+
+    t0 = time.perf_counter()
+    local_round(X_shard, params, opt_state, config, len(X_shard), 0, len(X_shard), seed)
+    return time.perf_counter() - t0
+
+
+def round_cost(client, shards, workers, params, opt_state, config, repeat: int = 3) -> float:
+    """Seconds of one local-SGD round over a whole shard -- the permutation plus the
+    compiled steps -- timed inside a task on every worker at once; the slowest worker of the
+    fastest repetition (a round waits for its slowest worker)."""
+    best = np.inf
+    for seed in range(repeat):
+        futures = [client.submit(_timed_round, f, params, opt_state, config, seed, pure=False,
+                                 workers=[w]) for f, w in zip(shards, workers, strict=True)]
+        best = min(best, max(client.gather(futures)))
+    return best
+
+
+def step_cost(X, stepper, params, opt_state, repeat: int = 200) -> float:
+    """Seconds of one optimiser step on the rows ``X`` in this process (gradient sums of
+    the rows and the update)."""
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        stepper.step(params, opt_state, X, None)
         best = min(best, time.perf_counter() - t0)
     return best
 
 
-def round_cost(X_shard, params, opt_state, config, repeat: int = 3) -> float:
-    """Seconds of one local-SGD round over a whole shard, run in this process: the
-    permutation plus the compiled epoch -- exactly what a worker computes in a round."""
-    from mogsgd.solvers.local_sgd import local_round
+def validation_cost(X_val, params, repeat: int = 20) -> float:
+    """Seconds the driver spends scoring the validation rows once (once per epoch)."""
+    from mogsgd import fast
 
-    n = len(X_shard)
+    nll_fn = fast.kernels_for("auto")[1]
     best = np.inf
-    for seed in range(repeat):
+    for _ in range(repeat):
         t0 = time.perf_counter()
-        local_round(X_shard, params, opt_state, config, n, 0, n, seed)
+        nll_fn(X_val, params, None)
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -147,20 +190,31 @@ def main(argv=None) -> int:
     row("one process: training throughput", f"{rate_mem / 1e6:.2f} M rows/s",
         "(fastest epoch, validation scoring included)")
 
-    # the cost model's inputs, each measured on its own in this process
-    P = 2
+    # the cost model's inputs measured in this process (those on the cluster below)
+    P, b = 2, 1024
     n_local = int(0.9 * n) // P
     rounds = max(1, -(-n_local // args.sync_rows))
     R = n_local // rounds
-    shard = np.ascontiguousarray((X[:n_local] - X.mean(0)) / X.std(0))
+    scaled = (X - X.mean(0)) / X.std(0)
+    shards = [np.ascontiguousarray(scaled[i * n_local:i * n_local + R]) for i in range(P)]
     params, opt_state = mem._state.params, mem._state.opt_state  # noqa: SLF001 - the model's inputs
     config = TrainConfig()
-    c = round_cost(shard[:R], params, opt_state, config) / R
-    g = averaging_cost(params, opt_state, P)
+    g = averaging_cost(params, opt_state, P) / P
+    n_val = min(100_000, n - int(0.9 * n))
+    V = validation_cost(np.ascontiguousarray(scaled[-n_val:]), params)
+    from mogsgd import fast
+    from mogsgd.train import make_stepper
+
+    stepper = make_stepper(config, n_local, fast.kernels_for("auto")[0])
+    r_hi, r_lo = b // P, 2
+    s_hi, s_lo = (step_cost(np.ascontiguousarray(scaled[:r]), stepper, params,
+                            stepper.init(params)) for r in (r_hi, r_lo))
     nbytes = len(pickle.dumps((params, opt_state, config, n_local)))
-    row("cost model: compute per row of a round, c (permutation + compiled steps)",
-        f"{c * 1e9:.1f} ns", f"(one round = {R} rows per worker)")
-    row("cost model: driver averaging per worker, g", f"{g / P * 1e6:.1f} us")
+    row("cost model: driver averaging per worker, g", f"{g * 1e6:.1f} us")
+    row("cost model: driver scoring the validation rows once per epoch, V",
+        f"{V * 1e3:.2f} ms", f"({n_val} rows)")
+    row(f"cost model: one optimiser step in one process on {r_hi} rows, s({r_hi}), and on "
+        f"{r_lo}, s({r_lo})", f"{s_hi * 1e6:.1f} us, {s_lo * 1e6:.1f} us")
     row("cost model: bytes per synchronisation and worker (task arguments)",
         f"{nbytes} B out, about the same back")
 
@@ -173,8 +227,17 @@ def main(argv=None) -> int:
     try:
         futures = client.scatter([np.zeros(1)] * 2, broadcast=False)
         workers = sorted(client.scheduler_info()["workers"])
-        L = round_trip(client, futures, workers)
+        L, L_run = round_trip(client, futures, workers)
         row("cost model: round trip, one task per worker (2 processes), L", f"{L * 1e3:.2f} ms")
+        row("cost model: round trip, one client.run message to every worker, L_run",
+            f"{L_run * 1e3:.2f} ms")
+        shard_futures = [client.scatter(x, workers=[w]) for x, w in
+                         zip(shards, workers, strict=True)]
+        c = round_cost(client, shard_futures, workers, params, opt_state, config) / R
+        del shard_futures
+        row("cost model: compute per row of a round on each worker, c "
+            "(permutation + compiled steps, all workers at once)",
+            f"{c * 1e9:.1f} ns", f"(one round = {R} rows per worker, {rounds} per epoch)")
         Xd = da.from_array(X, chunks=chunks)
         # warm the workers' compiled kernels
         timed_fit(lambda: SGDGaussianMixture(3, random_state=0, max_epochs=1, refine="none"),
@@ -216,16 +279,17 @@ def main(argv=None) -> int:
             row("Dask 4 thread workers (sharing 2 cores), local SGD: training throughput",
                 f"{epoch_rate(est4, int(0.9 * n)) / 1e6:.2f} M rows/s")
 
-    # the cost model: nothing fitted to the 2-worker run; c, g and L measured above
+    # the cost model: nothing fitted to the 2-worker runs; c, g, V, s, L measured above
     def local_rate(p, latency):
-        return p * R / (R * c + latency + p * g / P)
+        return p * rounds * R / (rounds * (R * c + latency + p * g) + V)
 
-    b = 1024
+    def step(rows):   # s(rows), linear between the two measured step sizes
+        return s_lo + (rows - r_lo) * (s_hi - s_lo) / (r_hi - r_lo)
 
     def sync_rate(p, latency):
-        return b / (b * c / p + latency + p * g / P)
+        return b / (step(b / p) + latency + p * g)
 
-    pred_local_2, pred_sync_2 = local_rate(P, L), sync_rate(P, L)
+    pred_local_2, pred_sync_2 = local_rate(P, L), sync_rate(P, L_run)
     row("cost model check, 2 workers, local SGD",
         f"predicted {pred_local_2 / 1e6:.2f} vs measured {rate_local / 1e6:.2f} M rows/s",
         f"({(pred_local_2 / rate_local - 1) * 100:+.0f}%)")
@@ -243,11 +307,14 @@ def main(argv=None) -> int:
             f"(sync_rows {args.sync_rows}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
             "; 2-core shared machine.", "", "| measurement | figure | note |", "|---|---|---|"]
     text += [f"| {w} | {f} | {note} |" for w, f, note in rows]
-    text += ["", f"Model: local SGD `rows/s = P R / (R c + L + P g)` with R = {R} rows per "
-             "worker and round; synchronous SGD `rows/s = B / (B c / P + L + P g)` at B = "
-             f"{b}; c = {c * 1e9:.1f} ns/row, g = {g / P * 1e6:.1f} us per worker, measured "
-             "above. Predictions for larger clusters with a 1 ms network round trip (the "
-             f"{nbytes} B per synchronisation take microseconds at 10 Gbit/s):", ""] + table
+    text += ["", "Model (inputs measured above, nothing fitted to the runs it predicts): local "
+             f"SGD `rows/s = P k R / (k (R c + L + P g) + V)` with R = {R} rows per worker "
+             f"and round, k = {rounds} rounds per epoch; synchronous SGD `rows/s = B / "
+             f"(s(B/P) + L_run + P g)` at B = {b}, with `s(r)` linear in r between the "
+             f"measured s({r_lo}) and s({r_hi}). c = {c * 1e9:.1f} ns/row, "
+             f"g = {g * 1e6:.1f} us per worker, V = {V * 1e3:.2f} ms. Predictions for larger clusters with a 1 ms "
+             f"network round trip in place of L and L_run (the {nbytes} B per "
+             "synchronisation take microseconds at 10 Gbit/s):", ""] + table
     out = "\n".join(text) + "\n"
     print(out)
     if args.out is not None:
