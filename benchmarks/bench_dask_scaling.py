@@ -312,7 +312,8 @@ def main(argv=None) -> int:
              f"and round, k = {rounds} rounds per epoch; synchronous SGD `rows/s = B / "
              f"(s(B/P) + L_run + P g)` at B = {b}, with `s(r)` linear in r between the "
              f"measured s({r_lo}) and s({r_hi}). c = {c * 1e9:.1f} ns/row, "
-             f"g = {g * 1e6:.1f} us per worker, V = {V * 1e3:.2f} ms. Predictions for larger clusters with a 1 ms "
+             f"g = {g * 1e6:.1f} us per worker, V = {V * 1e3:.2f} ms. Predictions for larger "
+             "clusters with a 1 ms "
              f"network round trip in place of L and L_run (the {nbytes} B per "
              "synchronisation take microseconds at 10 Gbit/s):", ""] + table
     out = "\n".join(text) + "\n"
