@@ -7,6 +7,7 @@ from conftest import random_params, sample_mixture
 import mogsgd
 from mogsgd.datasets import make_mixture
 from mogsgd.em import em_stats, fit_em, m_step
+from mogsgd.errors import ConvergenceWarning
 from mogsgd.init import init_params
 from mogsgd.online_em import online_em_init, online_em_step, step_size
 from mogsgd.train import TrainConfig
@@ -140,3 +141,15 @@ def test_estimator_online_em_backends_agree(rng):
     np.testing.assert_allclose(fits[0].means_, fits[1].means_, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(fits[0].covariances_, fits[1].covariances_, rtol=1e-9)
     assert fits[0].n_iter_ == fits[1].n_iter_
+
+
+@pytest.mark.parametrize("solver, label", [("sgd", "SGD stopped"),
+                                           ("online_em", "online EM stopped")])
+def test_budget_warning_names_the_solver_that_ran(solver, label):
+    """A stochastic run that uses up its epochs says which solver stopped (not "SGD" for
+    online EM)."""
+    X, _, _ = make_mixture(2000, 3, 2, random_state=0)
+    est = mogsgd.SGDGaussianMixture(3, solver=solver, max_epochs=1, refine="none",
+                                    random_state=0)
+    with pytest.warns(ConvergenceWarning, match=label):
+        est.fit(X)

@@ -151,7 +151,8 @@ class StochasticSolver:
         if config.early_stopping:
             converged = bool(state.stopped)
             if not converged and n_iter > 0:
-                advice = (f"SGD stopped at its budget of {state.epoch} epochs before the "
+                label = "SGD" if self.name == "sgd" else "online EM"
+                advice = (f"{label} stopped at its budget of {state.epoch} epochs before the "
                           "validation NLL settled; raise max_epochs or the learning rate")
         else:
             converged = n_iter > 0 and state.bad_epochs >= config.patience_epochs(n_train)
