@@ -281,7 +281,9 @@ def cmd_generate(args) -> int:
 
 
 def _estimator_from_args(args, checkpoint: Path | None):
-    from mogsgd.estimator import SGDGaussianMixture
+    # SGDGaussianMixture without scikit-learn's base classes: importing scikit-learn
+    # would take longer than fitting a small file (the model file is the same)
+    from mogsgd.mixture import SGDMixture
 
     if args.warm_start:
         from mogsgd.model_io import load_model
@@ -293,12 +295,12 @@ def _estimator_from_args(args, checkpoint: Path | None):
             changes["max_epochs"] = args.epochs
         return est.set_params(**changes)
     if args.resume:
-        est = SGDGaussianMixture.from_checkpoint(args.resume)
+        est = SGDMixture.from_checkpoint(args.resume)
         changes = {"checkpoint_path": args.resume}
         if args.epochs is not None:
             changes["max_epochs"] = args.epochs
         return est.set_params(**changes)
-    return SGDGaussianMixture(
+    return SGDMixture(
         n_components=args.n_components or DEFAULT_K, optimizer=args.optimizer,
         learning_rate=args.lr, schedule=args.schedule, batch_size=args.batch_size,
         max_epochs=args.epochs, early_stopping=not args.no_early_stopping,
@@ -411,16 +413,35 @@ def _fit_streamed(args, out: Path, guard: Interrupts) -> int:
     return 0
 
 
-def _save_fitted(est, out: Path, args, guard: Interrupts, X) -> None:
-    """Save the model unless the fit diverged; a signal cannot abort the write."""
+#: Below this many ``rows x components x features`` a loaded fit runs on the NumPy
+#: reference: this process fits once, and importing numba and loading the compiled
+#: kernels (1-2 s) would take longer than the whole NumPy fit (0.1-0.3 s at 1000 x 3, K=3).
+ONE_SHOT_NUMPY_WORK = 30_000
+
+
+def _one_shot_backend(est, X) -> str:
+    """The ``backend`` for fitting and scoring ``X`` in this one-shot process: ``"numpy"``
+    for small data when the estimator's is ``"auto"`` (the results agree to rounding)."""
+    small = X.shape[0] * X.shape[1] * est.n_components <= ONE_SHOT_NUMPY_WORK
+    return "numpy" if est.backend == "auto" and small else est.backend
+
+
+def _save_fitted(est, out: Path, args, guard: Interrupts, X, backend: str | None = None) -> None:
+    """Save the model unless the fit diverged; a signal cannot abort the write.  The file
+    records ``backend`` (the user's choice) when this process fitted with another one."""
     from mogsgd.model_io import save_model
 
     why = divergence(est, X)
     if why is not None:
         raise CLIError(f"the fit diverged ({why}); nothing was saved: lower the learning "
                        "rate (--lr), or try --solver em")
+    used = est.backend
     with guard.saving():
-        save_model(est, out, force=args.force)
+        try:
+            est.set_params(backend=backend or used)
+            save_model(est, out, force=args.force)
+        finally:
+            est.set_params(backend=used)
 
 
 def _covariance_summary(est) -> dict:
@@ -565,6 +586,8 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
     data = _load_data(args)
     X, weights, names = _split_weights(data, args.weight_column)
     est = _estimator_from_args(args, checkpoint)
+    chosen = est.backend
+    est.set_params(backend=_one_shot_backend(est, X))
     if args.warm_start:  # the saved model's columns, matched by name
         order = _model_order(est, names, str(args.data))
         if order is not None:
@@ -599,7 +622,7 @@ def _fit_loaded(args, out: Path, checkpoint: Path | None, guard: Interrupts) -> 
             warnings.showwarning(_named(w.message, names), w.category, w.filename, w.lineno)
     _record_names(est, names)
     try:
-        _save_fitted(est, out, args, guard, X)
+        _save_fitted(est, out, args, guard, X, backend=chosen)
     except Exception:
         _remove_failed(checkpoint if fresh else None)
         raise

@@ -449,9 +449,7 @@ def save_model(estimator, path: str | os.PathLike, *, force: bool = False) -> Pa
     Refuses to replace an existing file unless ``force=True``
     (``FileExistsError``); the write is atomic.  Returns the path written.
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(estimator, "params_")
+    fitted = estimator.export_fit_state()   # refuses an unfitted estimator
     settings, unsaved = encode_settings(estimator.get_params(deep=False))
     if unsaved:
         warnings.warn(
@@ -459,10 +457,10 @@ def save_model(estimator, path: str | os.PathLike, *, force: bool = False) -> Pa
             UserWarning, stacklevel=2,
         )
     body = {
-        "estimator": type(estimator).__name__,
+        "estimator": estimator.model_name,   # SGDMixture's files load as the estimator
         "settings": settings,
         "unsaved_settings": unsaved,
-        "fitted": encode(estimator.export_fit_state(), "fitted"),
+        "fitted": encode(fitted, "fitted"),
     }
     return write_document(path, MODEL_FORMAT, body, summary=_summary(estimator.params_),
                           force=force)

@@ -38,8 +38,9 @@ What this keeps and what it changes (``tests/test_shuffle.py`` checks each point
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit
 
 __all__ = ["BLOCK_SHUFFLE_ROWS", "BLOCK_BYTES", "WINDOW_BLOCKS", "block_rows", "epoch_order"]
 
@@ -60,7 +61,6 @@ def block_rows(n_features: int, itemsize: int = 8) -> int:
     return 1 << (rows.bit_length() - 1)
 
 
-@njit(cache=True, nogil=True)
 def _fill_window(blocks, block, n, u, out):
     """Write the rows of ``blocks`` (those ``< n``) into ``out`` and shuffle them with the
     uniforms ``u`` (Fisher-Yates, see the module docstring); returns how many."""
@@ -78,6 +78,15 @@ def _fill_window(blocks, block, n, u, out):
     return m
 
 
+@functools.cache
+def _compiled_fill_window():
+    """:func:`_fill_window` compiled, on first use: arrays up to :data:`BLOCK_SHUFFLE_ROWS`
+    rows never need numba (nor the second it takes to import)."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_fill_window)
+
+
 def epoch_order(rng: np.random.Generator, n: int, n_features: int, *,
                 block: int | None = None, window_blocks: int = WINDOW_BLOCKS,
                 above: int | None = None) -> np.ndarray:
@@ -90,9 +99,10 @@ def epoch_order(rng: np.random.Generator, n: int, n_features: int, *,
     block = block_rows(n_features) if block is None else int(block)
     blocks = rng.permutation(-(-n // block)).astype(np.int64)
     order = np.empty(n, dtype=np.int64)
+    fill_window = _compiled_fill_window()
     pos = 0
     for w0 in range(0, len(blocks), window_blocks):
         group = blocks[w0:w0 + window_blocks]
         size = len(group) * block
-        pos += _fill_window(group, block, n, rng.random(size), order[pos:pos + size])
+        pos += fill_window(group, block, n, rng.random(size), order[pos:pos + size])
     return order

@@ -27,7 +27,8 @@ from mogsgd.covariance import get_family, ops
 from mogsgd.data.base import Prepared
 from mogsgd.data.memory import em_fit_fn
 from mogsgd.em import EMResult, em_loop
-from mogsgd.errors import ConvergenceWarning, ValidationError
+from mogsgd import errors
+from mogsgd.errors import ValidationError
 from mogsgd.init import init_params
 from mogsgd.params import MixtureParams
 from mogsgd.solvers.local_sgd import LocalSGDEngine
@@ -194,7 +195,7 @@ def em_run(result: EMResult, prepared: Prepared, max_iter: int) -> Run:
     score = train_nll[-1]
     if not result.converged and max_iter > 0:
         warnings.warn(f"EM did not converge in {max_iter} iterations; raise max_iter",
-                      ConvergenceWarning, stacklevel=5)
+                      errors.ConvergenceWarning, stacklevel=5)
     return Run(result.params, None, history, score, result.converged, result.n_iter,
                [-v for v in train_nll[1:]])
 
@@ -322,7 +323,7 @@ def fit_runs(solver, prepared: Prepared, settings: RunSettings, rng: np.random.G
         # one with the best stochastic score can keep a worse optimum)
         run = refine(run, solver, prepared, settings)
         if run.advice is not None:
-            warnings.warn(run.advice, ConvergenceWarning, stacklevel=3)
+            warnings.warn(run.advice, errors.ConvergenceWarning, stacklevel=3)
         if progress is not None:
             progress.refined(run.refine_iter)
             progress.init_end(run.converged, prepared.lower_bound(run.params)
