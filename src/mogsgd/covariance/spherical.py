@@ -38,8 +38,10 @@ from mogsgd.covariance._base import (
 from mogsgd.covariance.online import OnlineEMMixin
 from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI, distance
 from mogsgd.errors import ValidationError
+from mogsgd.params import MixtureParams
 
-__all__ = ["SphericalParams", "SphericalGradSums", "SphericalFamily", "SPHERICAL"]
+__all__ = ["SphericalParams", "SphericalGradSums", "SphericalFamily", "SPHERICAL",
+           "as_diagonal", "pool_diagonal_sums", "pool_diagonal_stats"]
 
 
 @parameter_views(lambda p: np.broadcast_to(np.exp(2.0 * p.log_sigma)[:, None],
@@ -65,6 +67,32 @@ class SphericalGradSums(NamedTuple):
     means: np.ndarray
     log_sigma: np.ndarray
     logits: np.ndarray
+
+
+def as_diagonal(params: SphericalParams) -> MixtureParams:
+    """The same mixture as diagonal parameters: ``log sigma_kd = log sigma_k`` for every
+    ``d`` (eq. 45 is eq. 9 with one sigma per component), so the diagonal model's compiled
+    kernels compute the spherical density, gradient and E-step."""
+    k, d = params.means.shape
+    return MixtureParams(params.means, np.broadcast_to(params.log_sigma[:, None], (k, d)),
+                         params.logits)
+
+
+def pool_diagonal_sums(sums) -> SphericalGradSums:
+    """Gradient sums of :func:`as_diagonal`'s parameters -> the spherical ones.  By the chain
+    rule through ``log sigma_kd = log sigma_k`` the shared log-sigma's gradient is the sum
+    over ``d`` of the diagonal one, ``sum_d (N_k - sum_i g_ik z_ikd^2) = D N_k - sum_i g_ik
+    q_ik`` (eqs. 15, 45); means and logits are unchanged."""
+    return SphericalGradSums(sums.nll_sum, sums.weight_sum, sums.means,
+                             sums.log_sigma.sum(axis=1), sums.logits)
+
+
+def pool_diagonal_stats(stats) -> CentredStats:
+    """Diagonal E-step statistics (:class:`mogsgd.em.EMStats`, no missing values) of
+    :func:`as_diagonal`'s parameters -> the spherical :class:`CentredStats`: ``sxx_k =
+    sum_d sxx_kd = sum_i g_ik ||x_i - mu_k||^2``."""
+    return CentredStats(stats.ll_sum, stats.weight_sum, stats.nk, stats.sx,
+                        stats.sxx.sum(axis=1))
 
 
 class SphericalFamily(OnlineEMMixin):

@@ -28,8 +28,9 @@ import warnings
 import numpy as np
 
 from mogsgd import density, gradients
+from mogsgd.covariance import check_X, ops, spherical
 from mogsgd.covariance import finalize as family_finalize
-from mogsgd.covariance import ops
+from mogsgd.covariance.spherical import SphericalParams
 from mogsgd.errors import FallbackWarning
 from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams
@@ -203,8 +204,7 @@ def _parallel_safe() -> bool:
 
 
 def _full_kernel(params):
-    """The compiled module for a full or tied family's parameters, else ``None`` (the
-    family's NumPy reference runs: spherical)."""
+    """The compiled module for a full or tied family's parameters, else ``None``."""
     if ops.family_of(params).name not in ("full", "tied"):
         return None
     from mogsgd.fast import full_kernel
@@ -212,25 +212,31 @@ def _full_kernel(params):
     return full_kernel
 
 
+def _spherical_as_diagonal(X, params):
+    """``(X, diagonal parameters)`` for spherical ``params``
+    (:func:`mogsgd.covariance.spherical.as_diagonal`): the diagonal kernels compute the
+    spherical model; ``X`` is checked first (the spherical model refuses NaN, which the
+    diagonal path would marginalise)."""
+    return check_X(X, "spherical"), spherical.as_diagonal(params)
+
+
 def _family_sums(X, params, sample_weight):
-    """Another family's gradient sums: compiled for full and tied (eqs. 40-44,
-    :mod:`mogsgd.fast.full_kernel`, parallel over chunks of rows for large ``X``), the
-    NumPy reference otherwise."""
+    """Another family's gradient sums, compiled: full and tied by
+    :mod:`mogsgd.fast.full_kernel` (eqs. 40-44, parallel over chunks of rows for large
+    ``X``), spherical by the diagonal kernel with the log-sigma gradient summed over the
+    features (eq. 45, :func:`mogsgd.covariance.spherical.pool_diagonal_sums`)."""
+    if isinstance(params, SphericalParams):
+        return spherical.pool_diagonal_sums(
+            nll_grad_sums(*_spherical_as_diagonal(X, params), sample_weight))
     kernel = _full_kernel(params)
-    if kernel is None:
-        return ops.nll_grad_sums(X, params, sample_weight)
     parallel = np.shape(X)[0] > kernel.CHUNK_ROWS and _parallel_safe()
     return kernel.nll_grad_sums(ops.family_of(params), X, params, sample_weight,
                                 parallel=parallel)
 
 
 def _family_components(X, params) -> np.ndarray:
-    """``log pi_k + log N_ik`` (n, K) of another family: compiled for full and tied."""
-    kernel = _full_kernel(params)
-    family = ops.family_of(params)
-    if kernel is None:
-        return family.log_prob_components(X, params)
-    return kernel.log_prob_components(family, X, params)
+    """``log pi_k + log N_ik`` (n, K) of the full or tied family, compiled."""
+    return _full_kernel(params).log_prob_components(ops.family_of(params), X, params)
 
 
 def nll_grad_sums(X: np.ndarray, params: MixtureParams,
@@ -258,6 +264,8 @@ def nll_grad(X: np.ndarray, params: MixtureParams,
 
 def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None = None) -> float:
     """:func:`mogsgd.density.nll` by the fused kernel (no gradient sums are formed)."""
+    if isinstance(params, SphericalParams):
+        return nll(*_spherical_as_diagonal(X, params), sample_weight)
     if not isinstance(params, MixtureParams):
         lp = log_prob(X, params)
         return float(-np.mean(lp) if sample_weight is None
@@ -291,6 +299,8 @@ def _rows_out(X, params: MixtureParams, want_resp: bool) -> np.ndarray:
 
 def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """:func:`mogsgd.density.log_prob` by the fused kernel: ``log p(x_i)``, shape (n,)."""
+    if isinstance(params, SphericalParams):
+        return log_prob(*_spherical_as_diagonal(X, params))
     if not isinstance(params, MixtureParams):
         return density.logsumexp(_family_components(X, params), axis=1)
     out = _rows_out(X, params, want_resp=False)
@@ -302,6 +312,8 @@ def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """:func:`mogsgd.density.responsibilities` by the fused kernel: ``gamma_ik``, shape
     (n, K), rows summing to one (eq. 11)."""
+    if isinstance(params, SphericalParams):
+        return responsibilities(*_spherical_as_diagonal(X, params))
     if not isinstance(params, MixtureParams):
         wlp = _family_components(X, params)
         return np.exp(wlp - density.logsumexp(wlp, axis=1)[:, None])
@@ -318,10 +330,18 @@ def nll_fn_for(backend: str = "auto"):
 
 def em_stats(X: np.ndarray, params, sample_weight: np.ndarray | None = None):
     """The E-step statistics by the compiled pass: for ``diag`` from one fused gradient
-    pass (:func:`mogsgd.em.stats_from_grad_sums`, no missing values), for the other
-    families their reference :func:`mogsgd.covariance.ops.em_stats`."""
+    pass (:func:`mogsgd.em.stats_from_grad_sums`, no missing values), for ``spherical``
+    the same on its diagonal view with ``sxx`` summed over the features
+    (:func:`mogsgd.covariance.spherical.pool_diagonal_stats`), for full and tied by
+    :func:`mogsgd.fast.full_kernel.em_stats` (parallel over chunks of rows for large ``X``)."""
+    if isinstance(params, SphericalParams):
+        return spherical.pool_diagonal_stats(
+            em_stats(*_spherical_as_diagonal(X, params), sample_weight))
     if not isinstance(params, MixtureParams):
-        return ops.em_stats(X, params, sample_weight)
+        kernel = _full_kernel(params)
+        parallel = np.shape(X)[0] > kernel.CHUNK_ROWS and _parallel_safe()
+        return kernel.em_stats(ops.family_of(params), X, params, sample_weight,
+                               parallel=parallel)
     from mogsgd.em import stats_from_grad_sums
 
     return stats_from_grad_sums(nll_grad_sums(X, params, sample_weight), params)

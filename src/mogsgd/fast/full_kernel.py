@@ -38,14 +38,14 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from mogsgd.covariance import check_X
+from mogsgd.covariance import CentredStats, check_X
 from mogsgd.covariance import cholesky as chol
 from mogsgd.covariance.full import FullFamily, gradients_from_sums
 from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI
 from mogsgd.fast._simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
 from mogsgd.params import log_softmax
 
-__all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "nll_grad_sums", "log_prob_components"]
+__all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "nll_grad_sums", "em_stats", "log_prob_components"]
 
 #: Rows per block (the transposed buffer's width).
 BLOCK_ROWS = 256
@@ -127,13 +127,20 @@ def _z_tile(R, U, a0, e0, nb, Z):
         z3[j] = (((z3[j] + u03 * x0) + u13 * x1) + u23 * x2) + u33 * x3
 
 
+#: What :func:`_range` accumulates besides ``(sum w log p, sum w)``: nothing, the gradient
+#: sums ``N_k``, ``sum g z``, ``sum g r z^T`` (eqs. 41-43), or the E-step statistics
+#: ``N_k``, ``sum g r``, ``sum g r r^T`` (eqs. 27, 47).
+LOGLIK, GRAD, STATS = 0, 1, 2
+
+
 @njit(**_JIT)
-def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_out):
-    """Rows ``lo:hi``: ``acc += (sum w log p, sum w)`` and, with ``need_grad``, ``nk``,
-    ``gz`` (K, D4) and the upper triangle of ``M`` (K, D4, D4), ``D4`` being ``D`` rounded up
-    to a multiple of 4 (the shape of the padded ``U``; entries past ``D`` stay 0).  With
-    ``lw_out`` of shape (n, K) (else (0, K)) the weighted log densities are written there
-    instead."""
+def _range(X, lo, hi, w, has_w, means, U, const, what, acc, nk, gz, M, lw_out):
+    """Rows ``lo:hi``: ``acc += (sum w log p, sum w)`` and, with ``what`` = :data:`GRAD`,
+    ``nk``, ``gz`` (K, D4) and the upper triangle of ``M = sum g r z^T`` (K, D4, D4), ``D4``
+    being ``D`` rounded up to a multiple of 4 (the shape of the padded ``U``; entries past
+    ``D`` stay 0); with :data:`STATS` ``nk``, ``sum g r`` in ``gz`` and the upper triangle
+    of ``sum g r r^T`` in ``M``.  With ``lw_out`` of shape (n, K) (else (0, K)) the
+    weighted log densities are written there instead."""
     k_comp, d = means.shape
     d4 = U.shape[1]  # D rounded up to a multiple of 4, U padded with zeros
     B = BLOCK_ROWS
@@ -145,6 +152,7 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
     lp = np.empty(B)
     coef = np.empty(B)
     g = np.empty((k_comp, B))
+    gr = np.empty(B)
     wb = np.ones(B)
     for lo_b in range(lo, hi, B):
         nb = min(B, hi - lo_b)
@@ -201,15 +209,18 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
         s_wlp, s_w = lane_dot_sum(wb, lp, nb)
         acc[0] += s_wlp
         acc[1] += s_w
-        if not need_grad:
+        if what == LOGLIK:
             continue
         for k in range(k_comp):
             gk = g[k]
             lwk = lw[k]
             for j in range(nb):
                 gk[j] = vexp_neg(lwk[j] - top[j]) * coef[j]   # w gamma, eq. 11
-            Zk = Z[k]
             nk[k] += lane_dot_sum(gk, gk, nb)[1]
+            if what == STATS:
+                _stats_sums(xt, means[k], gk, nb, R, gr, gz[k], M[k])
+                continue
+            Zk = Z[k]
             for e in range(0, d4, 4):           # rows of z past D are 0
                 s0, s1, s2, s3 = lane_dot4(gk, Zk[e], Zk[e + 1], Zk[e + 2], Zk[e + 3], nb)
                 gz[k, e] += s0
@@ -233,13 +244,44 @@ def _range(X, lo, hi, w, has_w, means, U, const, need_grad, acc, nk, gz, M, lw_o
                     M[k, a, e + 3] += m3
 
 
+@njit(inline="always", **_JIT)
+def _stats_sums(xt, mean, gk, nb, R, gr, sx, S):
+    """One component's E-step sums over a block: ``sx += sum_j g_j r_j`` and the upper
+    triangle of ``S += sum_j g_j r_j r_j^T`` with ``r_j = x_j - mu`` (eqs. 27, 47), in the
+    lanes of :func:`lane_dot4` (rows of ``R`` past ``D`` are 0)."""
+    d = mean.shape[0]
+    d4 = R.shape[0]
+    for a in range(d):
+        ra = R[a]
+        xa = xt[a]
+        mu = mean[a]
+        for j in range(nb):
+            ra[j] = xa[j] - mu
+    for e in range(0, d4, 4):
+        s0, s1, s2, s3 = lane_dot4(gk, R[e], R[e + 1], R[e + 2], R[e + 3], nb)
+        sx[e] += s0
+        sx[e + 1] += s1
+        sx[e + 2] += s2
+        sx[e + 3] += s3
+    for a in range(d):
+        ra = R[a]
+        for j in range(nb):
+            gr[j] = gk[j] * ra[j]
+        for e in range(a - a % 4, d4, 4):   # entries below the diagonal: computed, not read
+            m0, m1, m2, m3 = lane_dot4(gr, R[e], R[e + 1], R[e + 2], R[e + 3], nb)
+            S[a, e] += m0
+            S[a, e + 1] += m1
+            S[a, e + 2] += m2
+            S[a, e + 3] += m3
+
+
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def _chunks(X, w, has_w, means, U, const, need_grad, acc, nk, gz, M):
+def _chunks(X, w, has_w, means, U, const, what, acc, nk, gz, M):
     n = X.shape[0]
     empty = np.empty((0, means.shape[0]))
     for c in prange(acc.shape[0]):
         lo = c * CHUNK_ROWS
-        _range(X, lo, min(n, lo + CHUNK_ROWS), w, has_w, means, U, const, need_grad,
+        _range(X, lo, min(n, lo + CHUNK_ROWS), w, has_w, means, U, const, what,
                acc[c], nk[c], gz[c], M[c], empty)
 
 
@@ -260,7 +302,7 @@ def log_prob_components(family: FullFamily, X, params) -> np.ndarray:
     X, means, _, padded, const = _prepare(family, X, params)
     out = np.empty((X.shape[0], means.shape[0]))
     k, d4 = means.shape[0], padded.shape[1]
-    _range(X, 0, X.shape[0], np.empty(0), False, means, padded, const, False, np.zeros(2),
+    _range(X, 0, X.shape[0], np.empty(0), False, means, padded, const, LOGLIK, np.zeros(2),
            np.zeros(k), np.zeros((k, d4)), np.zeros((k, d4, d4)), out)
     far = np.flatnonzero(~(out.max(axis=1, initial=-np.inf) >= FAR_LOG_DENSITY))
     if len(far):  # eq. 52 in the NumPy family's scaled form
@@ -268,12 +310,9 @@ def log_prob_components(family: FullFamily, X, params) -> np.ndarray:
     return out
 
 
-def nll_grad_sums(family: FullFamily, X, params, sample_weight=None, *, parallel: bool = False):
-    """``family.nll_grad_sums(X, params, sample_weight)``, compiled (eqs. 40-44).
-
-    ``parallel=True`` runs the row chunks on numba's threads; the sums are the same
-    bit for bit either way.
-    """
+def _sums(family: FullFamily, X, params, sample_weight, what: int, parallel: bool):
+    """``(U, ll_sum, weight_sum, nk, gz, M)`` over all rows (chunks summed in order), or
+    ``None`` where a sum is not finite (far rows: the NumPy family's business)."""
     X, means, U, padded, const = _prepare(family, X, params)
     n = X.shape[0]
     k, d = means.shape
@@ -283,20 +322,43 @@ def nll_grad_sums(family: FullFamily, X, params, sample_weight=None, *, parallel
     scal, nk = np.zeros((n_chunks, 2)), np.zeros((n_chunks, k))
     d4 = padded.shape[1]
     gz, M = np.zeros((n_chunks, k, d4)), np.zeros((n_chunks, k, d4, d4))
-    if parallel:
-        _chunks(X, w, has_w, means, padded, const, True, scal, nk, gz, M)
+    if parallel and n_chunks > 1:
+        _chunks(X, w, has_w, means, padded, const, what, scal, nk, gz, M)
     else:
         empty = np.empty((0, k))
         for c in range(n_chunks):
             lo = c * CHUNK_ROWS
-            _range(X, lo, min(n, lo + CHUNK_ROWS), w, has_w, means, padded, const, True,
+            _range(X, lo, min(n, lo + CHUNK_ROWS), w, has_w, means, padded, const, what,
                    scal[c], nk[c], gz[c], M[c], empty)
     ll_sum, weight_sum = scal.sum(axis=0)
     if not (np.isfinite(ll_sum) and np.isfinite(gz).all() and np.isfinite(M).all()):
-        return family.nll_grad_sums(X, params, sample_weight)  # far rows: eqs. 52, 53
+        return None
     weight_sum = float(weight_sum) if has_w else float(n)
-    g_means, g_chol, g_logits = gradients_from_sums(U, params.logits, weight_sum,
-                                                    nk.sum(axis=0), gz.sum(axis=0)[:, :d],
-                                                    M.sum(axis=0)[:, :d, :d])
-    return family.gradsums_type(float(-ll_sum), weight_sum, g_means, family.pool(g_chol),
-                                g_logits)
+    return (U, float(ll_sum), weight_sum, nk.sum(axis=0), gz.sum(axis=0)[:, :d],
+            M.sum(axis=0)[:, :d, :d])
+
+
+def nll_grad_sums(family: FullFamily, X, params, sample_weight=None, *, parallel: bool = False):
+    """``family.nll_grad_sums(X, params, sample_weight)``, compiled (eqs. 40-44).
+
+    ``parallel=True`` runs the row chunks on numba's threads; the sums are the same
+    bit for bit either way.
+    """
+    sums = _sums(family, X, params, sample_weight, GRAD, parallel)
+    if sums is None:
+        return family.nll_grad_sums(X, params, sample_weight)  # far rows: eqs. 52, 53
+    U, ll_sum, weight_sum, nk, gz, M = sums
+    g_means, g_chol, g_logits = gradients_from_sums(U, params.logits, weight_sum, nk, gz, M)
+    return family.gradsums_type(-ll_sum, weight_sum, g_means, family.pool(g_chol), g_logits)
+
+
+def em_stats(family: FullFamily, X, params, sample_weight=None, *, parallel: bool = False):
+    """``family.em_stats(X, params, sample_weight)``, compiled: the centred statistics
+    ``N_k``, ``sum g (x - mu_k)`` and ``sum g (x - mu_k)(x - mu_k)^T`` (eqs. 11, 27, 47;
+    summed over ``k`` for tied) in the same pass that computes the responsibilities."""
+    sums = _sums(family, X, params, sample_weight, STATS, parallel)
+    if sums is None:
+        return family.em_stats(X, params, sample_weight)  # far rows: eqs. 52, 53
+    _, ll_sum, weight_sum, nk, sx, S = sums
+    sxx = np.triu(S) + np.swapaxes(np.triu(S, 1), 1, 2)   # the upper triangle, mirrored
+    return CentredStats(ll_sum, weight_sum, nk, sx, family.pool(sxx))
