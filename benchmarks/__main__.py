@@ -13,7 +13,7 @@ if str(ROOT / "src") not in sys.path:  # run from a source checkout without inst
     sys.path.insert(0, str(ROOT / "src"))
 
 GOALS = ("1", "2", "3", "4", "5", "13.R", "13.T", "15.1", "15.2", "15.3", "15.4", "15.5",
-         "15.6", "15.7", "15.8", "16.4")
+         "15.6", "15.7", "15.8", "16.4", "17.1", "17.2")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(GOALS),
                         help="comma-separated goals to run (default: all of "
                         f"{','.join(GOALS)}; 13.x are issue 13's, 15.x issue 15's, 16.x "
-                        "issue 16's)")
+                        "issue 16's, 17.x issue 17's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
                         help="directory for results.md, scaling.png, scaling.json")
     args = parser.parse_args(argv)
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     from benchmarks import goals as G
-    from benchmarks import issue13, issue15, issue16
+    from benchmarks import issue13, issue15, issue16, issue17
     from benchmarks.common import machine
     from mogsgd import fast
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                "5": lambda: G.memory(args.quick),
                **{goal: (lambda fn=fn: fn(args.quick))
                   for goal, fn in (issue13.RUNNERS | issue15.RUNNERS
-                                   | issue16.RUNNERS).items()}}
+                                   | issue16.RUNNERS | issue17.RUNNERS).items()}}
     loads = []
     for goal in goals:
         t0 = time.perf_counter()

@@ -142,3 +142,24 @@ def random_params(rng: np.random.Generator, k: int, d: int) -> MixtureParams:
     return MixtureParams(means=rng.normal(size=(k, d)),
                          log_sigma=np.log(rng.uniform(0.6, 1.5, size=(k, d))),
                          logits=rng.normal(scale=0.3, size=k))
+
+
+def correlated_set(n: int, k: int, d: int, seed: int = 0) -> DataSet:
+    """:func:`hard_set`'s weights, means and spreads with every component rotated by its
+    own uniformly random rotation ``Q_k``: ``Sigma_k = Q_k diag(sd_k^2) Q_k^T`` (full
+    covariances, correlated features)."""
+    from mogsgd.covariance import FULL
+
+    rng = np.random.default_rng(1000 * k + d + seed)
+    w = 0.75 ** np.arange(k)
+    w /= w.sum()
+    mu = rng.normal(scale=1.0, size=(k, d))
+    sd = rng.uniform(0.7, 1.4, size=(k, d))
+    Q, R = np.linalg.qr(rng.standard_normal((k, d, d)))
+    Q = Q * np.sign(np.einsum("...dd->...d", R))[..., None, :]   # Haar: fix the signs
+    cov = (Q * (sd**2)[:, None, :]) @ np.swapaxes(Q, -1, -2)
+    truth = FULL.init_from_moments(w, mu, 0.5 * (cov + np.swapaxes(cov, -1, -2)), 0.0)
+    X, _ = FULL.sample(truth, rng, n)
+    X_test, _ = FULL.sample(truth, rng, 200_000)
+    return DataSet(f"correlated K={k} D={d}", X, X_test, truth,
+                   "hard set's weights/means/spreads, each component randomly rotated")

@@ -28,8 +28,8 @@ import warnings
 import numpy as np
 
 from mogsgd import density, gradients
-from mogsgd.covariance import check_X, ops, spherical
 from mogsgd.covariance import finalize as family_finalize
+from mogsgd.covariance import ops, spherical
 from mogsgd.covariance.spherical import SphericalParams
 from mogsgd.errors import FallbackWarning
 from mogsgd.gradients import GradSums
@@ -212,12 +212,13 @@ def _full_kernel(params):
     return full_kernel
 
 
-def _spherical_as_diagonal(X, params):
-    """``(X, diagonal parameters)`` for spherical ``params``
-    (:func:`mogsgd.covariance.spherical.as_diagonal`): the diagonal kernels compute the
-    spherical model; ``X`` is checked first (the spherical model refuses NaN, which the
-    diagonal path would marginalise)."""
-    return check_X(X, "spherical"), spherical.as_diagonal(params)
+def _spherical_sums(X, params, sample_weight, need_grad: bool) -> GradSums | None:
+    """The diagonal kernel's sums for spherical ``params`` on their diagonal view
+    (:func:`mogsgd.covariance.spherical.as_diagonal`: eq. 45 is eq. 9 with one sigma per
+    component), or ``None`` where the spherical reference must run: ``X`` with NaN (which
+    the spherical model refuses and the diagonal one would marginalise) or far rows."""
+    sums = _numba_sums(X, spherical.as_diagonal(params), sample_weight, need_grad=need_grad)
+    return None if sums is None or math.isnan(sums.nll_sum) else sums
 
 
 def _family_sums(X, params, sample_weight):
@@ -226,8 +227,9 @@ def _family_sums(X, params, sample_weight):
     ``X``), spherical by the diagonal kernel with the log-sigma gradient summed over the
     features (eq. 45, :func:`mogsgd.covariance.spherical.pool_diagonal_sums`)."""
     if isinstance(params, SphericalParams):
-        return spherical.pool_diagonal_sums(
-            nll_grad_sums(*_spherical_as_diagonal(X, params), sample_weight))
+        sums = _spherical_sums(X, params, sample_weight, need_grad=True)
+        return (ops.nll_grad_sums(X, params, sample_weight) if sums is None
+                else spherical.pool_diagonal_sums(sums))
     kernel = _full_kernel(params)
     parallel = np.shape(X)[0] > kernel.CHUNK_ROWS and _parallel_safe()
     return kernel.nll_grad_sums(ops.family_of(params), X, params, sample_weight,
@@ -265,7 +267,9 @@ def nll_grad(X: np.ndarray, params: MixtureParams,
 def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None = None) -> float:
     """:func:`mogsgd.density.nll` by the fused kernel (no gradient sums are formed)."""
     if isinstance(params, SphericalParams):
-        return nll(*_spherical_as_diagonal(X, params), sample_weight)
+        sums = _spherical_sums(X, params, sample_weight, need_grad=False)
+        return (ops.nll(X, params, sample_weight) if sums is None
+                else sums.nll_sum / sums.weight_sum)
     if not isinstance(params, MixtureParams):
         lp = log_prob(X, params)
         return float(-np.mean(lp) if sample_weight is None
@@ -300,7 +304,8 @@ def _rows_out(X, params: MixtureParams, want_resp: bool) -> np.ndarray:
 def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """:func:`mogsgd.density.log_prob` by the fused kernel: ``log p(x_i)``, shape (n,)."""
     if isinstance(params, SphericalParams):
-        return log_prob(*_spherical_as_diagonal(X, params))
+        out = _rows_out(X, spherical.as_diagonal(params), want_resp=False)
+        return ops.log_prob(X, params) if np.isnan(out).any() else out
     if not isinstance(params, MixtureParams):
         return density.logsumexp(_family_components(X, params), axis=1)
     out = _rows_out(X, params, want_resp=False)
@@ -313,7 +318,8 @@ def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """:func:`mogsgd.density.responsibilities` by the fused kernel: ``gamma_ik``, shape
     (n, K), rows summing to one (eq. 11)."""
     if isinstance(params, SphericalParams):
-        return responsibilities(*_spherical_as_diagonal(X, params))
+        out = _rows_out(X, spherical.as_diagonal(params), want_resp=True)
+        return ops.responsibilities(X, params) if np.isnan(out).any() else out
     if not isinstance(params, MixtureParams):
         wlp = _family_components(X, params)
         return np.exp(wlp - density.logsumexp(wlp, axis=1)[:, None])
@@ -335,8 +341,13 @@ def em_stats(X: np.ndarray, params, sample_weight: np.ndarray | None = None):
     (:func:`mogsgd.covariance.spherical.pool_diagonal_stats`), for full and tied by
     :func:`mogsgd.fast.full_kernel.em_stats` (parallel over chunks of rows for large ``X``)."""
     if isinstance(params, SphericalParams):
+        sums = _spherical_sums(X, params, sample_weight, need_grad=True)
+        if sums is None:
+            return ops.em_stats(X, params, sample_weight)
+        from mogsgd.em import stats_from_grad_sums
+
         return spherical.pool_diagonal_stats(
-            em_stats(*_spherical_as_diagonal(X, params), sample_weight))
+            stats_from_grad_sums(sums, spherical.as_diagonal(params)))
     if not isinstance(params, MixtureParams):
         kernel = _full_kernel(params)
         parallel = np.shape(X)[0] > kernel.CHUNK_ROWS and _parallel_safe()
