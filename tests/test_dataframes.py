@@ -169,6 +169,37 @@ def test_cli_plot_of_64_features_draws_a_few_informative_ones_in_a_bounded_figur
     assert (tmp_path / "g" / "data.png").exists() and not (tmp_path / "g" / "pairs.png").exists()
 
 
+def test_cli_plot_of_64_features_with_a_model_draws_each_chosen_pair_once_by_name(tmp_path):
+    import re
+
+    from sklearn.datasets import load_digits
+
+    frame = load_digits(as_frame=True).frame
+    frame.to_csv(tmp_path / "digits.csv", index=False)
+    pixels = frame.drop(columns="target")
+    _fit(pixels.iloc[:600]).save(tmp_path / "m.json")
+    rc = tmp_path / "matplotlibrc"
+    rc.write_text("svg.fonttype: none\n")   # keep text as text in the SVG, to read it
+    run = _cli("plot", tmp_path / "digits.csv", "--model", tmp_path / "m.json", "--out",
+               tmp_path / "f", env={"MATPLOTLIBRC": str(rc)})
+    assert run.returncode == 0, run.stderr
+    said = re.search(r"64 features: drawing the 5 that separate the components most \((.*)\);",
+                     run.stderr)
+    assert said, run.stderr
+    chosen = re.findall(r"'([^']+)'", said.group(1))
+    assert len(chosen) == 5 and set(chosen) <= set(pixels.columns)
+    svg = (tmp_path / "f" / "pairs.svg").read_text()
+    # the ellipses of component 0 name their panel: each pair of the 5 once, below the diagonal
+    panels = set(re.findall(r'id="pair(\d)(\d)-c0-1sigma"', svg))
+    assert panels == {(str(r), str(c)) for r in range(5) for c in range(r)}
+    named = set(re.findall(r">(pixel_\d_\d)<", svg))
+    assert named == set(chosen)          # the columns' names on the axes, and no others
+    for figure in ("marginals", "density", "predictions"):
+        text = (tmp_path / "f" / f"{figure}.svg").read_text()
+        assert set(re.findall(r">(?:feature )?(pixel_\d_\d)<", text)) <= set(chosen)
+        assert "$x_" not in text and "x_{" not in text
+
+
 # ------------------------------------------------------------- the variance floor
 def test_the_variance_floor_in_data_units_is_min_variance_times_the_feature_variance():
     rng = np.random.default_rng(0)

@@ -745,7 +745,8 @@ def _draw_model(save, X, params, y, names, feats) -> None:
         save(plotting.plot_predictions(X, params, dims=feats[:2], feature_names=names),
              "predictions")
     if len(feats) > 2:
-        save(plotting.plot_pairs(X, params, y, features=feats, feature_names=names), "pairs")
+        save(plotting.plot_pairs(X, params, y, features=feats, feature_names=names,
+                                 corner=True), "pairs")
 
 
 def cmd_evaluate(args) -> int:
@@ -871,8 +872,8 @@ def cmd_plot(args) -> int:
             if model.history_.get("epoch"):
                 save(plotting.plot_learning_curves(model.history_), "learning_curves")
         elif len(feats) > 2:
-            save(plotting.plot_pairs(X, params, data.y, features=feats, feature_names=names),
-                 "pairs")
+            save(plotting.plot_pairs(X, params, data.y, features=feats, feature_names=names,
+                                     corner=True), "pairs")
 
     for p in _figures(Path(args.out), args.force, draw):
         _info(args, f"wrote {p}")
