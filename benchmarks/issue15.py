@@ -220,7 +220,7 @@ def epoch_slope(quick: bool) -> list[Row]:
     full = np.polyfit(n_arr, t_arr, 1)[0]
     per = ", ".join(f"{r[0]:.0e}: {1e9 * r[1] / r[0]:.0f}" for r in res)
     return [
-        Row(g, f"epoch ns per row ({per}); rows above 2^20 are block-shuffled", ""),
+        Row(g, f"epoch ns per row ({per}); arrays above 4 MiB are block-shuffled", ""),
         Row(g, f"**log-log slope of epoch time in n, {ns[half]:.0e}..{ns[-1]:.0e}** "
             f"(over {ns[0]:.0e}..{ns[-1]:.0e}: {full:.2f})", f"{upper:.2f}", "linear", "",
             "<= 1.05", _check(upper <= 1.05)),

@@ -32,7 +32,7 @@ def test_up_to_the_threshold_the_order_is_rng_permutation():
     n = 5000
     np.testing.assert_array_equal(epoch_order(a, n, 3, above=n), b.permutation(n))
     assert a.bit_generator.state == b.bit_generator.state
-    assert shuffle.BLOCK_SHUFFLE_ROWS == 1 << 20
+    assert shuffle.shuffle_above(3) == (1 << 22) // 24 == 174_762
 
 
 def test_default_blocks_hold_about_block_bytes_of_rows():
@@ -107,7 +107,7 @@ def test_training_uses_the_block_order_on_every_path(monkeypatch):
         return out
 
     plain = runs()
-    monkeypatch.setattr(shuffle, "BLOCK_SHUFFLE_ROWS", 1000)
+    monkeypatch.setattr(shuffle, "BLOCK_SHUFFLE_BYTES", 1000 * 2 * 8)   # 1000 rows
     compiled, loop, numpy_loop = runs()
     assert compiled.params.ravel().tobytes() == loop.params.ravel().tobytes()
     assert compiled.rng_state == loop.rng_state == numpy_loop.rng_state

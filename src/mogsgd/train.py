@@ -6,7 +6,7 @@ optimiser state, RNG state, epoch, history, best-so-far) so a run can be
 checkpointed and resumed bit-for-bit, and continued (``warm_start``).
 
 Each epoch draws a fresh order of the training rows from the seeded
-``numpy.random.Generator`` (a uniform permutation; block-shuffled above 2^20 rows, see
+``numpy.random.Generator`` (a uniform permutation; block-shuffled above 4 MiB of rows, see
 :mod:`mogsgd.fast.shuffle`), visits them in batches of ``batch_size``, computes
 the analytic gradient (:func:`mogsgd.gradients.nll_grad`), applies the
 optimiser and projects ``log_sigma`` onto the variance floor (eq. 26).
@@ -393,7 +393,7 @@ def train_torch(X, params: MixtureParams | None = None, *, shuffle=None, kernel:
 
 def _epoch_batches(X, w, batch: int, rng: np.random.Generator):
     """One epoch's ``(X_batch, w_batch)``: a fresh order of an array's rows
-    (:func:`mogsgd.fast.epoch_order`: a permutation, block-shuffled above 2^20 rows) cut
+    (:func:`mogsgd.fast.epoch_order`: a permutation, block-shuffled above 4 MiB of rows) cut
     into batches, or what a batch provider's ``X.epoch_batches(batch, rng)`` yields."""
     provider = getattr(X, "epoch_batches", None)
     if provider is not None:

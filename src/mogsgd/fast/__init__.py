@@ -388,7 +388,7 @@ def permutations(rng: np.random.Generator, n: int, compiled: bool, n_features: i
 
 def epoch_order(rng: np.random.Generator, n: int, n_features: int) -> np.ndarray:
     """:func:`mogsgd.fast.shuffle.epoch_order`: one epoch's order of ``n`` rows of
-    ``n_features`` columns, ``rng.permutation(n)`` up to 2^20 rows, block-shuffled above."""
+    ``n_features`` columns, ``rng.permutation(n)`` up to 4 MiB of rows, block-shuffled above."""
     from mogsgd.fast.shuffle import epoch_order as order
 
     return order(rng, n, n_features)

@@ -1,8 +1,8 @@
 """A whole training epoch compiled: batches, gradients, optimiser step and variance floor.
 
 :func:`mogsgd.train.train` draws each epoch's order of the rows
-(:func:`mogsgd.fast.shuffle.epoch_order`: ``rng.permutation(n)``, block-shuffled above 2^20
-rows) as its Python loop does and hands it to :class:`CompiledEpoch`, which runs every
+(:func:`mogsgd.fast.shuffle.epoch_order`: ``rng.permutation(n)``, block-shuffled above 4
+MiB of rows) as its Python loop does and hands it to :class:`CompiledEpoch`, which runs every
 mini-batch of the epoch in one call of :func:`mogsgd.fast._kernels.train_epoch` -- no
 Python per step.  The optimiser state goes in and comes out as the usual
 :class:`~mogsgd.optim.AdamState` / :class:`~mogsgd.optim.MomentumState` /
