@@ -98,13 +98,46 @@ DATA = {
 }
 
 
+@pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("covariance_type", TYPES)
 @pytest.mark.parametrize("data", list(DATA))
-def test_default_sgd_fit_is_within_002_nats_of_sklearn_n_init_5(data, covariance_type):
+def test_default_sgd_fit_is_within_002_nats_of_sklearn_n_init_5(data, covariance_type, k):
+    """Issue 17's goal on the objective both fits optimise, the mean log-likelihood of the
+    training rows: the default fit (one run) is at most 0.02 nats per row below the best of
+    scikit-learn's five.  Before the initial candidates were polished in the fit's own family
+    (they were polished only for ``diag``) and the refinement kept a polished start that SGD
+    had left, the gaps with K=5 on wine were -0.27 (full) and -0.73 (spherical)."""
     X = DATA[data]()
-    ours = quiet_fit(X, n_components=3, covariance_type=covariance_type, random_state=0)
-    ref = GaussianMixture(3, covariance_type=covariance_type, n_init=5, random_state=0).fit(X)
+    ours = quiet_fit(X, n_components=k, covariance_type=covariance_type, random_state=0)
+    ref = GaussianMixture(k, covariance_type=covariance_type, n_init=5, random_state=0).fit(X)
     assert ours.score(X) > ref.score(X) - 0.02
+
+
+def test_the_refinement_never_ends_below_where_it_started():
+    """EM from a start at its own fixed point (nearly singular covariances) can lose a few
+    units of rounding; the refinement then keeps its start instead of returning the
+    stochastic end point it moved away from (full, K=10 on wine: SGD left the polished start
+    at -2.22 nats per row for -12.3, and the fit ended there)."""
+    from types import SimpleNamespace
+
+    from mogsgd.em import EMResult
+    from mogsgd.solvers.runs import SOLVERS, Run, refine
+
+    X = load_wine().data
+    est = quiet_fit(X, n_components=2, covariance_type="full", random_state=0)
+    good = est._params_std   # noqa: SLF001 - the fit's own coordinates
+    bad = good._replace(means=good.means + 1.0)
+    lls = {id(good): -2.0, id(bad): -12.0}
+    loglik = lambda p: lls[id(p)]   # noqa: E731
+    rounded = lambda p, **options: EMResult(p, [-2.0, -2.0 - 1e-9], [0.0, 0.0], True, 1)  # noqa: E731
+    prepared = SimpleNamespace(all_loglik=loglik, train_loglik=loglik, em_fit=rounded,
+                               em_stats=object(), in_memory=True,
+                               scaler=SimpleNamespace(log_det=1.0))
+    settings = SimpleNamespace(refine="auto", min_variance=1e-6,
+                               config=SimpleNamespace(early_stopping=True))
+    run = refine(Run(bad, None, score=13.0, n_iter=5, start=good), SOLVERS["sgd"], prepared,
+                 settings)
+    assert run.params is good and run.score == pytest.approx(3.0)
 
 
 # --------------------------------------------------- scikit-learn's attributes and scores

@@ -76,6 +76,11 @@ POLISH_TOL = 1e-3
 POLISH_MAX_ITER = 100
 #: Polishing is for small data: at most this many rows (the initialisation's sample size).
 POLISH_MAX_ROWS = 20_000
+#: The full, tied and spherical families' polish runs their NumPy E-step (O(K D^2) a row,
+#: not compiled as diag's is; 20,000 rows with D=16, K=8 full: 0.36 s a step): their
+#: candidates are polished where rows x K x D^2 is at most this (every small table: wine
+#: with K=10 is 3e5), else the start is k-means++ as on large data.
+FAMILY_POLISH_WORK = 2_000_000
 
 
 @dataclass
@@ -241,11 +246,12 @@ def initial_params(prepared: Prepared, settings: RunSettings, rng: np.random.Gen
     if user is not None and user.complete:
         return user.params(family, scaler)
     rows = prepared.init_rows(rng) if callable(prepared.init_rows) else prepared.init_rows
+    floor = max(settings.min_variance, INIT_FLOOR)
     start = init_params(rows, settings.n_components, settings.init, rng, settings.min_variance,
                         sample_weight=prepared.init_weight,
-                        polish=_polisher(settings) if _polishes(prepared, settings) else None)
-    start = ops.start_from_diagonal(family, rows, start, prepared.init_weight,
-                                    max(settings.min_variance, INIT_FLOOR))
+                        polish=(_polisher(settings, family, floor)
+                                if _polishes(prepared, settings) else None))
+    start = ops.start_from_diagonal(family, rows, start, prepared.init_weight, floor)
     if user is None:
         return start
     # some initial arrays given: they replace the initialisation's (scikit-learn's rule)
@@ -255,24 +261,32 @@ def initial_params(prepared: Prepared, settings: RunSettings, rng: np.random.Gen
 def _polishes(prepared: Prepared, settings: RunSettings) -> bool:
     """Whether the initial candidates are polished: small data in memory (the
     initialisation sees every row, and an EM pass over them is cheap) without missing
-    values (the initialisation rows have them imputed: EM would fit the imputed values),
-    diagonal components (the candidates are diagonal), and EM allowed to shape the fit
-    (``refine="none"`` asks for the stochastic solver's own end point, from an unpolished
-    start)."""
-    if (not prepared.in_memory or settings.refine == "none"
-            or settings.covariance_type != "diag"):
+    values (the initialisation rows have them imputed: EM would fit the imputed values)
+    and EM allowed to shape the fit (``refine="none"`` asks for the stochastic solver's own
+    end point, from an unpolished start).  Every covariance family: a candidate is polished
+    in the fit's own family (:func:`_polisher`), where the basins are; the non-diagonal
+    ones on small data only (:data:`FAMILY_POLISH_WORK`)."""
+    if not prepared.in_memory or settings.refine == "none":
         return False
     n_rows = prepared.train.shape[0] + (0 if prepared.val is None else prepared.val.shape[0])
+    if settings.covariance_type != "diag":   # (diag's polish is compiled: fast.batch_em)
+        work = n_rows * settings.n_components * prepared.n_features ** 2
+        if work > FAMILY_POLISH_WORK:
+            return False
     return n_rows <= POLISH_MAX_ROWS and not np.isnan(prepared.train).any()
 
 
-def _polisher(settings: RunSettings):
+def _polisher(settings: RunSettings, family, floor: float):
     """``polish(X, w, params) -> (params, mean log-likelihood)``: EM on the initialisation
     rows from a candidate, with the variance floor as a projection (the objective the
-    fit ends on), until a step gains less than :data:`POLISH_TOL` nats per row."""
+    fit ends on), until a step gains less than :data:`POLISH_TOL` nats per row.  A
+    diagonal candidate becomes ``family``'s start first
+    (:func:`mogsgd.covariance.ops.start_from_diagonal`, covariances floored at ``floor``),
+    so the candidates are compared on the basins of the fit's own family."""
     fit = em_fit_fn(settings.backend)
 
     def polish(X, w, params):
+        params = ops.start_from_diagonal(family, X, params, w, floor)
         with np.errstate(all="ignore"):
             result = fit(X, w, params, max_iter=POLISH_MAX_ITER, tol=POLISH_TOL,
                          reg_covar=0.0, floor=settings.min_variance)
@@ -379,7 +393,12 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     lls = result.log_likelihoods
     rounding = 1e4 * np.finfo(run.params.dtype).eps * max(1.0, abs(lls[0]))
     if not (np.isfinite(lls[-1]) and lls[-1] >= lls[0] - rounding):
-        return run   # (EM never lowers the likelihood beyond rounding: something broke)
+        # EM never lowers the likelihood beyond rounding: something broke (or, from a start
+        # already at its fixed point with nearly singular covariances, rounding did); the
+        # run ends where the refinement started, never worse than that
+        if origin is run.params or not np.isfinite(lls[0]):
+            return run
+        return replace(run, params=origin, score=prepared.scaler.log_det - lls[0])
     settled = {"converged": True, "advice": None} if result.converged else {}
     return replace(run, params=result.params.astype(run.params.dtype), refine_iter=result.n_iter,
                    score=prepared.scaler.log_det - lls[-1], **settled)
