@@ -73,3 +73,12 @@ def test_auto_init_without_polish_is_kmeanspp():
     a = init_params(X, 3, "auto", np.random.default_rng(5))
     b = init_params(X, 3, "kmeans++", np.random.default_rng(5))
     assert a.allclose(b, rtol=0)
+
+
+def test_sq_distances_of_far_rows_do_not_cancel(rng):
+    # squared norms of 3e12: the expansion ||x||^2 - 2 x.c + ||c||^2 would lose the
+    # distances of 0.75 to rounding; they are formed from differences instead
+    X = rng.normal(size=(20, 3)) + 1e6
+    C = X[:4] + 0.5
+    np.testing.assert_allclose(sq_distances(X, C), ((X[:, None] - C) ** 2).sum(-1), rtol=1e-12)
+    assert np.all(np.diag(sq_distances(X[:4], C)) == 0.75)

@@ -35,9 +35,27 @@ TIE = 1e-9
 IQR_NORMAL = 1.3489795003921634
 
 
+#: :func:`sq_distances` expands the square (one matrix product) while every squared row
+#: and centre norm is below this: its rounding error, about ``1e-16 * 1e8``, is then far
+#: below the distances k-means compares on standardised data.
+EXPAND_BELOW = 1e8
+
+
 def sq_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances ``||x_i - c_k||^2``, shape (n, K); one (n, D) temporary."""
-    out = np.empty((X.shape[0], centres.shape[0]), dtype=np.result_type(X, centres))
+    """Squared Euclidean distances ``||x_i - c_k||^2``, shape (n, K).
+
+    As ``||x_i||^2 - 2 x_i . c_k + ||c_k||^2`` (clipped at 0) by one matrix product while
+    every squared norm is below :data:`EXPAND_BELOW`; otherwise (rows far out, where the
+    expansion would cancel) ``x_i - c_k`` is formed for one centre at a time: one (n, D)
+    temporary."""
+    dtype = np.result_type(X, centres)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x2 = np.einsum("ij,ij->i", X, X)
+        c2 = np.einsum("ij,ij->i", centres, centres)
+    if X.shape[0] and (np.max(x2) < EXPAND_BELOW and np.max(c2, initial=0.0) < EXPAND_BELOW):
+        out = (x2[:, None] + c2) - 2.0 * (X @ centres.T)
+        return np.maximum(out, 0.0, out=out).astype(dtype, copy=False)
+    out = np.empty((X.shape[0], centres.shape[0]), dtype=dtype)
     for k, c in enumerate(centres):
         diff = X - c
         out[:, k] = np.einsum("ij,ij->i", diff, diff)
