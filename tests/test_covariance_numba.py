@@ -138,3 +138,52 @@ def test_spherical_compiled_pass_refuses_nan():
     for fn in (fast.nll_grad_sums, fast.log_prob, fast.responsibilities, fast.em_stats, fast.nll):
         with pytest.raises(ValidationError, match="NaN"):
             fn(X, params)
+
+
+# ------------------------------------------------- the compiled full/tied epoch
+@pytest.mark.parametrize("name", ["full", "tied"])
+@pytest.mark.parametrize("optimizer, case", [
+    ("adam", "plain"), ("momentum", "plain"), ("nesterov", "plain"), ("sgd", "plain"),
+    ("adam", "weighted"), ("momentum", "weighted"), ("adam", "far row"),
+    ("adam", "floor active"), ("sgd", "floor active")])   # (momentum diverges on a far row)
+def test_compiled_full_epoch_matches_the_python_loop(name, optimizer, case):
+    """Given the same order of the rows, one compiled epoch (``fast.full_epoch``) equals the
+    training loop's Python steps over ``fast.nll_grad_sums`` to rounding: parameters,
+    optimiser state and the epoch's NLL sums -- with sample weights, with a batch holding a
+    far row (handed to the Python step) and with the eigenvalue floor active (handed to
+    the family's projection)."""
+    from mogsgd import fast
+    from mogsgd.fast.full_epoch import CompiledFullEpoch
+    from mogsgd.train import TrainConfig, make_stepper
+
+    params, X, w = family_setup(name, 3, 5, 700)
+    if case == "far row":
+        X[5] = 1e12   # every component beyond the saturation point (eq. 52)
+    min_variance = 0.6 if case == "floor active" else 1e-6
+    w = w / w.mean() if case == "weighted" else None
+    config = TrainConfig(optimizer=optimizer, batch_size=64, min_variance=min_variance)
+    stepper = make_stepper(config, len(X), fast.nll_grad_sums)
+    order = np.random.default_rng(3).permutation(len(X))
+    py, state, total, rows = params, stepper.init(params), 0.0, 0
+    for lo in range(0, len(X), 64):
+        idx = order[lo:lo + 64]
+        py, state, value = stepper.step(py, state, X[idx], None if w is None else w[idx])
+        total, rows = total + value * len(idx), rows + len(idx)
+    epoch = CompiledFullEpoch(X, w, config.build_optimizer(len(X)), 64, min_variance,
+                              stepper.step)
+    got, got_state, got_total, got_rows = epoch(order, params, stepper.init(params))
+    # the floor's eigendecomposition, every step, amplifies the rounding differences
+    tol = 1e-6 if case == "floor active" else 1e-10
+    assert type(got) is type(py) and got_rows == rows
+    for a, b in zip(got, py, strict=True):
+        assert rel_err(a, b) < tol
+    assert got_state.count == state.count
+    for a, b in zip(got_state[1:], state[1:], strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert rel_err(x, y) < tol
+    assert abs(got_total - total) <= tol * abs(total)
+    if case == "floor active":   # the projection ran: the floor holds and binds
+        from mogsgd.covariance import ops
+
+        lam = np.linalg.eigvalsh(ops.family_of(got).covariances(got))
+        assert lam.min() >= min_variance * (1 - 1e-9)

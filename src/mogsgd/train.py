@@ -254,7 +254,8 @@ class ArrayEngine:
         self.X, self.w, self.rng, self.stepper = X, sample_weight, rng, stepper
         self.X_val, self.val_weight, self.nll_fn = X_val, val_weight, nll_fn
         self.batch = min(config.batch_size, n)
-        self.compiled = fast.compiled_epoch(config, n, grad_sums_fn, X, sample_weight, params)
+        self.compiled = fast.compiled_epoch(config, n, grad_sums_fn, X, sample_weight, params,
+                                            python_step=stepper.step)
         # the order of each compiled epoch (fast.epoch_order), the next one drawn meanwhile
         self.perms = fast.permutations(rng, n, compiled=self.compiled is not None,
                                        n_features=X.shape[1])

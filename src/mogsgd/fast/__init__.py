@@ -395,22 +395,27 @@ def epoch_order(rng: np.random.Generator, n: int, n_features: int) -> np.ndarray
 
 
 def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_weight,
-                   params: MixtureParams):
+                   params: MixtureParams, python_step=None):
     """A :class:`~mogsgd.fast.epoch.CompiledEpoch` (solver ``"sgd"``) or
     :class:`~mogsgd.fast.epoch.CompiledOnlineEM` (``"online_em"``) for
-    :func:`mogsgd.train.train`, or ``None`` where the Python loop must run: a gradient function
-    other than the fused one (:func:`kernels_for` gave the reference or a custom one),
-    ``X`` not an in-memory array (a batch provider), float32 parameters, or ``X`` with NaN.
+    :func:`mogsgd.train.train`; for full or tied parameters with solver ``"sgd"`` and the
+    training loop's ``python_step`` (for batches with far rows), a
+    :class:`~mogsgd.fast.full_epoch.CompiledFullEpoch`.  ``None`` where the Python loop
+    must run: a gradient function other than the fused one (:func:`kernels_for` gave the
+    reference or a custom one), ``X`` not an in-memory array (a batch provider), float32
+    parameters, ``X`` with NaN, the spherical family (its Python loop calls the diagonal
+    kernel), or full/tied ``X`` that is not C-contiguous float64 (it is not copied).
 
     ``config`` is the :class:`~mogsgd.train.TrainConfig`; ``sample_weight`` the weights
     as ``train`` normalised them (mean one).
     """
     if (grad_sums_fn is not nll_grad_sums
-            or not isinstance(X, np.ndarray)  # batch providers (streams, Dask) stream
-            or not isinstance(params, MixtureParams)):  # other families: the Python loop
+            or not isinstance(X, np.ndarray)):  # batch providers (streams, Dask) stream
         return None
     from mogsgd.fast.epoch import CompiledEpoch, CompiledOnlineEM, supports
 
+    if not isinstance(params, MixtureParams):
+        return _compiled_full_epoch(config, n_train, X, sample_weight, params, python_step)
     optimizer = config.build_optimizer(n_train) if config.solver == "sgd" else None
     if not supports(optimizer, X, params):
         return None
@@ -423,6 +428,21 @@ def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_wei
             threads=epoch_threads(batch))
     return CompiledEpoch(X, sample_weight, optimizer, batch, config.min_variance,
                          threads=epoch_threads(batch))
+
+
+def _compiled_full_epoch(config, n_train, X, sample_weight, params, python_step):
+    from mogsgd.fast.epoch import supports
+
+    if (python_step is None or config.solver != "sgd" or _full_kernel(params) is None
+            or X.dtype != np.float64 or not X.flags.c_contiguous):
+        return None
+    optimizer = config.build_optimizer(n_train)
+    if not supports(optimizer, X, params):
+        return None
+    from mogsgd.fast.full_epoch import CompiledFullEpoch
+
+    return CompiledFullEpoch(X, sample_weight, optimizer, min(config.batch_size, n_train),
+                             config.min_variance, python_step)
 
 
 #: Whether compiled epochs run the parts of a large batch on numba's threads

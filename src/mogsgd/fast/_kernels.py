@@ -556,6 +556,34 @@ def epoch_arrays(theta, n_comp, d_feat, block):
 
 
 @njit(**_JIT)
+def optimizer_step(theta, g, opt, s1, s2, count, eta, b1, b2, eps, beta):
+    """``theta += update(g)`` for the optimiser ``opt`` (``OPT_*``) written out as in
+    ``optim.py`` (no fast-math, so it rounds the same), evaluated at the step ``count``
+    before the update; ``s1``/``s2`` are the flat momentum / Adam states."""
+    if opt == OPT_ADAM:
+        t = count + 1
+        c1 = 1.0 - math.pow(b1, float(t))
+        c2 = 1.0 - math.pow(b2, float(t))
+        for i in range(theta.shape[0]):
+            mu = b1 * s1[i] + (1.0 - b1) * g[i]
+            nu = b2 * s2[i] + (1.0 - b2) * g[i] * g[i]
+            s1[i] = mu
+            s2[i] = nu
+            theta[i] = theta[i] + -eta * (mu / c1) / (np.sqrt(nu / c2) + eps)
+    elif opt == OPT_SGD:
+        for i in range(theta.shape[0]):
+            theta[i] = theta[i] + -eta * g[i]
+    else:
+        for i in range(theta.shape[0]):
+            v = beta * s1[i] + g[i]
+            s1[i] = v
+            if opt == OPT_NESTEROV:
+                theta[i] = theta[i] + -eta * (g[i] + beta * v)
+            else:
+                theta[i] = theta[i] + -eta * v
+
+
+@njit(**_JIT)
 def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lrs,
                 b1, b2, eps, beta, log_sigma_floor, block, threads):
     """One epoch of mini-batch training, entirely compiled; updates ``theta``, ``s1``, ``s2``.
@@ -604,29 +632,7 @@ def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lr
                 g[i] = (-acc[o_rz + i] * inv_sigma[k, d]) * scale
                 g[kd + i] = (nk - acc[o_rz2 + i]) * scale
             g[2 * kd + k] = (wsum * weights[k] - nk) * scale
-        # optimiser step (optim.py), evaluated at the count before the update
-        eta = lrs[step]
-        if opt == OPT_ADAM:
-            t = count + 1
-            c1 = 1.0 - math.pow(b1, float(t))
-            c2 = 1.0 - math.pow(b2, float(t))
-            for i in range(theta.shape[0]):
-                mu = b1 * s1[i] + (1.0 - b1) * g[i]
-                nu = b2 * s2[i] + (1.0 - b2) * g[i] * g[i]
-                s1[i] = mu
-                s2[i] = nu
-                theta[i] = theta[i] + -eta * (mu / c1) / (np.sqrt(nu / c2) + eps)
-        elif opt == OPT_SGD:
-            for i in range(theta.shape[0]):
-                theta[i] = theta[i] + -eta * g[i]
-        else:
-            for i in range(theta.shape[0]):
-                v = beta * s1[i] + g[i]
-                s1[i] = v
-                if opt == OPT_NESTEROV:
-                    theta[i] = theta[i] + -eta * (g[i] + beta * v)
-                else:
-                    theta[i] = theta[i] + -eta * v
+        optimizer_step(theta, g, opt, s1, s2, count, lrs[step], b1, b2, eps, beta)
         for i in range(kd, 2 * kd):
             theta[i] = max(theta[i], log_sigma_floor)
         count += 1

@@ -98,11 +98,7 @@ class CompiledEpoch:
 
     def learning_rates(self, count: int, n_steps: int) -> np.ndarray:
         """``eta_t`` for the steps ``count, ..., count + n_steps - 1`` (eq. 24)."""
-        lr = self.schedule
-        if not callable(lr):
-            return np.full(n_steps, float(lr))
-        return np.fromiter(map(lr, range(count, count + n_steps)), dtype=np.float64,
-                           count=n_steps)
+        return learning_rates(self.schedule, count, n_steps)
 
     def __call__(self, order: np.ndarray, params: MixtureParams, opt_state):
         k, d = params.n_components, params.n_features
@@ -181,6 +177,16 @@ class CompiledOnlineEM:
         average = MixtureParams.unravel(avg, k, d) if has_avg else None
         new_state = OnlineEMState(int(count), stats, average, int(n_avg))
         return MixtureParams.unravel(theta, k, d), new_state, float(total), float(rows)
+
+
+def learning_rates(schedule, count: int, n_steps: int) -> np.ndarray:
+    """``eta_t`` of ``schedule`` (a number or a function of the step) for the steps
+    ``count, ..., count + n_steps - 1`` (eq. 24), evaluated in Python once per epoch so
+    any schedule works and rounds as in the Python loop."""
+    if not callable(schedule):
+        return np.full(n_steps, float(schedule))
+    return np.fromiter(map(schedule, range(count, count + n_steps)), dtype=np.float64,
+                       count=n_steps)
 
 
 def _weights(sample_weight) -> tuple[np.ndarray, bool]:
