@@ -179,13 +179,14 @@ class _InProcessShards:
                 for (x, _, _), extra in zip(self._shards, per_shard, strict=True)]
 
 
-def test_local_sgd_with_one_worker_is_the_single_process_compiled_epoch_bit_for_bit():
+@pytest.mark.parametrize("n", [5000, 200_000])   # a permutation; block-shuffled (> 4 MiB)
+def test_local_sgd_with_one_worker_is_the_single_process_compiled_epoch_bit_for_bit(n):
     from mogsgd import fast
     from mogsgd.fast.epoch import CompiledEpoch
     from mogsgd.solvers.local_sgd import LocalSGDEngine
     from mogsgd.train import TrainConfig, make_stepper
 
-    X = data(5000, 40)
+    X = data(n, 40)
     config = TrainConfig(batch_size=128, max_epochs=3)
     start = SGDGaussianMixture(3, solver="em", max_iter=2, random_state=0).fit(X).params_
     stepper = make_stepper(config, len(X), fast.kernels_for("auto")[0])
@@ -194,7 +195,7 @@ def test_local_sgd_with_one_worker_is_the_single_process_compiled_epoch_bit_for_
                             np.random.default_rng(5), params=start)
     got = engine.epoch(start, opt_state, True)
     seed = int(np.random.default_rng(5).integers(0, 2**63 - 1, size=1)[0])
-    order = np.random.default_rng(seed).permutation(len(X))
+    order = fast.epoch_order(np.random.default_rng(seed), len(X), X.shape[1])
     compiled = CompiledEpoch(X, None, config.build_optimizer(len(X)), 128, config.min_variance)
     want = compiled(order, start, opt_state)
     assert np.array_equal(got[0].ravel(), want[0].ravel())

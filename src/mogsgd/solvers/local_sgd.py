@@ -12,7 +12,7 @@ that each round's compute dwarfs its round trip.
 
 What is exact and what is not: with one worker (or one round per epoch on one shard) a
 round is exactly a single-process compiled epoch over that worker's rows in the order of
-``default_rng(seed).permutation``; with several workers the average of ``P`` local
+``fast.epoch_order(default_rng(seed), ...)``; with several workers the average of ``P`` local
 trajectories is not the single trajectory of synchronous SGD, but every row is used once per
 epoch, the workers start each round together, and the mixture's log-likelihood is smooth
 enough that the average of nearby iterates stays in the basin (tested: the held-out
@@ -44,10 +44,12 @@ SYNC_ROWS = 1 << 20
 def local_round(X: np.ndarray, params: MixtureParams, opt_state, config: TrainConfig,
                 n_local: int, lo: int, hi: int, seed: int):
     """On a worker: the optimiser steps over rows ``order[lo:hi]`` of its shard ``X``, with
-    ``order = default_rng(seed).permutation(len(X))`` (one permutation per epoch).  Compiled
-    where :func:`mogsgd.fast.compiled_epoch` can; else the same :class:`~mogsgd.train.Stepper`
+    ``order = fast.epoch_order(default_rng(seed), len(X), n_features)`` -- one epoch's order,
+    the same as a single process draws for those rows (a permutation, block-shuffled for
+    large shards; :mod:`mogsgd.fast.shuffle`).  Compiled where
+    :func:`mogsgd.fast.compiled_epoch` can; else the same :class:`~mogsgd.train.Stepper`
     steps in Python.  Returns ``(params, opt_state, nll_total, rows)``."""
-    order = np.random.default_rng(seed).permutation(len(X))[lo:hi]
+    order = fast.epoch_order(np.random.default_rng(seed), len(X), X.shape[1])[lo:hi]
     if not len(order):
         return params, opt_state, 0.0, 0.0
     grad_sums_fn, _ = fast.kernels_for("auto")
