@@ -29,7 +29,7 @@ from mogsgd.covariance import ops
 from mogsgd.density import LOG_2PI
 from mogsgd.fast._kernels import optimizer_step
 from mogsgd.fast.epoch import learning_rates
-from mogsgd.fast.full_kernel import GRAD, _range
+from mogsgd.fast.full_kernel import GRAD, range_in, workspace
 from mogsgd.optim import AdamState, MomentumState, SGDState
 
 __all__ = ["CompiledFullEpoch", "train_epoch", "OK", "FAR", "PROJECT"]
@@ -106,6 +106,7 @@ def train_epoch(X, order, w, has_w, batch, theta, k, tied, opt, s1, s2, count, l
     M = np.zeros((k, d4, d4))
     g = np.zeros_like(theta)
     empty = np.empty((0, k))
+    xt, R, Z, lw, top, lp, coef, gk, gr, wk = workspace(k, d, d4)
     total = 0.0
     rows = 0.0
     step = first
@@ -123,7 +124,8 @@ def train_epoch(X, order, w, has_w, batch, theta, k, tied, opt, s1, s2, count, l
         nk[:] = 0.0
         gz[:] = 0.0
         M[:] = 0.0
-        _range(Xb, 0, nb, wb, has_w, means, U, const, GRAD, acc, nk, gz, M, empty)
+        range_in(Xb, 0, nb, wb, has_w, means, U, const, GRAD, acc, nk, gz, M, empty,
+                 xt, R, Z, lw, top, lp, coef, gk, gr, wk)
         finite = np.isfinite(acc[0])
         for i in range(k):
             for a in range(d):

@@ -45,7 +45,8 @@ from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI
 from mogsgd.fast._simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
 from mogsgd.params import log_softmax
 
-__all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "nll_grad_sums", "em_stats", "log_prob_components"]
+__all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "nll_grad_sums", "em_stats", "log_prob_components",
+           "workspace", "range_in"]
 
 #: Rows per block (the transposed buffer's width).
 BLOCK_ROWS = 256
@@ -134,26 +135,39 @@ LOGLIK, GRAD, STATS = 0, 1, 2
 
 
 @njit(**_JIT)
+def workspace(k_comp, d, d4):
+    """The buffers of :func:`range_in` for ``K``, ``D`` and ``D4`` (a compiled epoch keeps
+    one for all its batches): ``(xt, R, Z, lw, top, lp, coef, g, gr, wb)``."""
+    B = BLOCK_ROWS
+    return (np.empty((d, B)), np.zeros((d4, B)), np.empty((k_comp, d4, B)),
+            np.empty((k_comp, B)), np.empty(B), np.empty(B), np.empty(B),
+            np.empty((k_comp, B)), np.empty(B), np.ones(B))
+
+
+@njit(**_JIT)
 def _range(X, lo, hi, w, has_w, means, U, const, what, acc, nk, gz, M, lw_out):
+    """:func:`range_in` with its own :func:`workspace`."""
+    xt, R, Z, lw, top, lp, coef, g, gr, wb = workspace(means.shape[0], means.shape[1],
+                                                      U.shape[1])
+    range_in(X, lo, hi, w, has_w, means, U, const, what, acc, nk, gz, M, lw_out,
+             xt, R, Z, lw, top, lp, coef, g, gr, wb)
+
+
+@njit(**_JIT)
+def range_in(X, lo, hi, w, has_w, means, U, const, what, acc, nk, gz, M, lw_out,
+             xt, R, Z, lw, top, lp, coef, g, gr, wb):
     """Rows ``lo:hi``: ``acc += (sum w log p, sum w)`` and, with ``what`` = :data:`GRAD`,
     ``nk``, ``gz`` (K, D4) and the upper triangle of ``M = sum g r z^T`` (K, D4, D4), ``D4``
     being ``D`` rounded up to a multiple of 4 (the shape of the padded ``U``; entries past
     ``D`` stay 0); with :data:`STATS` ``nk``, ``sum g r`` in ``gz`` and the upper triangle
     of ``sum g r r^T`` in ``M``.  With ``lw_out`` of shape (n, K) (else (0, K)) the
-    weighted log densities are written there instead."""
+    weighted log densities are written there instead.  The buffers ``xt`` ... ``wb`` are a
+    :func:`workspace` (rows of ``R`` past ``D`` must be 0)."""
     k_comp, d = means.shape
     d4 = U.shape[1]  # D rounded up to a multiple of 4, U padded with zeros
     B = BLOCK_ROWS
-    xt = np.empty((d, B))
-    R = np.zeros((d4, B))  # rows past D stay 0
-    Z = np.empty((k_comp, d4, B))
-    lw = np.empty((k_comp, B))
-    top = np.empty(B)
-    lp = np.empty(B)
-    coef = np.empty(B)
-    g = np.empty((k_comp, B))
-    gr = np.empty(B)
-    wb = np.ones(B)
+    if not has_w:
+        wb[:] = 1.0
     for lo_b in range(lo, hi, B):
         nb = min(B, hi - lo_b)
         load_rows(X, lo_b, nb, xt)
