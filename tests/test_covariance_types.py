@@ -411,6 +411,32 @@ def test_what_the_other_types_do_not_support_is_refused_in_one_line(covariance_t
         assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_data_beyond_the_factors_range_is_refused_in_one_line(covariance_type, tmp_path,
+                                                              capsys):
+    """Data at 1e-300 fit as the unit data do (standardisation makes scale irrelevant);
+    at 1e-310 (subnormal) the precision factor in data units, ``diag(1/s) U'`` (eq. 50),
+    overflows float64, and the fit says so in one line naming the fix (it failed with
+    "log_chol contains NaN or infinite values" after fitting)."""
+    from mogsgd.cli import main
+
+    X = correlated(covariance_type, n=400, seed=21)[0]
+    unit = quiet_fit(X, n_components=2, covariance_type=covariance_type, random_state=0)
+    tiny = quiet_fit(X * 1e-300, n_components=2, covariance_type=covariance_type,
+                     random_state=0)
+    np.testing.assert_allclose(tiny.score(X * 1e-300) - 3 * np.log(1e300), unit.score(X),
+                               rtol=1e-6)
+    with pytest.raises(ValidationError, match="multiply X by a constant") as info:
+        SGDGaussianMixture(2, covariance_type=covariance_type).fit(X * 1e-310)
+    assert "\n" not in str(info.value)
+    np.save(tmp_path / "d.npy", X * 1e-310)
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "d.npy"), "-k", "2", "--covariance-type",
+                 covariance_type, "--out", str(tmp_path / "m.json"), "-q"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert "multiply X by a constant" in err and "\n" not in err and "Traceback" not in err
+
+
 def test_an_unknown_covariance_type_is_refused():
     with pytest.raises(ValidationError, match="unknown covariance_type .banded.; choose one of"):
         SGDGaussianMixture(2, covariance_type="banded").fit(np.zeros((10, 2)))

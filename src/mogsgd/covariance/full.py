@@ -217,6 +217,13 @@ def sample_components(rng: np.random.Generator, params, U: np.ndarray, n: int):
     return X, y
 
 
+#: The smallest per-feature scale ``s`` of standardisation the full and tied families map to
+#: data units: the factor's entries there are the standardised ones (up to about
+#: ``1 / sqrt(min_variance)``, 1e6 with headroom) over ``s``, and must stay below float64's
+#: largest number (data at 1e-300 fit; at 1e-310, subnormal, the factor overflows).
+SMALLEST_SCALE = 1e6 / np.finfo(np.float64).max
+
+
 def check_scale(scale, d: int) -> np.ndarray:
     s = np.asarray(scale, dtype=np.float64)
     if s.shape != (d,) or not np.all(np.isfinite(s)) or np.any(s <= 0):
@@ -375,8 +382,19 @@ class FullFamily(OnlineEMMixin):
         return chol.factor(params.log_chol)
 
     def admissible_scale(self, scale: np.ndarray) -> np.ndarray:
-        """Any per-feature scale: a diagonal map keeps a full (tied) covariance full (tied)."""
-        return np.asarray(scale, dtype=np.float64)
+        """Any per-feature scale: a diagonal map keeps a full (tied) covariance full (tied);
+        refused (one line) below :data:`SMALLEST_SCALE`, where the factor in data units,
+        ``diag(1/s) U'`` (eq. 50), is beyond float64's range."""
+        s = np.asarray(scale, dtype=np.float64)
+        small = s < SMALLEST_SCALE
+        if np.any(small):
+            j = int(np.argmax(small))
+            raise ValidationError(
+                f"feature {j} of X spreads over only {s[j]:.3g}: covariance_type="
+                f"{self.name!r} cannot hold its precision factor in data units at that scale "
+                "(it overflows float64); multiply X by a constant (e.g. 1e300) before fitting, "
+                "or use covariance_type='diag'")
+        return s
 
     def to_data(self, params, center, scale):
         """``mu = c + s * mu'``, ``U = diag(1/s) U'`` (eq. 50)."""

@@ -38,7 +38,7 @@ from mogsgd.covariance._base import (
 from mogsgd.covariance.online import OnlineEMMixin
 from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI, distance
 from mogsgd.errors import ValidationError
-from mogsgd.params import MixtureParams
+from mogsgd.params import MixtureParams, bounded_variances
 
 __all__ = ["SphericalParams", "SphericalGradSums", "SphericalFamily", "SPHERICAL",
            "as_diagonal", "pool_diagonal_sums", "pool_diagonal_stats"]
@@ -191,6 +191,7 @@ class SphericalFamily(OnlineEMMixin):
         weights, means, shift, nk, dead = m_step_weights_means(stats, params)
         d = means.shape[1]
         var = np.maximum(stats.sxx / nk - np.einsum("kd,kd->k", shift, shift), 0.0) / d
+        var = bounded_variances(var)   # (squared deviations beyond the float range)
         var = np.where(dead, np.exp(2.0 * params.log_sigma),
                        np.maximum(var + reg_covar, floor))
         return SphericalParams.create(means, 0.5 * np.log(var), np.log(weights))

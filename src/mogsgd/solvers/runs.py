@@ -294,12 +294,17 @@ def _polisher(settings: RunSettings, family, floor: float):
     fit = em_fit_fn(settings.backend)
 
     def polish(X, w, params):
-        params = ops.start_from_diagonal(family, X, params, w, floor)
-        with np.errstate(all="ignore"):
-            result = fit(X, w, params, max_iter=POLISH_MAX_ITER, tol=POLISH_TOL,
-                         reg_covar=0.0, floor=settings.min_variance)
+        try:
+            with np.errstate(all="ignore"):
+                params = ops.start_from_diagonal(family, X, params, w, floor)
+                result = fit(X, w, params, max_iter=POLISH_MAX_ITER, tol=POLISH_TOL,
+                             reg_covar=0.0, floor=settings.min_variance)
+        except (ValidationError, FloatingPointError):
+            return params, -np.inf   # (a covariance beyond the float range: ranked last)
         loglik = result.log_likelihoods[-1]
-        return result.params, (loglik if np.isfinite(loglik) else -np.inf)
+        if not (np.isfinite(loglik) and all(np.isfinite(a).all() for a in result.params)):
+            return params, -np.inf   # the unpolished start, ranked last
+        return result.params, loglik
 
     return polish
 
