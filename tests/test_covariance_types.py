@@ -376,7 +376,8 @@ def test_precisions_init_is_the_start(covariance_type):
 
 
 def test_reg_covar_is_refused_naming_min_variance():
-    with pytest.raises(ValidationError, match="reg_covar.*set min_variance instead"):
+    with pytest.raises(ValidationError, match="reg_covar.*set variance_floor for a floor in data "
+                                              "units, or min_variance"):
         SGDGaussianMixture(2, reg_covar=1e-6).fit(np.random.default_rng(0).normal(size=(50, 2)))
 
 

@@ -21,7 +21,8 @@ def _frame(seed: int = 0, n: int = 300) -> np.ndarray:
 def _fit(X, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return SGDGaussianMixture(2, random_state=0, max_epochs=5, solver="em", **kw).fit(X)
+        return SGDGaussianMixture(2, **{"random_state": 0, "max_epochs": 5, "solver": "em",
+                                        **kw}).fit(X)
 
 
 def test_nullable_float_na_is_a_missing_value_like_nan():
@@ -212,6 +213,66 @@ def test_the_variance_floor_in_data_units_is_min_variance_times_the_feature_vari
     scaled = X * [1.0, 1000.0]            # the floor follows the feature's scale
     np.testing.assert_allclose(_fit(scaled, min_variance=1e-6).covariances_[:, 1],
                                floor * 1e6, rtol=1e-6)
+
+
+def _near_constant(n: int = 400) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    groups = np.repeat([0, 1], n // 2)
+    rare = np.where(rng.random(n) < 0.99, 0.0, 1.0)          # 99% of the rows on 0
+    return np.column_stack([rng.normal(0, 1, n) + 6 * groups, rng.normal(0, 3, n), rare])
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical", "full", "tied"])
+@pytest.mark.parametrize("solver", ["sgd", "em"])
+def test_variance_floor_bounds_every_variance_in_data_units(covariance_type, solver):
+    X = _near_constant()
+    floor = 0.05                     # far above min_variance * var(rare column) ~ 1e-8
+    est = _fit(X, variance_floor=floor, covariance_type=covariance_type, solver=solver)
+    cov = np.asarray(est.covariances_)
+    if covariance_type in ("diag", "spherical"):
+        smallest = cov.min()
+    else:
+        smallest = np.linalg.eigvalsh(cov).min()
+    assert smallest >= floor * (1 - 1e-9)
+    if covariance_type == "diag" and solver == "sgd":   # it binds on the near-constant column
+        assert cov[:, 2].min() == pytest.approx(floor, rel=1e-6)
+    if covariance_type == "diag" and solver == "em":    # batch EM adds it (eq. 30's reg_covar)
+        assert floor <= cov[:, 2].min() <= floor + X[:, 2].var()
+    if covariance_type == "diag":
+        assert cov[:, :2].min() > 10 * floor
+    if covariance_type != "spherical":   # (one variance for all features: never that small)
+        without = np.asarray(_fit(X, covariance_type=covariance_type,
+                                  solver=solver).covariances_)
+        assert (without.min() if without.ndim == 2 else np.linalg.eigvalsh(without).min()) \
+            < floor
+
+
+def test_variance_floor_below_every_feature_s_own_floor_changes_nothing():
+    X = _near_constant()
+    tiny = 1e-6 * X.var(axis=0).min() / 2          # below min_variance * var(x_d) for every d
+    a, b = _fit(X), _fit(X, variance_floor=tiny)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(a.covariances_, b.covariances_)
+
+
+def test_reg_covar_is_refused_naming_the_data_unit_floor():
+    with pytest.raises(ValueError, match="set variance_floor for a floor in data units"):
+        _fit(_near_constant(), reg_covar=1e-3)
+
+
+def test_cli_variance_floor_flag_floors_the_saved_model_in_data_units(tmp_path):
+    from mogsgd.model_io import load_model
+
+    X = _near_constant()
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",", header="a,b,c",
+               comments="")
+    run = _cli("fit", tmp_path / "x.csv", "-k", 2, "--solver", "em", "--variance-floor", 0.05,
+               "--out", tmp_path / "m.json", "-q")
+    assert run.returncode == 0, run.stderr
+    cov = load_model(tmp_path / "m.json").covariances_
+    assert cov.min() >= 0.05 * (1 - 1e-9) and cov[:, 2].min() < 0.05 + X[:, 2].var()
+    bad = _cli("fit", tmp_path / "x.csv", "--variance-floor", -1, "--out", tmp_path / "n.json")
+    assert bad.returncode == 2 and "--variance-floor" in bad.stderr
 
 
 def test_near_constant_features_are_warned_about_by_index():

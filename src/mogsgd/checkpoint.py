@@ -66,8 +66,8 @@ __all__ = ["TrainingInterrupted", "Checkpoint", "CheckpointWriter", "read_checkp
 #: The others (max_epochs, max_iter, patience, tol, verbose, callback, warm_start,
 #: checkpoint_path, checkpoint_every) may change: e.g. raise max_epochs to train longer.
 RESUME_SETTINGS = ("n_components", "optimizer", "learning_rate", "schedule", "batch_size",
-                   "momentum", "min_variance", "early_stopping", "validation_fraction", "n_init",
-                   "init", "weights_init", "means_init", "variances_init", "standardize",
+                   "momentum", "min_variance", "variance_floor", "early_stopping",
+                   "validation_fraction", "n_init", "init", "weights_init", "means_init", "variances_init", "standardize",
                    "covariance_type", "precisions_init", "init_params",
                    "solver", "random_state", "dtype", "record_params")
 

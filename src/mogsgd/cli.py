@@ -1,10 +1,11 @@
 """The ``mogsgd`` command line: parsing and printing only; the work is done by the library.
 
 Every failure a user can cause is reported as one line on stderr, with exit status 2 for
-a command that cannot run as given (an option, a combination of options, an output that
-exists without ``--force``, a missing optional package) and 3 for data or files that
-cannot be used (unreadable, malformed, NaN without ``--missing marginalize``, columns that
-do not match the model); an interrupted fit exits with 130 (Ctrl-C) or 143 (SIGTERM)
+a command that cannot run as given (an option, a combination of options, a column the
+file does not have, an output that exists without ``--force``, a missing optional package:
+the CLI's own checks and the library's :class:`~mogsgd.errors.SettingsError`) and 3 for
+data or files that cannot be used (unreadable, malformed, NaN without ``--missing
+marginalize``, fewer rows than ``-k``, columns that do not match the model); an interrupted fit exits with 130 (Ctrl-C) or 143 (SIGTERM)
 after saving its checkpoint; output cut short by a closed pipe (``| head``) ends quietly
 with 141; anything else is a bug in mogsgd, shown with its traceback and exit status 1.
 ``--debug`` shows the traceback of every error.  The safety nets around a fit (locks,
@@ -51,10 +52,12 @@ BUG_REPORT = "https://github.com/mogsgd/mogsgd/issues"
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_DATA, EXIT_PIPE = 0, 1, 2, 3, 141
 EXIT_STATUS_HELP = (
     "exit status: 0 done; 1 a bug in mogsgd (with a traceback, please report it); 2 a usage\n"
-    "error (an option, an output that exists without --force, a missing optional package);\n"
-    "3 a data or file error (unreadable, malformed, NaN without --missing marginalize, columns\n"
-    "that do not match the model); 130/143 interrupted (a fit saves its checkpoint first);\n"
-    "141 output cut short by a closed pipe (| head).")
+    "error, fixed by changing the command (an option out of range, options that cannot go\n"
+    "together, a column the file does not have, an output that exists without --force, a\n"
+    "missing optional package); 3 a data or file error, fixed by changing the files (missing,\n"
+    "unreadable or malformed, NaN without --missing marginalize, fewer rows than -k, columns\n"
+    "that do not match the model, an output folder that does not exist); 130/143\n"
+    "interrupted (a fit saves its checkpoint first); 141 output cut short by a closed pipe.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -289,7 +292,9 @@ def _estimator_from_args(args, checkpoint: Path | None):
         from mogsgd.model_io import load_model
 
         est = load_model(args.warm_start)
-        changes = {"warm_start": True, "checkpoint_path": checkpoint,
+        # the saved model's solver runs (not --solver's default): batch EM keeps no checkpoint
+        changes = {"warm_start": True,
+                   "checkpoint_path": None if est.solver == "em" else checkpoint,
                    "record_params": args.figures is not None}
         if args.epochs is not None:
             changes["max_epochs"] = args.epochs
@@ -308,6 +313,7 @@ def _estimator_from_args(args, checkpoint: Path | None):
         random_state=args.seed, record_params=args.figures is not None,
         checkpoint_path=checkpoint, checkpoint_every=args.checkpoint_every,
         missing=args.missing, covariance_type=args.covariance_type,
+        variance_floor=args.variance_floor,
     )
 
 
@@ -319,7 +325,7 @@ def _split_weights(data, column: str | None):
         return data.X, None, names or None
     if column not in names:
         listed = ", ".join(names) or "unnamed (use a CSV or Parquet file with a header)"
-        raise CLIError(f"no column {column!r} for --weight-column; the columns are {listed}")
+        raise UsageError(f"no column {column!r} for --weight-column; the columns are {listed}")
     j = names.index(column)
     return np.delete(data.X, j, axis=1), data.X[:, j], names[:j] + names[j + 1:]
 
@@ -484,9 +490,10 @@ def _check_fit_targets(args, out: Path, checkpoint: Path | None) -> None:
             raise UsageError(f"{flag} {path} is the data file; choose another file name")
     if _same_file(out, checkpoint) or _same_file(out, args.resume):
         raise UsageError(f"--out {out} is also the checkpoint; choose another file name")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise CLIError(f"cannot write {out}: directory {parent} does not exist")
+    for path in (out, checkpoint):
+        parent = None if path is None else path.parent if str(path.parent) else Path(".")
+        if parent is not None and not parent.is_dir():
+            raise CLIError(f"cannot write {path}: directory {parent} does not exist")
     if out.is_dir():
         raise UsageError(f"--out {out} is a directory; give a file name")
     if out.exists() and not out.is_file():
@@ -531,6 +538,7 @@ def _check_resume_settings(args) -> None:
              "--n-init": ("n_init", args.n_init, 1),
              "--init": ("init", args.init, "auto"),
              "--covariance-type": ("covariance_type", args.covariance_type, "diag"),
+             "--variance-floor": ("variance_floor", args.variance_floor, None),
              "--seed": ("random_state", args.seed, 0)}
     differ = [f"{flag} {value} (the checkpoint has {saved.get(name)!r})"
               for flag, (name, value, default) in given.items()
@@ -1074,6 +1082,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "state) for --epochs more epochs")
     p.add_argument("--missing", choices=["error", "marginalize"], default="error",
                    help="NaN or empty cells: refuse them, or integrate them out exactly")
+    p.add_argument("--variance-floor", type=_positive_float, metavar="V",
+                   help="a floor on every variance in data units, the same for every "
+                        "feature (default: none; the floor is then one millionth of each "
+                        "feature's variance)")
     p.add_argument("--weight-column", metavar="NAME",
                    help="a column of the data file holding sample weights (default: none)")
     _add_data_options(p)
@@ -1153,8 +1165,12 @@ USER_ERRORS = (CLIError, ValueError, TypeError, OSError, EOFError, ImportError, 
 
 
 def exit_status(exc: BaseException) -> int:
-    """2 for a command that cannot run as given, 3 for data or files that cannot be used."""
-    if isinstance(exc, UsageError | FileExistsError | ImportError):
+    """2 for a command that cannot run as given (its options: the CLI's own checks and the
+    library's :class:`~mogsgd.errors.SettingsError`), 3 for data or files that cannot be
+    used."""
+    from mogsgd.errors import SettingsError
+
+    if isinstance(exc, UsageError | SettingsError | FileExistsError | ImportError):
         return EXIT_USAGE
     return EXIT_DATA
 

@@ -42,7 +42,8 @@ FLAGS = {"n_components": "-k", "solver": "--solver", "optimizer": "--optimizer",
          "checkpoint_every": "--checkpoint-every", "missing": "--missing",
          "label_column": "--label-column", "columns": "--columns", "drop": "--drop",
          "warm_start": "--warm-start", "sample_weight": "--weight-column",
-         "covariance_type": "--covariance-type"}
+         "covariance_type": "--covariance-type", "heldout_fraction": "--heldout-fraction",
+         "variance_floor": "--variance-floor"}
 _ASSIGNED = re.compile(r"(?<![\w.])(" + "|".join(FLAGS) + r")=('[^']*'|\[[^\]]*\]|[\w.+-]+)")
 # a bare name is replaced only when it cannot be an English word (it has an underscore)
 _BARE = re.compile(r"(?<![\w.\-])(" + "|".join(n for n in FLAGS if "_" in n) + r")(?![\w=(])")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mogsgd.errors import DataFileError
+from mogsgd.errors import ColumnChoiceError, DataFileError
 
 __all__ = ["MISSING_TOKENS", "ENGINES", "Layout", "ColumnPlan", "sniff", "is_header",
            "is_number_or_missing", "plan_columns", "resolve_column", "parse_fast",
@@ -148,14 +148,14 @@ def resolve_column(path, ref: ColumnRef, names: Sequence[str] | None, n_cols: in
         ref = int(ref)
     if isinstance(ref, int | np.integer):
         if not -n_cols <= ref < n_cols:
-            raise DataFileError(f"{path}: {what} position {ref} is out of range for {n_cols} "
-                                f"columns (positions count from 0; -1 is the last)")
+            raise ColumnChoiceError(f"{path}: {what} position {ref} is out of range for "
+                                    f"{n_cols} columns (positions count from 0; -1 is the last)")
         return int(ref) % n_cols
     if names is None:
-        raise DataFileError(f"{path}: has no header row, so the {what} {ref!r} cannot be "
-                            "found by name; give its position (from 0; -1 is the last)")
-    raise DataFileError(f"{path}: no column named {ref!r}; the columns are "
-                        f"{', '.join(map(repr, names))}")
+        raise ColumnChoiceError(f"{path}: has no header row, so the {what} {ref!r} cannot "
+                                "be found by name; give its position (from 0; -1 is the last)")
+    raise ColumnChoiceError(f"{path}: no column named {ref!r}; the columns are "
+                            f"{', '.join(map(repr, names))}")
 
 
 @dataclass(frozen=True)
@@ -211,19 +211,21 @@ def plan_columns(path, names: Sequence[str] | None, n_cols: int, *,
                     for c in _as_list(columns)]
         repeated = sorted({j for j in features if features.count(j) > 1})
         if repeated:
-            raise DataFileError(f"{path}: {column_name(names, repeated[0])} is listed twice "
-                                "in columns")
+            raise ColumnChoiceError(f"{path}: {column_name(names, repeated[0])} is listed "
+                                    "twice in columns")
         if label is not None and label in features:
-            raise DataFileError(f"{path}: {column_name(names, label)} is the label column and "
-                                "cannot also be a feature; pass label_column=None to use it "
-                                "as a feature")
+            raise ColumnChoiceError(f"{path}: {column_name(names, label)} is the label column "
+                                    "and cannot also be a feature; pass label_column=None to "
+                                    "use it as a feature")
         features = [j for j in features if j not in dropped]
     else:
         features = [j for j in range(n_cols) if j != label and j not in dropped]
         if names is not None and names[0] in INDEX_NAMES and features[:1] == [0] and n_cols > 1:
             index, features = 0, features[1:]
     if not features and index is None:
-        raise DataFileError(f"{path}: has no feature columns left (label column "
+        # the arguments' fault when they chose or dropped columns, else the file's
+        error = DataFileError if columns is None and drop is None else ColumnChoiceError
+        raise error(f"{path}: has no feature columns left (label column "
                             f"{'none' if label is None else column_name(names, label)}, "
                             f"{len(dropped)} dropped, of {n_cols} columns)")
     return ColumnPlan(features=tuple(features), label=label, index=index,

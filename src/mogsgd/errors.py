@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["ValidationError", "ModelFileError", "DataFileError", "ConvergenceWarning",  # noqa: F822
+__all__ = ["ValidationError", "SettingsError", "ColumnChoiceError", "ModelFileError",  # noqa: F822
+           "DataFileError", "ConvergenceWarning",
            "FallbackWarning", "DroppedDataWarning", "NearConstantWarning"]
 
 
 class ValidationError(ValueError):
     """Bad input: wrong shape, NaN/inf, too few points, a hyper-parameter out of range."""
+
+
+class SettingsError(ValidationError):
+    """A setting or argument the caller chose that is out of range, names something that
+    is not there, or cannot go with another one; the data are not at fault (the command
+    line exits with status 2 for these, 3 for problems of the data or files)."""
 
 
 class ModelFileError(ValueError):
@@ -16,6 +23,12 @@ class ModelFileError(ValueError):
 
 class DataFileError(ValueError):
     """A data file that cannot be read as the data it claims to hold."""
+
+
+class ColumnChoiceError(SettingsError, DataFileError):
+    """``columns=``, ``drop=`` or ``label_column=`` name a column the file does not have (or
+    choose none): the fix is in the arguments, so a :class:`SettingsError`, and a
+    :class:`DataFileError` like every other refusal of the file's reader."""
 
 
 def __getattr__(name: str):

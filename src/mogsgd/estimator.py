@@ -40,6 +40,11 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator, SGDMixture):
     min_variance : float, default=1e-6
         Floor on every covariance eigenvalue in standardised units (eqs. 26, 46):
         ``min_variance * var(x_d)`` in data units.  (scikit-learn's ``reg_covar`` is refused.)
+    variance_floor : float or None, default=None
+        A floor in data units, the same for every feature: every variance (every
+        eigenvalue of every covariance) is at least ``variance_floor``, so feature d's
+        floor is ``max(min_variance * var(x_d), variance_floor)``.  It raises the scale
+        of the features whose ``min_variance * var(x_d)`` is below it (eq. 33: exact).
     early_stopping : bool, default=True
         Stop when the validation NLL stops improving by ``tol`` for ``patience`` epochs.
     validation_fraction : float or "auto", default="auto"

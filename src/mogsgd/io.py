@@ -50,7 +50,7 @@ from mogsgd.csv_parse import (
     read_rows,
     sniff,
 )
-from mogsgd.errors import DataFileError, DroppedDataWarning, ValidationError
+from mogsgd.errors import DataFileError, DroppedDataWarning, SettingsError, ValidationError
 from mogsgd.params import FIELDS, MixtureParams
 
 __all__ = [
@@ -259,7 +259,7 @@ def _suffix(path: Path, *, for_writing: bool) -> str:
             f"{str(path)!r}: unknown data file suffix {path.suffix or '(none)'!r}; "
             f"use one of {', '.join(SUFFIXES)}"
         )
-        raise ValueError(msg) if for_writing else DataFileError(msg)
+        raise SettingsError(msg) if for_writing else DataFileError(msg)
     return suffix
 
 

@@ -30,7 +30,7 @@ from mogsgd._random import check_random_state
 from mogsgd.checkpoint import CheckpointWriter, locked, read_checkpoint
 from mogsgd.covariance import family_of, get_family, sklearn_attributes
 from mogsgd.data import FitPlan, Model, as_source
-from mogsgd.errors import ValidationError
+from mogsgd.errors import SettingsError, ValidationError
 from mogsgd.model_io import load_model, save_model
 from mogsgd.settings import check_fit_state, fit_settings, single_start, user_start
 from mogsgd.solvers import SOLVERS, RunSettings, check_supported, fit_runs, partial_epoch
@@ -66,6 +66,7 @@ class SGDMixture:
         max_epochs: int | None = None,
         momentum: float = 0.9,
         min_variance: float = 1e-6,
+        variance_floor: float | None = None,
         early_stopping: bool = True,
         validation_fraction: float | str = "auto",
         patience: int = 5,
@@ -103,6 +104,7 @@ class SGDMixture:
         self.max_epochs = max_epochs
         self.momentum = momentum
         self.min_variance = min_variance
+        self.variance_floor = variance_floor
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -174,8 +176,8 @@ class SGDMixture:
         ckpt = check_rows = scaler = None
         if resume is not None:
             if not solver.stochastic:
-                raise ValidationError(f"resume works with solver='sgd' or 'online_em', got "
-                                      f"solver={self.solver!r}")
+                raise SettingsError(f"resume works with solver='sgd' or 'online_em', got "
+                                    f"solver={self.solver!r}")
             ckpt = read_checkpoint(check_path("resume", resume, allow_none=False))
             scaler, check_rows = ckpt.restore(self.get_params(deep=False), rng)
         continuing = ckpt is None and self.warm_start and hasattr(self, "params_")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from mogsgd._random import check_random_state
 from mogsgd.covariance import COVARIANCE_TYPES
-from mogsgd.errors import ValidationError
+from mogsgd.errors import SettingsError, ValidationError
 from mogsgd.validation import check_choice, check_data, check_fraction, check_positive_int
 
 __all__ = ["SelectionResult", "select_n_components"]
@@ -40,8 +40,8 @@ class SelectionResult:
             return min(self.rows, key=lambda r: r[criterion])
         if criterion == "heldout_ll":
             return max(self.rows, key=lambda r: r[criterion])
-        raise ValidationError(f"unknown criterion {criterion!r}; use 'bic', 'aic' or "
-                              "'heldout_ll'")
+        raise SettingsError(f"unknown criterion {criterion!r}; use 'bic', 'aic' or "
+                            "'heldout_ll'")
 
     def best(self, criterion: str = "bic") -> int:
         """K of :meth:`best_row` (with several covariance types, the best type's K)."""
@@ -103,14 +103,14 @@ def select_n_components(
     if covariance_types is None:
         covariance_types = [estimator_kwargs.pop("covariance_type", "diag")]
     elif "covariance_type" in estimator_kwargs:
-        raise ValidationError("give covariance_types (the list to compare) or "
-                              "covariance_type, not both")
+        raise SettingsError("give covariance_types (the list to compare) or "
+                            "covariance_type, not both")
     covariance_types = list(dict.fromkeys(covariance_types))
     for name in covariance_types:
         check_choice("covariance_type", name, COVARIANCE_TYPES)
     ks = sorted({check_positive_int("k", int(k)) for k in ks})
     if not ks:
-        raise ValidationError("ks is empty; give at least one number of components")
+        raise SettingsError("ks is empty; give at least one number of components")
     check_fraction("heldout_fraction", heldout_fraction)
     X = check_data(X, min_samples=2)
     rng = check_random_state(random_state)

@@ -18,7 +18,7 @@ from mogsgd import fast
 from mogsgd.checkpoint import is_checkpoint_file
 from mogsgd.covariance import COVARIANCE_TYPES, CovarianceFamily, get_family
 from mogsgd.data import FitPlan
-from mogsgd.errors import ValidationError
+from mogsgd.errors import SettingsError, ValidationError
 from mogsgd.init import INIT_METHODS
 from mogsgd.params import MixtureParams
 from mogsgd.solvers import SOLVERS, RunSettings
@@ -63,19 +63,22 @@ def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
     check_choice("covariance_type", e.covariance_type, COVARIANCE_TYPES)
     init = _init_method(e.init, e.init_params)
     if e.reg_covar is not None:
-        raise ValidationError(
+        raise SettingsError(
             "reg_covar (scikit-learn's absolute regulariser) is not supported: mogsgd floors "
             "every covariance eigenvalue at min_variance in standardised units (min_variance "
-            "* scale**2 in data units); set min_variance instead")
+            "* scale**2 in data units); set variance_floor for a floor in data units, or "
+            "min_variance")
     if e.covariance_type != "diag":
         _check_family_options(e)
     max_epochs = _max_epochs(e)
     if isinstance(e.validation_fraction, str) and e.validation_fraction != "auto":
-        raise ValidationError(f"validation_fraction must be 'auto' or a number in [0, 1), "
+        raise SettingsError(f"validation_fraction must be 'auto' or a number in [0, 1), "
                               f"got {e.validation_fraction!r}")
     if e.validation_fraction != "auto":
         check_fraction("validation_fraction", e.validation_fraction)
     check_positive_float("min_variance", e.min_variance)
+    if e.variance_floor is not None:
+        check_positive_float("variance_floor", e.variance_floor)
     for flag in ("early_stopping", "standardize", "warm_start", "record_params"):
         check_bool(flag, getattr(e, flag))
     if not isinstance(e.verbose, bool):
@@ -88,7 +91,7 @@ def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
     check_choice("refine", e.refine, REFINE)
     if path is not None:
         if not SOLVERS[e.solver].stochastic:
-            raise ValidationError(
+            raise SettingsError(
                 f"checkpoint_path works with solver='sgd' or 'online_em', got "
                 f"solver={e.solver!r}; remove checkpoint_path (batch EM runs are short) "
                 "or use a stochastic solver")
@@ -104,7 +107,9 @@ def fit_settings(p: dict) -> tuple[FitPlan, RunSettings]:
                    standardize=e.standardize,
                    validation_fraction=e.validation_fraction,
                    holds_out=e.early_stopping and e.solver != "em",
-                   backend=e.backend, covariance_type=e.covariance_type)
+                   backend=e.backend, covariance_type=e.covariance_type,
+                   scale_floor=0.0 if e.variance_floor is None
+                   else float(np.sqrt(e.variance_floor / e.min_variance)))
     settings = RunSettings(config=config,
                            max_iter=EM_MAX_ITER if e.max_iter is None else e.max_iter,
                            tol=e.tol, min_variance=e.min_variance,
@@ -122,7 +127,7 @@ def _init_method(init: str, init_params) -> str:
     check_choice("init_params", init_params, tuple(SKLEARN_INIT_PARAMS))
     mapped = SKLEARN_INIT_PARAMS[init_params]
     if init not in ("auto", mapped):   # "auto": the default, not a choice
-        raise ValidationError(f"init={init!r} and init_params={init_params!r} disagree; "
+        raise SettingsError(f"init={init!r} and init_params={init_params!r} disagree; "
                               "give one of them (init_params is scikit-learn's name for init)")
     return mapped
 
@@ -140,14 +145,14 @@ def _check_family_options(e) -> None:
     """What the full, tied and spherical families do not support (yet), refused up front."""
     name = f"covariance_type={e.covariance_type!r}"
     if e.missing == "marginalize":
-        raise ValidationError(f"missing='marginalize' is not supported with {name}: use "
+        raise SettingsError(f"missing='marginalize' is not supported with {name}: use "
                               "covariance_type='diag' (which marginalises NaN exactly) or "
                               "impute the missing values first")
     if compute_dtype(e.dtype) != np.float64:
-        raise ValidationError(f"dtype=float32 is not supported with {name}: use dtype=None "
+        raise SettingsError(f"dtype=float32 is not supported with {name}: use dtype=None "
                               "(float64) or covariance_type='diag'")
     if e.variances_init is not None:
-        raise ValidationError(f"variances_init holds diagonal variances; with {name} give "
+        raise SettingsError(f"variances_init holds diagonal variances; with {name} give "
                               "precisions_init (scikit-learn's shape for the type) instead")
 
 
@@ -193,7 +198,7 @@ def user_start(p: dict, n_features: int) -> UserInit | None:
     if p["weights_init"] is not None:
         w = _init_array("weights_init", p["weights_init"], (k,), "(n_components,)")
         if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-6:
-            raise ValidationError(f"weights_init must be >= 0 and sum to 1, got {w.tolist()} "
+            raise SettingsError(f"weights_init must be >= 0 and sum to 1, got {w.tolist()} "
                                   f"(sum {w.sum():.8g})")
         weights = w / w.sum()
     if p["means_init"] is not None:
@@ -201,11 +206,11 @@ def user_start(p: dict, n_features: int) -> UserInit | None:
                             "(n_components, n_features)")
     if p["variances_init"] is not None:
         if p["precisions_init"] is not None:
-            raise ValidationError("give variances_init or precisions_init, not both")
+            raise SettingsError("give variances_init or precisions_init, not both")
         cov = _init_array("variances_init", p["variances_init"], (k, n_features),
                           "(n_components, n_features)")
         if np.any(cov <= 0):
-            raise ValidationError("variances_init must be > 0 (diagonal variances in data "
+            raise SettingsError("variances_init must be > 0 (diagonal variances in data "
                                   "units)")
     if p["precisions_init"] is not None:
         cov = _covariances_from_precisions(family, p["precisions_init"], k, n_features)
@@ -233,14 +238,14 @@ def _covariances_from_precisions(family: CovarianceFamily, value, k: int, d: int
     prec = _init_array(name, value, shape, _PRECISION_SHAPES[family.name])
     if len(shape) == 1 or family.name == "diag":
         if np.any(prec <= 0):
-            raise ValidationError(f"{name} must be > 0")
+            raise SettingsError(f"{name} must be > 0")
         return 1.0 / prec
     if not np.allclose(prec, np.swapaxes(prec, -1, -2)):
-        raise ValidationError(f"{name} must be symmetric")
+        raise SettingsError(f"{name} must be symmetric")
     try:
         np.linalg.cholesky(prec)
     except np.linalg.LinAlgError:
-        raise ValidationError(f"{name} must be positive definite") from None
+        raise SettingsError(f"{name} must be positive definite") from None
     return np.linalg.inv(prec)
 
 
@@ -248,12 +253,12 @@ def _init_array(name: str, value, shape: tuple, meaning: str) -> np.ndarray:
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be an array of numbers of shape {shape} "
+        raise SettingsError(f"{name} must be an array of numbers of shape {shape} "
                               f"{meaning}") from None
     if a.shape != shape:
-        raise ValidationError(f"{name} must have shape {shape} {meaning}, got {a.shape}")
+        raise SettingsError(f"{name} must have shape {shape} {meaning}, got {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ValidationError(f"{name} must be finite (no NaN or infinity)")
+        raise SettingsError(f"{name} must be finite (no NaN or infinity)")
     return a
 
 
@@ -264,10 +269,10 @@ def _check_random_state_type(random_state) -> None:
         return
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         if random_state < 0:
-            raise ValidationError(
+            raise SettingsError(
                 f"random_state must be a non-negative integer, got {random_state}")
         return
-    raise ValidationError(
+    raise SettingsError(
         f"random_state must be None, a non-negative int or a numpy.random.Generator, "
         f"got {random_state!r}")
 
@@ -280,7 +285,7 @@ def _check_checkpoint_target(path) -> None:
         raise ValidationError(f"checkpoint_path {str(path)!r}: directory "
                               f"{str(path.parent)!r} does not exist")
     if path.exists() and not is_checkpoint_file(path):
-        raise ValidationError(
+        raise SettingsError(
             f"checkpoint_path {str(path)!r} exists and is not a mogsgd checkpoint; refusing "
             "to overwrite it: choose another file name")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mogsgd.errors import ValidationError
+from mogsgd.errors import SettingsError, ValidationError
 
 __all__ = ["check_data", "check_sample_weight", "check_positive_int", "check_positive_float",
            "check_choice", "check_fraction", "check_bool", "check_dtype", "check_callable",
@@ -162,30 +162,30 @@ def check_positive_int(name: str, value, *, minimum: int = 1, allow_none: bool =
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         alt = " (or None)" if allow_none else ""
-        raise ValidationError(f"{name} must be an integer >= {minimum}{alt}, got {value!r}")
+        raise SettingsError(f"{name} must be an integer >= {minimum}{alt}, got {value!r}")
     return int(value)
 
 
 def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValidationError(f"{name} must be a positive number, got {value!r}")
+        raise SettingsError(f"{name} must be a positive number, got {value!r}")
     v = float(value)
     if math.isnan(v) or math.isinf(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValidationError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise SettingsError(f"{name} must be a finite number {bound}, got {value!r}")
     return v
 
 
 def check_fraction(name: str, value, *, allow_zero: bool = True) -> float:
     v = check_positive_float(name, value, allow_zero=allow_zero)
     if v >= 1:
-        raise ValidationError(f"{name} must be in [0, 1), got {value!r}")
+        raise SettingsError(f"{name} must be in [0, 1), got {value!r}")
     return v
 
 
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
-        raise ValidationError(
+        raise SettingsError(
             f"unknown {name} {value!r}; choose one of: {', '.join(map(repr, choices))}"
         )
     return value
@@ -195,7 +195,7 @@ def check_bool(name: str, value) -> bool:
     """A flag: ``True``/``False`` (NumPy booleans too); anything else is refused."""
     if isinstance(value, bool | np.bool_):
         return bool(value)
-    raise ValidationError(f"{name} must be True or False, got {value!r}")
+    raise SettingsError(f"{name} must be True or False, got {value!r}")
 
 
 #: The float types the library computes in.
@@ -211,7 +211,7 @@ def check_dtype(name: str, value) -> np.dtype | None:
     except TypeError:
         dtype = None
     if dtype not in FLOAT_DTYPES:
-        raise ValidationError(
+        raise SettingsError(
             f"{name} must be None (compute in float64), np.float64 or np.float32, got {value!r}"
         )
     return dtype
@@ -221,7 +221,7 @@ def check_callable(name: str, value, *, allow_none: bool = True):
     if value is None and allow_none:
         return None
     if not callable(value):
-        raise ValidationError(
+        raise SettingsError(
             f"{name} must be a function called as {name}(state) (or None), got {value!r}"
         )
     return value
@@ -232,5 +232,5 @@ def check_path(name: str, value, *, allow_none: bool = True):
     if value is None and allow_none:
         return None
     if isinstance(value, bytes) or not isinstance(value, str | os.PathLike) or str(value) == "":
-        raise ValidationError(f"{name} must be a file name (str or pathlib.Path), got {value!r}")
+        raise SettingsError(f"{name} must be a file name (str or pathlib.Path), got {value!r}")
     return Path(value)

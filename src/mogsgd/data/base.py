@@ -75,11 +75,17 @@ class FitPlan:
     holds_out: bool            # early stopping with a stochastic solver watches held-out rows
     backend: str = "auto"
     covariance_type: str = "diag"
+    #: the smallest scale of a feature: a floor ``v`` on variances in data units is the
+    #: standardised floor ``min_variance`` times the scale squared (eq. 33), so a scale of
+    #: at least ``sqrt(v / min_variance)`` keeps every variance at or above ``v``
+    scale_floor: float = 0.0
 
     def fit_scaler(self, X: np.ndarray, sample_weight=None) -> Standardizer:
-        """The standardiser fitted on ``X`` (eq. 33), with a scale the covariance family
-        admits (:meth:`Standardizer.for_family`)."""
+        """The standardiser fitted on ``X`` (eq. 33), each scale raised to ``scale_floor``,
+        with a scale the covariance family admits (:meth:`Standardizer.for_family`)."""
         scaler = Standardizer.fit(X, self.standardize, sample_weight)
+        if self.scale_floor > 0:
+            scaler = Standardizer(scaler.center, np.maximum(scaler.scale, self.scale_floor))
         return scaler.for_family(get_family(self.covariance_type))
 
     def n_validation(self, n: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mogsgd.data import Source
 from mogsgd.data.base import KINDS
-from mogsgd.errors import ValidationError
+from mogsgd.errors import SettingsError
 
 __all__ = ["FEATURES", "check_supported", "support_table", "unsupported_message"]
 
@@ -51,7 +51,7 @@ def unsupported_message(feature: str, source: Source) -> str:
 def check_supported(source: Source, *, solver: str, sample_weight: bool = False,
                     checkpoint: bool = False, partial: bool = False,
                     covariance_type: str = "diag") -> None:
-    """Refuse (``ValidationError``) a fit the source cannot run, before any work."""
+    """Refuse (``SettingsError``) a fit the source cannot run, before any work."""
     asked = [f"solver={solver!r}"] if f"solver={solver!r}" in FEATURES else []
     if covariance_type != "diag":
         asked.append(FAMILIES_FEATURE)
@@ -63,13 +63,13 @@ def check_supported(source: Source, *, solver: str, sample_weight: bool = False,
         asked.append("partial_fit")
     for feature in asked:
         if FEATURES[feature][0] not in source.capabilities:
-            raise ValidationError(unsupported_message(feature, source))
+            raise SettingsError(unsupported_message(feature, source))
     if partial and solver == "em":
-        raise ValidationError("partial_fit is not supported for solver='em' (batch EM needs "
+        raise SettingsError("partial_fit is not supported for solver='em' (batch EM needs "
                               "every row at each iteration): use solver='online_em' to fit "
                               "incrementally, or fit")
     if sample_weight and checkpoint:
-        raise ValidationError("sample_weight is not supported with checkpoint_path/resume: "
+        raise SettingsError("sample_weight is not supported with checkpoint_path/resume: "
                               "fit without checkpointing, or without weights")
 
 
