@@ -67,9 +67,9 @@ __all__ = ["TrainingInterrupted", "Checkpoint", "CheckpointWriter", "read_checkp
 #: checkpoint_path, checkpoint_every) may change: e.g. raise max_epochs to train longer.
 RESUME_SETTINGS = ("n_components", "optimizer", "learning_rate", "schedule", "batch_size",
                    "momentum", "min_variance", "variance_floor", "early_stopping",
-                   "validation_fraction", "n_init", "init", "weights_init", "means_init", "variances_init", "standardize",
-                   "covariance_type", "precisions_init", "init_params",
-                   "solver", "random_state", "dtype", "record_params")
+                   "validation_fraction", "n_init", "init", "weights_init", "means_init",
+                   "variances_init", "standardize", "covariance_type", "precisions_init",
+                   "init_params", "solver", "random_state", "dtype", "record_params")
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -5,9 +5,10 @@ a command that cannot run as given (an option, a combination of options, a colum
 file does not have, an output that exists without ``--force``, a missing optional package:
 the CLI's own checks and the library's :class:`~mogsgd.errors.SettingsError`) and 3 for
 data or files that cannot be used (unreadable, malformed, NaN without ``--missing
-marginalize``, fewer rows than ``-k``, columns that do not match the model); an interrupted fit exits with 130 (Ctrl-C) or 143 (SIGTERM)
-after saving its checkpoint; output cut short by a closed pipe (``| head``) ends quietly
-with 141; anything else is a bug in mogsgd, shown with its traceback and exit status 1.
+marginalize``, fewer rows than ``-k``, columns that do not match the model); an
+interrupted fit exits with 130 (Ctrl-C) or 143 (SIGTERM) after saving its checkpoint;
+output cut short by a closed pipe (``| head``) ends quietly with 141; anything else is a
+bug in mogsgd, shown with its traceback and exit status 1.
 ``--debug`` shows the traceback of every error.  The safety nets around a fit (locks,
 signals, the resume command, divergence) are in :mod:`mogsgd.cli_safety`.
 """
