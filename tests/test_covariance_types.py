@@ -410,6 +410,12 @@ def test_what_the_other_types_do_not_support_is_refused_in_one_line(covariance_t
         with pytest.raises(ValidationError, match=msg) as info:
             SGDGaussianMixture(2, covariance_type=covariance_type, **extra).fit(X)
         assert "\n" not in str(info.value)
+    # NaN without missing=: the fix named is one this type takes (not missing='marginalize')
+    X[3, 1] = np.nan
+    with pytest.raises(ValidationError, match="impute them") as info:
+        SGDGaussianMixture(2, covariance_type=covariance_type).fit(X)
+    assert "fit with missing=" not in str(info.value)
+    assert "only covariance_type='diag' marginalises" in str(info.value)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])

@@ -26,11 +26,14 @@ def check_data(
     min_samples: int = 1,
     min_samples_reason: str = "",
     n_features: int | None = None,
+    nan_fix: str = ("fit with missing='marginalize' to integrate missing values out exactly, "
+                    "or remove those rows or impute them (e.g. sklearn.impute.SimpleImputer)"),
 ) -> np.ndarray:
     """Validate a data matrix and return it as a 2-D float array of shape (n, D).
 
     ``dtype=None`` keeps float32 input as float32 and turns everything else into
-    float64.  NaN is refused unless ``allow_nan`` (missing values); infinity always.
+    float64.  NaN is refused unless ``allow_nan`` (missing values), the message ending on
+    ``nan_fix``; infinity always.
     Text arrays are refused (``TypeError``) even when the strings hold numbers;
     object arrays are converted when every entry is a number.  A pandas data frame with
     nullable numeric columns (``Float64``, ``Int64``, ``boolean``) is read with ``pd.NA``
@@ -112,10 +115,7 @@ def check_data(
         if not allow_nan:
             i, j = np.argwhere(np.isnan(arr))[0]
             raise ValidationError(
-                f"{name} contains NaN (first at row {i}, column {j}); fit with "
-                "missing='marginalize' to integrate missing values out exactly, or remove "
-                "those rows or impute them (e.g. sklearn.impute.SimpleImputer)"
-            )
+                f"{name} contains NaN (first at row {i}, column {j}); {nan_fix}")
         empty = np.isnan(arr).all(axis=1)
         if empty.any():
             raise ValidationError(

@@ -252,8 +252,11 @@ def check_fit_rows(X, plan: FitPlan, *, what: str = "X") -> np.ndarray:
     k = plan.n_components
     reason = (f"n_components={k} needs at least {k} rows; lower n_components or add data"
               if k >= 2 else "a variance needs at least 2 rows")
+    fix = {} if plan.covariance_type == "diag" else {"nan_fix": (
+        "remove those rows or impute them (e.g. sklearn.impute.SimpleImputer); only "
+        "covariance_type='diag' marginalises missing values (missing='marginalize')")}
     X = check_data(X, name=what, min_samples=max(2, k), min_samples_reason=reason,
-                   dtype=plan.dtype, allow_nan=plan.allow_nan)
+                   dtype=plan.dtype, allow_nan=plan.allow_nan, **fix)
     distinct = count_distinct_rows(X, k)
     if distinct < k:
         warnings.warn(
