@@ -165,15 +165,14 @@ def params_from_centres(
     overall = _robust_variance(X, w) if overall is None else overall
     floor = np.maximum(min_variance, 1e-3 * overall)
     floor = np.where(floor > 0, floor, max(min_variance, 1e-12))
-    variances = np.empty((k, d))
+    variances = np.zeros((k, d))
     with np.errstate(over="ignore", invalid="ignore"):
-        for j in range(k):
-            members = labels == j
-            if members.sum() >= 2:
-                scaled = np.sqrt(w[members] / mass[j])[:, None] * (X[members] - centres[j])
-                variances[j] = np.einsum("ij,ij->j", scaled, scaled)
-            else:
-                variances[j] = overall / k
+        # each row's share of its cluster's variance, summed per cluster (np.add.at adds
+        # only a row's own cluster: a far row's inf never meets another cluster as 0 * inf)
+        diff = X - centres[labels]
+        np.add.at(variances, labels, (w / mass[labels])[:, None] * (diff * diff))
+    small = np.bincount(labels, minlength=k) < 2
+    variances[small] = overall / k
     variances = np.maximum(bounded_variances(variances), floor)
     weights = np.maximum(mass, 0.5 * min(1.0, w.min()))  # an empty cluster: half a row
     weights /= weights.sum()

@@ -160,7 +160,8 @@ class SGDMixture:
         :class:`mogsgd.checkpoint.TrainingInterrupted` (a ``KeyboardInterrupt``) after
         saving the state when interrupted with ``checkpoint_path`` set.
         """
-        plan, settings = self._settings()
+        given = self.get_params(deep=False)   # once: scikit-learn's is not free
+        plan, settings = fit_settings(given)
         source = as_source(X, device=self.device)
         solver = SOLVERS[self.solver]
         check_supported(source, solver=self.solver, sample_weight=sample_weight is not None,
@@ -179,7 +180,7 @@ class SGDMixture:
                 raise SettingsError(f"resume works with solver='sgd' or 'online_em', got "
                                     f"solver={self.solver!r}")
             ckpt = read_checkpoint(check_path("resume", resume, allow_none=False))
-            scaler, check_rows = ckpt.restore(self.get_params(deep=False), rng)
+            scaler, check_rows = ckpt.restore(given, rng)
         continuing = ckpt is None and self.warm_start and hasattr(self, "params_")
         if continuing:
             scaler = self._scaler
@@ -190,7 +191,7 @@ class SGDMixture:
                       and getattr(self, "_state", None) is not None else None)
         user = (self._params_std if continuing and not solver.stochastic  # EM continues
                 else None if warm_state is not None
-                else user_start(self.get_params(deep=False), prepared.n_features))
+                else user_start(given, prepared.n_features))
         prior = None
         if continuing and not solver.stochastic and len(self.history_["train_nll"]) >= 2:
             # the mean log-likelihood before the previous fit's last step (standardised)
@@ -199,7 +200,7 @@ class SGDMixture:
         with locked(self.checkpoint_path), locked(resume):  # one fit per checkpoint file
             writer = None if self.checkpoint_path is None else CheckpointWriter(
                 check_path("checkpoint_path", self.checkpoint_path), self.checkpoint_every,
-                self.get_params(deep=False), prepared.fingerprint, scaler.center,
+                given, prepared.fingerprint, scaler.center,
                 scaler.scale, prepared.split_rng_state, n_runs)
             try:
                 best = fit_runs(solver, prepared, settings, rng, n_runs=n_runs, user=user,
