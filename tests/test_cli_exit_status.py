@@ -98,3 +98,26 @@ def test_settings_errors_are_validation_errors_and_column_choices_data_file_erro
     params = SGDGaussianMixture(2, missing="marginalize", covariance_type="full").get_params()
     with pytest.raises(SettingsError, match="missing='marginalize' is not supported"):
         fit_settings(params)
+
+
+_COMMAND = """
+import sys
+from mogsgd.cli import main
+status = main(sys.argv[1:])
+print({"status": status, "sklearn": "sklearn" in sys.modules})
+"""
+
+
+@pytest.mark.parametrize("argv", [["predict", "{model}", "{d}"],
+                                  ["evaluate", "{model}", "{d}"],
+                                  ["sample", "{model}", "-n", "5", "--out", "{tmp}/s5.csv"]])
+def test_commands_on_a_saved_model_import_no_scikit_learn(files, argv):
+    """Model files load as :class:`mogsgd.mixture.SGDMixture` on the command line (importing
+    scikit-learn takes seconds; ``mogsgd plot --model`` spent a fifth of its time there)."""
+    argv = [a.format(**files) for a in argv]
+    out = subprocess.run([sys.executable, "-c", _COMMAND, *argv, "-q"], capture_output=True,
+                         text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(mogsgd.__file__).resolve()
+                                                               .parents[1])})
+    assert eval(out.stdout.strip().splitlines()[-1]) == {"status": 0, "sklearn": False}, \
+        out.stderr

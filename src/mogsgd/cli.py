@@ -185,9 +185,10 @@ def _open_stream(args, columns: list[str] | None = None):
 
 
 def _load_model(path: str):
-    from mogsgd.model_io import load_model
+    # as SGDMixture: importing scikit-learn (for SGDGaussianMixture) takes seconds
+    from mogsgd.mixture import SGDMixture
 
-    return load_model(path)
+    return SGDMixture.load(path)
 
 
 def _check_features(model, X, what: str) -> None:
@@ -1205,12 +1206,16 @@ def _closed_pipe() -> int:
 
 
 def _one_line_warnings(command: str) -> None:
-    """Warnings as one line each, without the source line; NumPy's floating-point
-    RuntimeWarnings (overflow in an intermediate step) are not for the user."""
+    """Warnings as one line each (once per command), without the source line; NumPy's
+    floating-point RuntimeWarnings (overflow in an intermediate step) are not for the user."""
+    shown: set[str] = set()
+
     def show(message, category, filename, lineno, file=None, line=None):
-        if category is RuntimeWarning:
+        text = cli_flags(one_line(message))
+        if category is RuntimeWarning or text in shown:   # each warning once per command
             return
-        print(f"{PROG} {command}: warning: {cli_flags(one_line(message))}", file=sys.stderr)
+        shown.add(text)
+        print(f"{PROG} {command}: warning: {text}", file=sys.stderr)
 
     warnings.showwarning = show
 

@@ -318,8 +318,9 @@ class SGDMixture:
 
     @classmethod
     def load(cls, path, *, n_features: int | None = None) -> SGDMixture:
-        """Load a model saved by :meth:`save` (:func:`mogsgd.model_io.load_model`)."""
-        return load_model(path, n_features=n_features)
+        """Load a model saved by :meth:`save` (:func:`mogsgd.model_io.load_model`), as this
+        class."""
+        return load_model(path, n_features=n_features, as_class=cls)
 
     @classmethod
     def from_checkpoint(cls, path) -> SGDMixture:

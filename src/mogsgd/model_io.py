@@ -499,8 +499,10 @@ def _estimator_class(name) -> type | None:
     return _ESTIMATORS.get(name) if isinstance(name, str) else None
 
 
-def load_model(path: str | os.PathLike, *, n_features: int | None = None):
-    """Load a model written by :func:`save_model`; returns a fitted ``SGDGaussianMixture``.
+def load_model(path: str | os.PathLike, *, n_features: int | None = None, as_class=None):
+    """Load a model written by :func:`save_model`; returns a fitted ``SGDGaussianMixture``
+    (or ``as_class``, a class whose ``model_name`` is the one the file records, such as
+    :class:`mogsgd.mixture.SGDMixture`: the command line's, without scikit-learn).
 
     The loaded estimator scores, predicts and samples exactly as the saved one.
     With ``n_features`` (the data's feature count) a model fitted on another
@@ -513,7 +515,8 @@ def load_model(path: str | os.PathLike, *, n_features: int | None = None):
     """
     doc = read_document(path, MODEL_FORMAT)
     body = doc["body"]
-    cls = _estimator_class(body.get("estimator"))
+    cls = as_class if as_class is not None and body.get("estimator") == as_class.model_name \
+        else None if as_class is not None else _estimator_class(body.get("estimator"))
     if cls is None:
         raise ModelFileError(
             f"{str(path)!r} holds a {body.get('estimator')!r}, not an SGDGaussianMixture"
