@@ -62,6 +62,16 @@ def _torch_full_nll(torch, X, means, log_chol, logits):
 
 
 # --------------------------------------------------------------- 17.1
+def _difference(got, ref) -> float:
+    """Largest difference of two gradient sums: the NLL's relative, each gradient field's
+    over the weight ``W`` (the scale of the sums' terms, as goal 1 measures it: near the
+    optimum a gradient is a small difference of large sums)."""
+    err = abs(got.nll_sum - ref.nll_sum) / abs(ref.nll_sum)
+    for a, b in zip(got[2:], ref[2:], strict=True):
+        err = max(err, float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) / ref.weight_sum)
+    return err
+
+
 def full_pass(quick: bool) -> list[Row]:
     """One NLL + gradient pass over ``n`` correlated rows, D = 16, K = 8."""
     from mogsgd import fast
@@ -112,12 +122,10 @@ def full_pass(quick: bool) -> list[Row]:
     if t_torch is not None:
         rows.append(Row(g, "mogsgd compiled kernel, all threads", "",
                         "PyTorch autograd full batch", f"{t_torch / t_all:.1f}x"))
-    got, ref = fast.nll_grad_sums(X, params), FULL.nll_grad_sums(X, params)
-    err = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-              / max(float(np.max(np.abs(np.asarray(b)))), 1e-300)
-              for a, b in zip(got, ref, strict=True))
-    rows.append(Row(g, "agreement with the NumPy reference (max relative difference)",
-                    f"{err:.1e}", "", "", "<= 1e-10", _check(err <= 1e-10)))
+    err = _difference(fast.nll_grad_sums(X, params), FULL.nll_grad_sums(X, params))
+    rows.append(Row(g, "agreement with the NumPy reference (NLL relative; gradients on the "
+                    "scale of the sums' terms, / W)", f"{err:.1e}", "", "", "<= 1e-10",
+                    _check(err <= 1e-10)))
     # every covariance type's compiled pass on the same rows, against diag's
     times = {}
     with numba_threads(1):
@@ -139,12 +147,8 @@ def full_pass(quick: bool) -> list[Row]:
             times[name] = t
         for name, p in fits.items():
             if name in ("spherical", "tied"):
-                ref = ops.nll_grad_sums(X[:20_000], p)
-                got = fast.nll_grad_sums(X[:20_000], p)
-                e = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-                        / max(float(np.max(np.abs(np.asarray(b)))), 1e-300)
-                        for a, b in zip(got, ref, strict=True))
-                times[name + "_err"] = e
+                times[name + "_err"] = _difference(fast.nll_grad_sums(X[:20_000], p),
+                                                   ops.nll_grad_sums(X[:20_000], p))
     for name in ("spherical", "tied", "full"):
         extra = (f"; agrees with its NumPy reference to {times[name + '_err']:.0e}"
                  if name + "_err" in times else "")
