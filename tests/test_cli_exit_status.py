@@ -29,6 +29,8 @@ CASES = [
     (["sample", "{model}", "-n", "5", "--out", "{tmp}/s.xyz"], USAGE,
      "unknown data file suffix '.xyz'"),
     (["fit", "{d}", "--out", "{model}"], USAGE, "exists; pass --force"),
+    (["fit", "{d}", "--warm-start", "{model}", "-k", "3", "--out", "{tmp}/w.json"], USAGE,
+     "--warm-start continues with the model's settings, but -k 3 (the model has 2)"),
     # columns named in the options that the file does not have
     (["fit", "{d}", "--columns", "a,zz"], USAGE, "no column named 'zz'"),
     (["fit", "{d}", "--label-column", "7"], USAGE, "position 7 is out of range"),
@@ -98,6 +100,13 @@ def test_settings_errors_are_validation_errors_and_column_choices_data_file_erro
     params = SGDGaussianMixture(2, missing="marginalize", covariance_type="full").get_params()
     with pytest.raises(SettingsError, match="missing='marginalize' is not supported"):
         fit_settings(params)
+
+
+def test_warm_start_of_a_model_fitted_by_batch_em_continues_it(files):
+    run = _mogsgd("fit", files["d"], "--warm-start", files["model"], "--out",
+                  files["tmp"] / "warm.json", "-q")
+    assert run.returncode == 0, run.stderr
+    assert not list(files["tmp"].glob("warm.json.checkpoint"))
 
 
 _COMMAND = """

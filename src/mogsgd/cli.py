@@ -294,6 +294,7 @@ def _estimator_from_args(args, checkpoint: Path | None):
         from mogsgd.model_io import load_model
 
         est = load_model(args.warm_start)
+        _refuse_other_settings(args, est.get_params(), "--warm-start", "model")
         # the saved model's solver runs (not --solver's default): batch EM keeps no checkpoint
         changes = {"warm_start": True,
                    "checkpoint_path": None if est.solver == "em" else checkpoint,
@@ -530,7 +531,12 @@ def _check_resume_settings(args) -> None:
     """``--resume`` continues with the checkpoint's settings: refuse options that differ."""
     from mogsgd.checkpoint import read_checkpoint
 
-    saved = read_checkpoint(args.resume).settings
+    _refuse_other_settings(args, read_checkpoint(args.resume).settings, "--resume", "checkpoint")
+
+
+def _refuse_other_settings(args, saved: dict, flag: str, holder: str) -> None:
+    """``flag`` continues a fit with the ``holder``'s settings ``saved``: refuse options
+    given with other values (they would be ignored)."""
     given = {"-k": ("n_components", args.n_components, None),
              "--lr": ("learning_rate", args.lr, None),
              "--optimizer": ("optimizer", args.optimizer, "adam"),
@@ -542,12 +548,13 @@ def _check_resume_settings(args) -> None:
              "--covariance-type": ("covariance_type", args.covariance_type, "diag"),
              "--variance-floor": ("variance_floor", args.variance_floor, None),
              "--seed": ("random_state", args.seed, 0)}
-    differ = [f"{flag} {value} (the checkpoint has {saved.get(name)!r})"
-              for flag, (name, value, default) in given.items()
+    differ = [f"{option} {value} (the {holder} has {saved.get(name)!r})"
+              for option, (name, value, default) in given.items()
               if value != default and name in saved and value != saved[name]]
     if differ:
-        raise UsageError(f"--resume continues with the checkpoint's settings, but "
-                         f"{'; '.join(differ)}; drop these options to resume, or start a new fit")
+        raise UsageError(f"{flag} continues with the {holder}'s settings, but "
+                         f"{'; '.join(differ)}; drop these options to continue, or start a new "
+                         "fit")
 
 
 def _total_epochs(est) -> int:
