@@ -233,7 +233,8 @@ def plot_data(
     if title is None:
         title = "Data" if params is None else f"Data and {params.n_components} components"
         if d > 2:
-            title += f" (features {i}, {j} of {d})"
+            title += f" (2 of {d} features)" if feature_names is not None else \
+                f" (features {i}, {j} of {d})"
     ax.set_title(title)
     apply_style(ax)
     add_legend(ax, handles)
@@ -351,7 +352,8 @@ def plot_density(
     ax.set_ylabel(feature_label(feature_names, j))
     title = "Log-density of the mixture"
     if d > 2:
-        title += f" (marginal over features {i}, {j})"
+        title += " (2-D marginal)" if feature_names is not None else \
+            f" (marginal over features {i}, {j})"
     ax.set_title(title)
     handles = component_handles(params.n_components, params, prefix="mean of component")
     for c, h in enumerate(handles):
