@@ -403,7 +403,6 @@ def test_what_the_other_types_do_not_support_is_refused_in_one_line(covariance_t
     X = np.random.default_rng(0).normal(size=(50, 2))
     cases = [
         (dict(missing="marginalize"), "missing='marginalize' is not supported with"),
-        (dict(dtype=np.float32), "dtype=float32 is not supported with"),
         (dict(variances_init=np.ones((2, 2))), "give precisions_init"),
     ]
     for extra, msg in cases:

@@ -83,7 +83,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator, SGDMixture):
         Keep the parameters (data units) after every epoch in ``history_["params"]``.
     dtype : None, np.float64 or np.float32, default=None
         Precision of the computation: ``None`` (or float64) computes in float64 whatever the
-        input; ``np.float32`` (diag only) trains and returns float32 (half the memory).
+        input; ``np.float32`` trains and returns float32 (half the memory).  The full,
+        tied and spherical types hold the rows in float32 but train in float64 (their
+        compiled passes are float64): their fitted attributes, scores and model files are
+        float32, their training state and checkpoints float64.
     checkpoint_path : str, Path or None, default=None
         With ``solver="sgd"`` or ``"online_em"``, write the full training state to
         this file every ``checkpoint_every`` epochs, at each restart and at the end; a

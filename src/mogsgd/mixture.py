@@ -32,7 +32,13 @@ from mogsgd.covariance import family_of, get_family, sklearn_attributes
 from mogsgd.data import FitPlan, Model, as_source
 from mogsgd.errors import SettingsError, ValidationError
 from mogsgd.model_io import load_model, save_model
-from mogsgd.settings import check_fit_state, fit_settings, single_start, user_start
+from mogsgd.settings import (
+    check_fit_state,
+    compute_dtype,
+    fit_settings,
+    single_start,
+    user_start,
+)
 from mogsgd.solvers import SOLVERS, RunSettings, check_supported, fit_runs, partial_epoch
 from mogsgd.solvers.runs import Run, initial_params
 from mogsgd.standardize import Standardizer, warn_unrepresentable
@@ -261,7 +267,9 @@ class SGDMixture:
         self._origin = None
         self._params_std = run.params
         self._state = run.state
-        self.params_ = self._scaler.to_data(run.params)
+        # float32 asked for: full, tied and spherical train in float64 (their compiled
+        # passes are float64) and return float32, as diag does
+        self.params_ = self._scaler.to_data(run.params).astype(compute_dtype(self.dtype))
         self.history_ = run.history
         self.converged_ = bool(run.converged)
         self.n_iter_ = int(run.n_iter)

@@ -148,9 +148,6 @@ def _check_family_options(e) -> None:
         raise SettingsError(f"missing='marginalize' is not supported with {name}: use "
                               "covariance_type='diag' (which marginalises NaN exactly) or "
                               "impute the missing values first")
-    if compute_dtype(e.dtype) != np.float64:
-        raise SettingsError(f"dtype=float32 is not supported with {name}: use dtype=None "
-                              "(float64) or covariance_type='diag'")
     if e.variances_init is not None:
         raise SettingsError(f"variances_init holds diagonal variances; with {name} give "
                               "precisions_init (scikit-learn's shape for the type) instead")

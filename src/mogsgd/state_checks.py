@@ -76,8 +76,9 @@ def check_params(name: str, value, shape: tuple, *, variances: bool = True,
 
 def _check_data_units(params: MixtureParams, params_std: MixtureParams, center,
                       scale) -> None:
-    """``params_`` is ``params_std`` in data units (eq. 33), as every fit stores it."""
-    expected = Standardizer(center, scale).to_data(params_std)
+    """``params_`` is ``params_std`` in data units (eq. 33) in ``params_``' dtype, as every
+    fit stores it (full, tied and spherical train float32 fits in float64)."""
+    expected = Standardizer(center, scale).to_data(params_std).astype(params.dtype)
     names = getattr(type(params), "_fields", ("means", "log_sigma", "logits"))
     for field, got, want in zip(names, params, expected, strict=True):
         with np.errstate(all="ignore"):

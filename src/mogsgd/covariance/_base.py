@@ -257,9 +257,12 @@ def check_moments(weights, means):
 
 
 def validated(cls, means, cov, logits, cov_shape):
-    """``cls(means, cov, logits)`` with read-only float64 copies, after checking shapes
+    """``cls(means, cov, logits)`` with read-only float64 copies (float32 when all three are
+    float32, as :class:`~mogsgd.params.MixtureParams`), after checking shapes
     (``cov_shape(K, D)`` for the covariance field) and finiteness."""
-    m, c, lg = frozen(means), frozen(cov), frozen(logits)
+    arrays = [np.asarray(a) for a in (means, cov, logits)]
+    dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+    m, c, lg = (frozen(a, dtype) for a in arrays)
     if m.ndim != 2 or min(m.shape) < 1:
         raise ValidationError(f"means must have shape (K, D) with K, D >= 1, got {m.shape}")
     k, d = m.shape

@@ -19,7 +19,6 @@ never look at the type of ``X`` (:func:`mogsgd.data.as_source` is the only place
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -169,8 +168,16 @@ ROW_FUNCTIONS: dict[str, tuple[Callable, str | None, Any]] = {
 
 
 def row_function(name: str, model: Model) -> Callable:
-    """``fn(X, params)``: :data:`ROW_FUNCTIONS` ``[name]`` under ``model.backend``."""
-    return functools.partial(ROW_FUNCTIONS[name][0], backend=model.backend)
+    """``fn(X, params)``: :data:`ROW_FUNCTIONS` ``[name]`` under ``model.backend``, its
+    output in the table's dtype (the compiled full, tied and spherical passes compute
+    float32 parameters in float64: their output is cast back)."""
+    fn, _, dtype = ROW_FUNCTIONS[name]
+
+    def rows(X, params):
+        out = fn(X, params, backend=model.backend)
+        return out.astype(dtype or params.dtype, copy=False)
+
+    return rows
 
 
 class Source:

@@ -20,13 +20,13 @@ from mogsgd.backends import import_torch, is_cuda_dlpack, is_torch_tensor
 from mogsgd.backends.torch_ops import log_prob, log_resp, nll, to_torch
 from mogsgd.backends.torch_train import TorchEngine, seeded_randperm
 from mogsgd.data.base import (
-    ROW_FUNCTIONS,
     FitPlan,
     Model,
     Prepared,
     Source,
     check_fit_rows,
     check_width,
+    row_function,
     split_rows,
 )
 from mogsgd.errors import ValidationError
@@ -179,8 +179,8 @@ class TensorSource(Source):
         Xt, _ = self._checked(model.params.dtype, lambda a: self._host_check(a, model))
         if not isinstance(model.params, MixtureParams):
             # full, tied, spherical: the NumPy reference on the host, returned as a tensor
-            out = torch.as_tensor(ROW_FUNCTIONS[name][0](Xt.detach().cpu().numpy(),
-                                                         model.params))
+            out = torch.as_tensor(row_function(name, model)(Xt.detach().cpu().numpy(),
+                                                            model.params))
         else:
             out = _TORCH_ROW_FUNCTIONS[name](Xt, to_torch(model.params, self.device, Xt.dtype))
         return self._output(out)
