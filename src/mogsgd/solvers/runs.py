@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from mogsgd import errors
 from mogsgd.covariance import get_family, ops
 from mogsgd.data.base import Prepared
 from mogsgd.data.memory import em_fit_fn
 from mogsgd.em import EMResult, em_loop
-from mogsgd import errors
 from mogsgd.errors import ValidationError
 from mogsgd.init import init_params
 from mogsgd.params import MixtureParams
