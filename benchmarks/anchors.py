@@ -28,7 +28,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 @njit(cache=True)
 def naive_pass(X, means, inv_sigma, cst, log_w, acc):
     """Sum of log p(x_i) and the gradient sums, one point at a time; ``acc`` as in
-    ``mogsgd.fast._kernels``."""
+    ``mogsgd.fast.kernels``."""
     n, d_feat = X.shape
     n_comp = means.shape[0]
     lw = np.empty(n_comp)

@@ -41,11 +41,11 @@ def assert_sums_close(got, ref, rtol=1e-12):
 def _elementwise(fn_name):
     from numba import njit
 
-    from mogsgd.fast import _simd
+    from mogsgd.fast import simd
 
-    fn = getattr(_simd, fn_name)
+    fn = getattr(simd, fn_name)
 
-    @njit(fastmath=_simd.EXACT_MATH, error_model="numpy")
+    @njit(fastmath=simd.EXACT_MATH, error_model="numpy")
     def apply(a, out):
         for i in range(a.size):
             out[i] = fn(a[i])
@@ -106,7 +106,7 @@ def test_vlog_within_two_ulp_of_libm(rng):
 @pytest.mark.parametrize("d", range(1, 11))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_block_transposes_match_numpy(rng, d, dtype):
-    from mogsgd.fast._simd import gather_rows, load_rows
+    from mogsgd.fast.simd import gather_rows, load_rows
 
     X = rng.normal(size=(500, d)).astype(dtype)
     xt = np.full((d, 256), np.nan)
@@ -135,7 +135,7 @@ def test_weighted_grad_sums_match_reference(rng, n):
 
 
 def test_full_pass_over_many_chunks_matches_reference(rng):
-    from mogsgd.fast._kernels import CHUNK_ROWS
+    from mogsgd.fast.kernels import CHUNK_ROWS
 
     p = random_params(rng, 3, 3)
     X, _ = sample_mixture(rng, p, 5 * CHUNK_ROWS + 123)
@@ -512,7 +512,7 @@ def test_large_batches_are_split_the_same_way_with_and_without_threads(rng, batc
     """Batches of >= SPLIT_ROWS rows are summed in parts (kernels.partition): the compiled
     epoch with the parts on two threads, on one, and the Python loop over the fused kernel
     (which splits a full pass the same way) agree bit for bit."""
-    from mogsgd.fast import _kernels as kern
+    from mogsgd.fast import kernels as kern
     from mogsgd.fast.epoch import CompiledEpoch
 
     assert kern.partition(batch)[0] >= 2

@@ -5,7 +5,7 @@
 :mod:`mogsgd.gradients` and :mod:`mogsgd.density` (same arguments, same results to ~1e-13
 relative), computed by numba kernels that make one pass over ``X`` with SIMD
 ``exp``/``log`` and no ``(n, K)`` temporaries other than the output
-(:mod:`mogsgd.fast._kernels`).  :mod:`mogsgd.api` puts them behind the public functions
+(:mod:`mogsgd.fast.kernels`).  :mod:`mogsgd.api` puts them behind the public functions
 ``mogsgd.nll_grad``, ``mogsgd.nll``, ``mogsgd.log_prob`` and ``mogsgd.responsibilities``.
 The NumPy functions stay the reference and the fallback.  ``X`` with NaN (missing values,
 which the reference marginalises) is detected by the NaN it gives the kernel's
@@ -52,7 +52,7 @@ def _probe() -> str | None:
 
         if numba.config.DISABLE_JIT:
             return "NUMBA_DISABLE_JIT is set"
-        from mogsgd.fast import _kernels  # noqa: F401  (compiles lazily)
+        from mogsgd.fast import kernels  # noqa: F401  (compiles lazily)
 
         rng = np.random.default_rng(0)
         p = MixtureParams(rng.normal(size=(2, 2)), rng.normal(size=(2, 2)) * 0.1,
@@ -108,7 +108,7 @@ def _derived(params: MixtureParams):
     """Float64 parameters and their derived arrays ``1/sigma`` (K, D), ``c_k`` (K,),
     ``log pi`` (K,) and ``pi`` (K,), computed by the same compiled code as the epoch kernel
     (so a Python loop over :func:`nll_grad` and the compiled epoch round alike)."""
-    from mogsgd.fast import _kernels as kern
+    from mogsgd.fast import kernels as kern
 
     p = params if params.dtype == np.float64 else params.astype(np.float64)
     k, d = p.means.shape
@@ -144,7 +144,7 @@ def _numba_sums(X, params: MixtureParams, sample_weight, *, need_grad: bool,
                 block: int | None = None) -> GradSums | None:
     """The kernel's :class:`GradSums`, or ``None`` where it cannot compute them
     (:func:`_in_range`)."""
-    from mogsgd.fast import _kernels as kern
+    from mogsgd.fast import kernels as kern
 
     X = _as_rows(X)
     n = X.shape[0]
@@ -283,7 +283,7 @@ def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None =
 def _rows_out(X, params: MixtureParams, want_resp: bool) -> np.ndarray:
     """Per-row kernel output: ``log p(x_i)`` (n,) or ``gamma_ik`` (n, K), in parallel
     chunks for large ``X`` (each row's values do not depend on the split)."""
-    from mogsgd.fast import _kernels as kern
+    from mogsgd.fast import kernels as kern
 
     X = _as_rows(X)
     p, inv_sigma, cst, log_w, _ = _derived(params)
@@ -457,8 +457,8 @@ def epoch_threads(batch: int) -> bool:
     """Whether a compiled epoch with batches of ``batch`` rows splits each batch's sums over
     numba's threads: :data:`EPOCH_THREADS`, batches of at least ``SPLIT_ROWS`` (4096) rows,
     more than one numba thread, and a thread that may launch parallel kernels.  The result
-    is the same either way (:func:`mogsgd.fast._kernels.partition`)."""
-    from mogsgd.fast import _kernels as kern
+    is the same either way (:func:`mogsgd.fast.kernels.partition`)."""
+    from mogsgd.fast import kernels as kern
 
     if not EPOCH_THREADS or batch < kern.SPLIT_ROWS:
         return False

@@ -1,4 +1,4 @@
-"""Batch EM on an in-memory array in one compiled call (:mod:`mogsgd.fast._em_kernel`).
+"""Batch EM on an in-memory array in one compiled call (:mod:`mogsgd.fast.em_kernel`).
 
 :func:`em_loop` takes the arguments of :func:`mogsgd.em.em_loop` with the rows instead of
 the two data functions, and returns the same :class:`~mogsgd.em.EMResult` (the same
@@ -21,7 +21,7 @@ __all__ = ["em_loop", "supports"]
 
 def supports(X: np.ndarray, params: MixtureParams) -> bool:
     """Whether :func:`em_loop` can run on these rows and parameters."""
-    import mogsgd.fast._kernels as kern
+    import mogsgd.fast.kernels as kern
 
     return (type(params) is MixtureParams and params.dtype == np.float64
             and isinstance(X, np.ndarray) and X.ndim == 2
@@ -34,10 +34,10 @@ def em_loop(X: np.ndarray, sample_weight: np.ndarray | None, params: MixturePara
             prior_loglik: float | None = None, floor: float = 0.0,
             extrapolate: bool = False) -> EMResult:
     """:func:`mogsgd.em.em_loop` on the rows ``X`` (n, D) with weights ``sample_weight``,
-    compiled (:func:`mogsgd.fast._em_kernel.em_iterations`).  ``times`` holds the total
+    compiled (:func:`mogsgd.fast.em_kernel.em_iterations`).  ``times`` holds the total
     time for every iteration (the kernel does not stop the clock in between)."""
-    import mogsgd.fast._em_kernel as emk
-    import mogsgd.fast._kernels as kern
+    import mogsgd.fast.em_kernel as emk
+    import mogsgd.fast.kernels as kern
 
     t0 = time.perf_counter()
     X = np.ascontiguousarray(X)

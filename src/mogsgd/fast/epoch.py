@@ -3,7 +3,7 @@
 :func:`mogsgd.train.train` draws each epoch's order of the rows
 (:func:`mogsgd.fast.shuffle.epoch_order`: ``rng.permutation(n)``, block-shuffled above 4
 MiB of rows) as its Python loop does and hands it to :class:`CompiledEpoch`, which runs every
-mini-batch of the epoch in one call of :func:`mogsgd.fast._kernels.train_epoch` -- no
+mini-batch of the epoch in one call of :func:`mogsgd.fast.kernels.train_epoch` -- no
 Python per step.  The optimiser state goes in and comes out as the usual
 :class:`~mogsgd.optim.AdamState` / :class:`~mogsgd.optim.MomentumState` /
 :class:`~mogsgd.optim.SGDState` of :class:`~mogsgd.params.MixtureParams`, so
@@ -33,7 +33,7 @@ from mogsgd.params import MixtureParams
 
 __all__ = ["CompiledEpoch", "CompiledOnlineEM", "supports", "Permutations", "permutations"]
 
-_OPT_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
+OPT_CODES = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3}
 
 #: Training sets at least this long draw the next epoch's permutation in the background.
 READ_AHEAD_ROWS = 1 << 16
@@ -43,10 +43,10 @@ def supports(optimizer: Optimizer | None, X: np.ndarray, params: MixtureParams) 
     """Whether :class:`CompiledEpoch` can run this optimiser (``None``: online EM,
     :class:`CompiledOnlineEM`) on this data: a built-in optimiser, float64 parameters,
     float32/float64 ``X`` without NaN."""
-    import mogsgd.fast._kernels as kern
+    import mogsgd.fast.kernels as kern
 
     X = np.asarray(X)
-    return ((optimizer is None or optimizer.name in _OPT_CODES)
+    return ((optimizer is None or optimizer.name in OPT_CODES)
             and params.dtype == np.float64
             and X.dtype in (np.float32, np.float64) and X.ndim == 2
             and not kern.has_nan(np.ascontiguousarray(X)))
@@ -71,20 +71,20 @@ class CompiledEpoch:
         Rows per block in the kernel (the default suits L1/L2 caches).
     threads : bool
         Run the parts of a batch of at least ``SPLIT_ROWS`` rows
-        (:func:`mogsgd.fast._kernels.partition`) on numba's threads; the result is the same
+        (:func:`mogsgd.fast.kernels.partition`) on numba's threads; the result is the same
         either way.
     """
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None, optimizer: Optimizer,
                  batch_size: int, min_variance: float, block: int | None = None,
                  threads: bool = False) -> None:
-        import mogsgd.fast._kernels as kern
+        import mogsgd.fast.kernels as kern
 
         self._kern = kern
         self.X = np.ascontiguousarray(X)
-        self.w, self.has_w = _weights(sample_weight)
+        self.w, self.has_w = kernel_weights(sample_weight)
         self.optimizer = optimizer
-        self.opt = _OPT_CODES[optimizer.name]
+        self.opt = OPT_CODES[optimizer.name]
         self.batch = int(min(batch_size, self.X.shape[0]))
         self.block = None if block is None else int(block)
         self.threads = bool(threads)
@@ -134,7 +134,7 @@ class CompiledEpoch:
 class CompiledOnlineEM:
     """``epoch(order, params, state) -> (params, state, nll_total, row_total)`` for online
     EM: the batch loop of :func:`mogsgd.online_em.online_em_step` (eqs. 36, 37) in one call
-    of :func:`mogsgd.fast._online_em.online_em_epoch`.  ``state`` is the
+    of :func:`mogsgd.fast.online_em_kernel.online_em_epoch`.  ``state`` is the
     :class:`~mogsgd.online_em.OnlineEMState` that goes in and comes out, as in the Python
     loop; the results equal that loop's to ~1e-12 (the statistics come from the fused sums
     instead of :func:`mogsgd.em.em_stats`).
@@ -148,18 +148,18 @@ class CompiledOnlineEM:
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None, batch_size: int, *,
                  alpha: float, t0: float, reg_covar: float, average_after: int | None,
                  threads: bool = False) -> None:
-        import mogsgd.fast._online_em as oem
+        import mogsgd.fast.online_em_kernel as oem
 
         self._kern = oem
         self.X = np.ascontiguousarray(X)
-        self.w, self.has_w = _weights(sample_weight)
+        self.w, self.has_w = kernel_weights(sample_weight)
         self.batch = int(min(batch_size, self.X.shape[0]))
         self.alpha, self.t0, self.reg_covar = float(alpha), float(t0), float(reg_covar)
         self.average_after = -1 if average_after is None else int(average_after)
         self.threads = bool(threads)
 
     def __call__(self, order: np.ndarray, params: MixtureParams, state: OnlineEMState):
-        from mogsgd.fast._kernels import block_for
+        from mogsgd.fast.kernels import block_for
 
         k, d = params.n_components, params.n_features
         theta = params.ravel().astype(np.float64)
@@ -189,7 +189,7 @@ def learning_rates(schedule, count: int, n_steps: int) -> np.ndarray:
                        count=n_steps)
 
 
-def _weights(sample_weight) -> tuple[np.ndarray, bool]:
+def kernel_weights(sample_weight) -> tuple[np.ndarray, bool]:
     """The kernels' ``(w, has_w)``: float64 weights, or an empty array and ``False``."""
     if sample_weight is None:
         return np.empty(0), False

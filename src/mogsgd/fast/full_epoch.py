@@ -4,7 +4,7 @@
 :class:`~mogsgd.covariance.FullParams` and :class:`~mogsgd.covariance.TiedParams`: every
 mini-batch of the epoch -- gathering its rows, the fused NLL + gradient sums of
 :mod:`mogsgd.fast.full_kernel` (eqs. 40-44), the optimiser step
-(:func:`mogsgd.fast._kernels.optimizer_step`, as in :mod:`mogsgd.optim`) -- runs in one
+(:func:`mogsgd.fast.kernels.optimizer_step`, as in :mod:`mogsgd.optim`) -- runs in one
 call of :func:`train_epoch`, with no Python per step.  Two rare events hand one step back
 to Python and the kernel then continues: a batch with far rows (a non-finite sum; the
 reference computes eqs. 52, 53 in a scaled form), run by the training loop's own step; and
@@ -27,9 +27,9 @@ from numba import njit
 
 from mogsgd.covariance import ops
 from mogsgd.density import LOG_2PI
-from mogsgd.fast._kernels import optimizer_step
 from mogsgd.fast.epoch import learning_rates
 from mogsgd.fast.full_kernel import GRAD, range_in, workspace
+from mogsgd.fast.kernels import optimizer_step
 from mogsgd.optim import AdamState, MomentumState, SGDState
 
 __all__ = ["CompiledFullEpoch", "train_epoch", "OK", "FAR", "PROJECT"]
@@ -192,13 +192,13 @@ class CompiledFullEpoch:
 
     def __init__(self, X: np.ndarray, sample_weight, optimizer, batch_size: int,
                  min_variance: float, python_step) -> None:
-        from mogsgd.fast.epoch import _OPT_CODES, _weights
+        from mogsgd.fast.epoch import OPT_CODES, kernel_weights
 
         self.X = np.ascontiguousarray(X, dtype=np.float64)
-        self.w, self.has_w = _weights(sample_weight)
+        self.w, self.has_w = kernel_weights(sample_weight)
         self.sample_weight = sample_weight
         self.optimizer = optimizer
-        self.opt = _OPT_CODES[optimizer.name]
+        self.opt = OPT_CODES[optimizer.name]
         self.batch = int(min(batch_size, self.X.shape[0]))
         self.min_variance = float(min_variance)
         self.python_step = python_step

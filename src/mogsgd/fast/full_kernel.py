@@ -11,9 +11,9 @@ stride and vectorises.  Per block and component, in one read of the rows:
    load and store of four rows of ``z``), ``lw_k = c_k - |z|^2 / 2``;
 2. the log-sum-exp over components and the weighted responsibilities
    ``g_k = w exp(lw_k - log p)`` (eqs. 10, 11, 25), with the SIMD ``exp``/``log`` of
-   :mod:`mogsgd.fast._simd`;
+   :mod:`mogsgd.fast.simd`;
 3. ``N_k``, ``sum g z`` and the upper triangle of ``M_k = sum g r z^T`` (eq. 43) as
-   sums over points in eight vector lanes (:func:`~mogsgd.fast._simd.lane_dot_sum`, and
+   sums over points in eight vector lanes (:func:`~mogsgd.fast.simd.lane_dot_sum`, and
    :func:`lane_dot4` for four entries of a row of ``M`` at once): a fixed order, no
    re-association.
 
@@ -42,7 +42,7 @@ from mogsgd.covariance import CentredStats, check_X
 from mogsgd.covariance import cholesky as chol
 from mogsgd.covariance.full import FullFamily, gradients_from_sums
 from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI
-from mogsgd.fast._simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
+from mogsgd.fast.simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
 from mogsgd.params import log_softmax
 
 __all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "nll_grad_sums", "em_stats", "log_prob_components",
@@ -60,7 +60,7 @@ _JIT = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": EXACT_
 def lane_dot4(typingctx, a, b0, b1, b2, b3, n):
     """``(sum_j a[j] b0[j], ..., sum_j a[j] b3[j])`` over ``j < n`` (1-D float64).
 
-    Each sum is rounded exactly as :func:`mogsgd.fast._simd.lane_dot_sum` rounds it
+    Each sum is rounded exactly as :func:`mogsgd.fast.simd.lane_dot_sum` rounds it
     (eight lanes of consecutive points, the fixed tree ((0+4)+(2+6)) + ((1+5)+(3+7)),
     then the tail in order), so the result is the same bits; but the four sums run in
     four independent vector accumulators that share the loads of ``a``, so the loop is

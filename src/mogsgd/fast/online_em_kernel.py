@@ -3,7 +3,7 @@
 Per batch ``B`` of the epoch's order, exactly the steps of ``online_em.py``:
 
 1. the batch's E-step statistics at the current parameters, from the fused sums of
-   :func:`mogsgd.fast._kernels.batch_sums` (``N_k = sum_i w_i gamma_ik``,
+   :func:`mogsgd.fast.kernels.batch_sums` (``N_k = sum_i w_i gamma_ik``,
    ``sx_kd = sigma_kd sum_i w_i gamma_ik z_ikd``, ``sxx_kd = sigma_kd^2 sum_i w_i gamma_ik
    z_ikd^2``: the centred statistics of eq. 27, as :func:`mogsgd.em.stats_from_grad_sums`);
 2. the running statistics ``s <- (1 - g_t) s + g_t sbar(B)``, ``g_t = min(1, (t + t0)^-alpha)``
@@ -21,14 +21,14 @@ import math
 import numpy as np
 from numba import njit
 
-from mogsgd.fast._kernels import _JIT, batch_sums, epoch_arrays, prepare
+from mogsgd.fast.kernels import JIT, batch_sums, epoch_arrays, prepare
 
 #: ``mogsgd.params.VARIANCE_MAX``: variances beyond it (or NaN) are set to it.
 VARIANCE_MAX = float(np.finfo(np.float64).max) / 16
 TINY = 10.0 * float(np.finfo(np.float64).eps)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _softmax(logits, out):
     """``out = exp(log_softmax(logits))`` as ``params.log_softmax`` computes it."""
     a_max = logits[0]
@@ -42,7 +42,7 @@ def _softmax(logits, out):
         out[k] = math.exp((logits[k] - a_max) - log_total)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _set_from_moments(weights, means, variances, theta, n_comp, d_feat):
     """``theta = MixtureParams.from_moments(weights, means, variances).ravel()`` (the
     weights renormalised as ``from_moments`` does)."""
@@ -58,7 +58,7 @@ def _set_from_moments(weights, means, variances, theta, n_comp, d_feat):
             theta[kd + i] = 0.5 * math.log(variances[i])
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def online_em_epoch(X, order, w, has_w, batch, theta, n_comp, nk, nkd, sx, sxx, count,
                     alpha, t0, reg_covar, average_after, avg, has_avg, n_avg, block, threads):
     """One epoch of online EM over the batches ``order[0:batch]``, ``order[batch:2 batch]``,

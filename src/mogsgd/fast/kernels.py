@@ -4,7 +4,7 @@ Everything here is numba code on plain arrays; :mod:`mogsgd.fast` wraps it for
 :class:`~mogsgd.params.MixtureParams`.  Points are processed in blocks of at most
 ``block`` rows, transposed into a ``(D, block)`` buffer so that every inner loop
 runs over points with unit stride and vectorises (SIMD) -- including ``exp`` and
-``log``, which are the polynomial versions of :mod:`mogsgd.fast._simd`.  Per
+``log``, which are the polynomial versions of :mod:`mogsgd.fast.simd`.  Per
 block, in one read of its rows (eqs. 9-19 of ``docs/derivations.md``):
 
 1. ``lw_kj = -1/2 sum_d z_kjd^2 - c_k + log pi_k``, ``z_kjd = (x_jd - mu_kd) / sigma_kd``,
@@ -35,7 +35,7 @@ Memory: the buffers are ``O(block (K + D))`` per thread; no ``(n, K)`` or
 ``(n, K, D)`` array is ever formed.
 
 No kernel uses the ``reassoc`` fast-math flag: the sums over points run in explicit
-vector lanes (:func:`~mogsgd.fast._simd.lane_sum`), so a result is the same to the
+vector lanes (:func:`~mogsgd.fast.simd.lane_sum`), so a result is the same to the
 last bit on every run, whether the kernel was just compiled or loaded from numba's
 cache, and on any SIMD width.  The optimiser update in :func:`train_epoch` uses no
 fast-math at all, so it rounds exactly like the NumPy code in ``optim.py``.
@@ -49,7 +49,7 @@ import numpy as np
 from numba import njit, prange
 
 from mogsgd import density
-from mogsgd.fast._simd import (
+from mogsgd.fast.simd import (
     EXACT_MATH,
     gather_rows,
     lane_dot_sum,
@@ -80,7 +80,7 @@ BLOCK_BYTES = 512 * 1024
 OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM = 0, 1, 2, 3
 
 #: Every kernel releases the GIL: threads (Dask, the permutation read-ahead) overlap.
-_JIT = {"cache": True, "error_model": "numpy", "nogil": True}
+JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
 def block_for(k: int, d: int, n_rows: int | None = None) -> int:
@@ -100,7 +100,7 @@ def acc_length(k: int, d: int) -> int:
 
 
 # ------------------------------------------------------------- step 1: lw_kj
-@njit(fastmath=EXACT_MATH, **_JIT)
+@njit(fastmath=EXACT_MATH, **JIT)
 def _lw_direct(xt, g, mu, isg, ck, lk, lwk, m, nb):
     """``D = g <= 4``: ``lwk[j] = -q_j / 2 - c_k + log pi_k`` and ``m[j] = max(m[j], lwk[j])``."""
     x0 = xt[0]
@@ -149,7 +149,7 @@ def _lw_direct(xt, g, mu, isg, ck, lk, lwk, m, nb):
         m[j] = max(m[j], v)
 
 
-@njit(fastmath=EXACT_MATH, **_JIT)
+@njit(fastmath=EXACT_MATH, **JIT)
 def _q_add(xt, d0, g, mu, isg, q, nb):
     """``q[j] += sum_{d0 <= d < d0 + g} z_jd^2`` for a group of ``g <= 4`` features."""
     x0 = xt[d0]
@@ -191,7 +191,7 @@ def _q_add(xt, d0, g, mu, isg, q, nb):
 
 
 # ------------------------------------------------------- steps 1-2 per block
-@njit(fastmath=EXACT_MATH, **_JIT)
+@njit(fastmath=EXACT_MATH, **JIT)
 def _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
     """Steps 1-2: on return ``lw[k, j] = exp(lw_kj - m_j)``, ``s[j] = sum_k lw[k, j]``
     and ``lp[j] = log p(x_j)``; returns how many rows are far (``m_j`` below
@@ -232,7 +232,7 @@ def _log_prob_block(xt, nb, means, inv_sigma, cst, log_w, lw, q, m, s, lp):
     return n_far
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _log_abs_z(x, mu, log_isg):
     """``(log |z|, sign z)`` of ``z = (x - mu) / sigma`` without overflow (eq. 52)."""
     u = x - mu
@@ -244,7 +244,7 @@ def _log_abs_z(x, mu, log_isg):
     return math.log(abs(u)) + shift + log_isg, sign
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _far_rows(xt, nb, wb, means, inv_sigma, cst, log_w, lw, m, s, lp, acc, need_grad):
     """The far rows of a block (``m_j < FAR_LOG_DENSITY``) by eqs. 52, 53, in log space.
 
@@ -318,13 +318,13 @@ def _far_rows(xt, nb, wb, means, inv_sigma, cst, log_w, lw, m, s, lp, acc, need_
 
 
 # --------------------------------------------------------- step 3 per block
-@njit(fastmath=EXACT_MATH, **_JIT)
+@njit(fastmath=EXACT_MATH, **JIT)
 def _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, need_grad):
     """Step 3: add this block's sums to ``acc`` (see the module docstring).
 
     ``lw`` holds ``e_kj`` (from :func:`_log_prob_block`); ``r_kj = e_kj w_j / s_j`` is formed
     inside :func:`lane_moments`.  Every sum over points runs in explicit lane order
-    (:mod:`mogsgd.fast._simd`), so it rounds the same on every run and machine.
+    (:mod:`mogsgd.fast.simd`), so it rounds the same on every run and machine.
     """
     n_comp, d_feat = means.shape
     ll, wsum = lane_dot_sum(wb, lp, nb)
@@ -362,7 +362,7 @@ def _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, need_g
 
 
 # -------------------------------------------------------------- full passes
-@njit(**_JIT)
+@njit(**JIT)
 def range_sums(X, lo, hi, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, acc):
     """Add the sums over rows ``lo:hi`` of ``X`` (n, D) to ``acc``; one thread."""
     n_comp, d_feat = means.shape
@@ -385,7 +385,7 @@ def range_sums(X, lo, hi, w, has_w, means, inv_sigma, cst, log_w, need_grad, blo
         _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, need_grad)
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **JIT)
 def chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, part_rows):
     """Sums over all rows of ``X``, one accumulator per part of ``part_rows`` rows
     (:func:`partition`), parts spread over numba's threads; returns
@@ -402,7 +402,7 @@ def chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, pa
     return accs
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def log_prob_rows(X, means, inv_sigma, cst, log_w, block, out, resp, want_resp):
     """``out[i] = log p(x_i)`` (eq. 10) for every row of ``X`` and, with ``want_resp``,
     ``resp[i, k] = gamma_ik = e_ki / s_i`` (eq. 11); one thread."""
@@ -427,7 +427,7 @@ def log_prob_rows(X, means, inv_sigma, cst, log_w, block, out, resp, want_resp):
                     resp[start + j, k] = lw[k, j] / s[j]
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **JIT)
 def chunked_log_prob(X, means, inv_sigma, cst, log_w, block, out, resp, want_resp):
     """:func:`log_prob_rows` over chunks of :data:`CHUNK_ROWS` rows spread over numba's
     threads (a row's values do not depend on the split)."""
@@ -438,7 +438,7 @@ def chunked_log_prob(X, means, inv_sigma, cst, log_w, block, out, resp, want_res
                       resp[lo:hi] if want_resp else resp, want_resp)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def has_nan(X):
     """Whether C-contiguous ``X`` holds a NaN (one read, stops at the first, no temporary)."""
     flat = X.reshape(-1)
@@ -449,7 +449,7 @@ def has_nan(X):
 
 
 # ------------------------------------------------------------ batch sums
-@njit(**_JIT)
+@njit(**JIT)
 def partition(rows):
     """``(parts, part_rows)``: how a sum over ``rows`` rows is split -- one part below
     :data:`SPLIT_ROWS`, two halves up to :data:`CHUNK_ROWS`, chunks of :data:`CHUNK_ROWS`
@@ -462,7 +462,7 @@ def partition(rows):
     return (rows + CHUNK_ROWS - 1) // CHUNK_ROWS, CHUNK_ROWS
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def buffers(n_comp, d_feat, block):
     """The per-thread work buffers of :func:`gathered_sums`."""
     return (np.empty((d_feat, block)), np.empty((n_comp, block)), np.empty(block),
@@ -470,7 +470,7 @@ def buffers(n_comp, d_feat, block):
             np.ones(block))
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def gathered_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, block, acc,
                   buf):
     """Add the sums over the rows ``order[lo:hi]`` of ``X`` to ``acc``; one thread."""
@@ -486,7 +486,7 @@ def gathered_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, bloc
         _accumulate_block(xt, nb, wb, means, inv_sigma, lw, s, lp, coef, acc, True)
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **JIT)
 def _parts_on_threads(X, order, lo, hi, part_rows, w, has_w, means, inv_sigma, cst, log_w,
                       block, accs):
     for p in prange(accs.shape[0]):
@@ -495,7 +495,7 @@ def _parts_on_threads(X, order, lo, hi, part_rows, w, has_w, means, inv_sigma, c
                       log_w, block, accs[p], buffers(means.shape[0], means.shape[1], block))
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def batch_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, block, acc, buf,
                threads):
     """``acc`` = the sums over the rows ``order[lo:hi]`` (eqs. 9-19), split by
@@ -521,7 +521,7 @@ def batch_sums(X, order, lo, hi, w, has_w, means, inv_sigma, cst, log_w, block, 
 
 
 # -------------------------------------------------------------------- epoch
-@njit(**_JIT)
+@njit(**JIT)
 def prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights):
     """Derived parameters: ``1/sigma``, ``c_k`` (eq. 9), ``log pi`` and ``pi`` (eq. 12)."""
     n_comp, d_feat = means.shape
@@ -544,7 +544,7 @@ def prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights):
         weights[k] = math.exp(log_w[k])
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def epoch_arrays(theta, n_comp, d_feat, block):
     """What a compiled epoch works on: views ``means``, ``log_sigma`` (K, D) and ``logits``
     (K,) of the flat parameters ``theta``, the derived ``1/sigma``, ``c_k``, ``log pi``,
@@ -555,7 +555,7 @@ def epoch_arrays(theta, n_comp, d_feat, block):
             np.empty(n_comp), buffers(n_comp, d_feat, block), np.empty(2 + n_comp + 2 * kd))
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def optimizer_step(theta, g, opt, s1, s2, count, eta, b1, b2, eps, beta):
     """``theta += update(g)`` for the optimiser ``opt`` (``OPT_*``) written out as in
     ``optim.py`` (no fast-math, so it rounds the same), evaluated at the step ``count``
@@ -583,7 +583,7 @@ def optimizer_step(theta, g, opt, s1, s2, count, eta, b1, b2, eps, beta):
                 theta[i] = theta[i] + -eta * v
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def train_epoch(X, order, w, has_w, batch, theta, n_comp, opt, s1, s2, count, lrs,
                 b1, b2, eps, beta, log_sigma_floor, block, threads):
     """One epoch of mini-batch training, entirely compiled; updates ``theta``, ``s1``, ``s2``.

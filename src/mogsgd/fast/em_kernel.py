@@ -1,7 +1,7 @@
 """Batch EM compiled: E-step statistics by the fused pass and the M-step, looped in one call.
 
 :func:`em_iterations` is :func:`mogsgd.em.em_loop` over an in-memory array, written out in
-numba: each iteration is one fused pass (:func:`mogsgd.fast._kernels.range_sums`, the
+numba: each iteration is one fused pass (:func:`mogsgd.fast.kernels.range_sums`, the
 statistics of eqs. 11, 27 read from the gradient sums as in
 :func:`mogsgd.em.stats_from_grad_sums`) and the M-step of :func:`mogsgd.em.m_step`
 (eqs. 27-30), with no Python per iteration.  On small data (a few thousand rows) an
@@ -16,19 +16,19 @@ import numpy as np
 from numba import njit
 
 from mogsgd import em
-from mogsgd.fast._kernels import _JIT, prepare, range_sums
+from mogsgd.fast.kernels import JIT, prepare, range_sums
 
 EPS = float(np.finfo(np.float64).eps)
 
 
 #: :func:`mogsgd.em.remaining_gain`, compiled from the same source.
-remaining_gain = njit(**_JIT)(em.remaining_gain)
+remaining_gain = njit(**JIT)(em.remaining_gain)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _m_step(acc, weight_sum, means, log_sigma, logits, inv_sigma, reg_covar, floor, var_max):
     """:func:`mogsgd.em.m_step` from the fused accumulator (layout of
-    :mod:`mogsgd.fast._kernels`), in place: ``sx = sigma sum r z``,
+    :mod:`mogsgd.fast.kernels`), in place: ``sx = sigma sum r z``,
     ``sxx = sigma^2 sum r z^2``; a component with no responsibility keeps its mean and
     variance; variances are bounded by ``var_max`` and floored."""
     n_comp, d_feat = means.shape
@@ -58,7 +58,7 @@ def _m_step(acc, weight_sum, means, log_sigma, logits, inv_sigma, reg_covar, flo
             log_sigma[k, d] = 0.5 * math.log(var)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_max,
                   max_iter, tol, extrapolate, prior, has_prior, block, lls):
     """Up to ``max_iter`` EM iterations on ``X`` (n, D) from ``(means, log_sigma,
