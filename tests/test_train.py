@@ -82,3 +82,35 @@ def test_same_seed_same_result(rng):
 def test_bad_config_is_refused(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kwargs)
+
+
+def test_grown_batch_doubles_after_epochs_without_improvement_up_to_the_cap():
+    from mogsgd.train import grown_batch
+    config = TrainConfig(batch_size=16, max_batch_size=64, patience=2, tol=0.1)
+    hist = {"val_nll": [5.0, 4.0, 3.95, 3.0, 3.0, 2.99, 2.98], "train_nll": [0.0] * 7}
+    # epochs 1-2 are within patience; epoch 3 (no gain of tol) doubles, epoch 4 improves,
+    # epoch 5 doubles to the cap, epochs 6-7 cannot grow further
+    sizes = [grown_batch(config, {k: v[:e] for k, v in hist.items()}) for e in range(8)]
+    assert sizes == [16, 16, 16, 32, 32, 64, 64, 64]
+    assert grown_batch(TrainConfig(batch_size=16), hist) == 16   # no cap: a fixed batch
+
+
+def test_batch_growth_resumes_bit_for_bit_and_stops_at_the_cap():
+    rng = np.random.default_rng(3)
+    truth = random_params(rng, 2, 2)
+    X, _ = sample_mixture(rng, truth, 4000)
+    X_val, _ = sample_mixture(rng, truth, 1000)
+    start = random_params(np.random.default_rng(4), 2, 2)
+    config = TrainConfig(batch_size=32, max_batch_size=256, patience=1, tol=1e-3,
+                         max_epochs=12, min_steps_per_period=1)
+    whole = train(X, start, config=config, rng=np.random.default_rng(0), X_val=X_val)
+    part = train(X, start, config=config, rng=np.random.default_rng(0), X_val=X_val,
+                 max_epochs=3)
+    rest = train(X, config=config, rng=np.random.default_rng(99), X_val=X_val, state=part)
+    assert rest.epoch == whole.epoch
+    assert rest.history["val_nll"] == whole.history["val_nll"]
+    for a, b in zip(rest.params, whole.params):
+        np.testing.assert_array_equal(a, b)
+    from mogsgd.train import grown_batch
+    if whole.stopped:   # early stopping ends only at the largest batch
+        assert grown_batch(config, whole.history) == 256

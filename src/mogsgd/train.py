@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -49,7 +49,7 @@ from mogsgd.validation import check_choice, check_fraction, check_positive_float
 __all__ = ["TrainConfig", "TrainState", "History", "Stepper", "train", "make_stepper",
            "ArrayEngine", "check_finite", "current_lr", "train_torch",
            "project_variance_floor", "start_state", "record_epoch",
-           "DEFAULT_LEARNING_RATES", "batch_count", "SOLVERS"]
+           "DEFAULT_LEARNING_RATES", "batch_count", "grown_batch", "SOLVERS"]
 
 #: Stochastic solvers the loop runs: gradient descent or online EM (eq. 36).
 SOLVERS = ("sgd", "online_em")
@@ -92,6 +92,7 @@ class TrainConfig:
     oem_t0: float = 2.0
     oem_average: bool = True
     min_steps_per_period: int = MIN_STEPS_PER_PERIOD
+    max_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("solver", self.solver, SOLVERS)
@@ -108,6 +109,7 @@ class TrainConfig:
         check_positive_float("min_variance", self.min_variance)
         check_positive_int("patience", self.patience)
         check_positive_float("tol", self.tol, allow_zero=True)
+        check_positive_int("max_batch_size", self.max_batch_size, allow_none=True)
 
     @property
     def lr(self) -> float:
@@ -133,6 +135,27 @@ class TrainConfig:
         schedule = make_schedule(self.schedule, self.lr, total_steps=total,
                                  decay_steps=self.decay_epochs * steps_per_epoch)
         return make_optimizer(self.optimizer, schedule, beta=self.momentum)
+
+
+def grown_batch(config: TrainConfig, history: History) -> int:
+    """The batch size of the next epoch under batch growth: ``config.batch_size`` doubled
+    after every epoch that did not improve the best score (validation NLL, else training
+    NLL) by more than ``tol``, from epoch ``patience + 1`` on (the first epochs at the small
+    batch find the basin: grown from epoch 2, a 1e6-row fit ended in a worse optimum), up
+    to ``config.max_batch_size``, where one more such epoch stops early stopping (Smith et
+    al. 2018: grow the batch instead of decaying the step).  A function of the history alone, so a resumed
+    run continues with the batch the interrupted one would have used; without
+    ``max_batch_size`` the batch is fixed."""
+    batch, cap = config.batch_size, config.max_batch_size
+    if cap is None:
+        return batch
+    best = np.inf
+    for epoch, (val, tr) in enumerate(zip(history["val_nll"], history["train_nll"]), 1):
+        score = val if val is not None else tr
+        if not score < best - config.tol and 2 * batch <= cap and epoch > config.patience:
+            batch *= 2
+        best = min(best, score)
+    return batch
 
 
 def batch_count(n: int, batch_size: int) -> int:
@@ -345,9 +368,14 @@ def train(
     # the iterate continues from the last parameters, not from the best ones
     params = state.last_params if state.last_params is not None else state.params
     opt_state = state.opt_state
-    eng = (engine or ArrayEngine)(X, stepper, config, rng, sample_weight=w, X_val=X_val,
-                                  val_weight=val_weight, params=params,
-                                  grad_sums_fn=grad_sums_fn, nll_fn=nll_fn)
+
+    def build(batch: int):
+        return (engine or ArrayEngine)(X, stepper, replace(config, batch_size=batch), rng,
+                                       sample_weight=w, X_val=X_val, val_weight=val_weight,
+                                       params=params, grad_sums_fn=grad_sums_fn, nll_fn=nll_fn)
+
+    batch = grown_batch(config, state.history)
+    eng = build(batch)
     clock = time.perf_counter()
     try:
         while state.epoch < last_epoch and not state.stopped:
@@ -368,6 +396,12 @@ def train(
             state.opt_state = opt_state
             state.rng_state = eng.rng_state()
             state.params = state.best_params if config.early_stopping else report
+            if grown_batch(config, state.history) != batch and state.epoch < last_epoch:
+                # batch growth: the next epochs' engine, from where a resumed run would start
+                eng.close()
+                rng.bit_generator.state = copy.deepcopy(state.rng_state)
+                batch = grown_batch(config, state.history)
+                eng = build(batch)
             if callback is not None and callback(state) is False:
                 state.stopped = True
     finally:
@@ -452,7 +486,14 @@ def record_epoch(state: TrainState, config: TrainConfig, n_train: int, *, train_
         state.best_score, state.best_params = float(score), report
     else:
         state.bad_epochs += 1
-    if config.early_stopping and state.bad_epochs >= config.patience_epochs(n_train):
+    patience = config.patience_epochs(n_train)
+    if config.max_batch_size is not None:
+        before = grown_batch(config, {"val_nll": h["val_nll"][:-1], "train_nll": h["train_nll"][:-1]})
+        if grown_batch(config, h) != before:
+            state.bad_epochs = 0   # the batch grows instead of patience counting
+        elif 2 * before > config.max_batch_size:
+            patience = 1   # at the largest batch, one epoch without improvement stops
+    if config.early_stopping and state.bad_epochs >= patience:
         state.stopped = True
 
 

@@ -37,7 +37,7 @@ from mogsgd.train import TrainConfig, TrainState, train
 
 __all__ = ["Run", "RunSettings", "StochasticSolver", "EMSolver", "SOLVERS", "get_solver",
            "fit_runs", "partial_epoch", "em_run", "initial_params", "refine",
-           "REFINE_TOL", "REFINE_MAX_ITER", "refined_epochs"]
+           "REFINE_TOL", "REFINE_MAX_ITER", "refined_epochs", "growth_cap"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,29 @@ def refined_epochs(config: TrainConfig, n_train: int) -> int:
     default-fit work)."""
     steps = -(-n_train // config.batch_size)
     return max(1, min(config.epochs_for(n_train), -(-config.target_steps // steps)))
+
+
+#: Batch growth before the EM refinement (diagonal family, rows in memory): the batch
+#: doubles after each epoch without an improvement of ``tol`` (:func:`mogsgd.train.grown_batch`)
+#: up to GROWTH_FACTOR times ``batch_size``, while an epoch keeps GROWTH_MIN_STEPS steps.
+GROWTH_FACTOR = 8
+GROWTH_MIN_STEPS = 256
+
+
+def growth_cap(config: TrainConfig, n_train: int) -> int | None:
+    """The largest batch of the stochastic phase before the EM refinement:
+    ``b * 2^j <= min(GROWTH_FACTOR * b, n_train / GROWTH_MIN_STEPS)`` for the largest such
+    ``j``; ``None`` (a fixed batch) where not even one doubling fits (small data keep
+    their fixed batch).  Larger batches late in the run lower the noise of the last iterate
+    (the refinement then needs fewer EM steps, measured on 1e6 rows: 11 instead of 36 to
+    101) and cost less per row (fewer optimiser steps per epoch)."""
+    batch = config.batch_size
+    limit = min(GROWTH_FACTOR * batch, n_train // GROWTH_MIN_STEPS)
+    if 2 * batch > limit:
+        return None
+    while 2 * batch <= limit:
+        batch *= 2
+    return batch
 
 
 #: A stochastic run whose end is this much worse (nats per row) than its start diverged
@@ -146,6 +169,10 @@ class StochasticSolver:
             config = replace(config, min_steps_per_period=REFINED_STEPS_PER_PERIOD)
             if config.max_epochs is None and settings.covariance_type != "diag":
                 config = replace(config, max_epochs=refined_epochs(config, n_train))
+            if (settings.covariance_type == "diag" and config.solver == "sgd"
+                    and prepared.in_memory
+                    and prepared.engine is None and config.max_batch_size is None):
+                config = replace(config, max_batch_size=growth_cap(config, n_train))
         callback = settings.callback
         if writer is not None or progress is not None:
             user_callback = settings.callback
