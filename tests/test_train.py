@@ -109,7 +109,7 @@ def test_batch_growth_resumes_bit_for_bit_and_stops_at_the_cap():
     rest = train(X, config=config, rng=np.random.default_rng(99), X_val=X_val, state=part)
     assert rest.epoch == whole.epoch
     assert rest.history["val_nll"] == whole.history["val_nll"]
-    for a, b in zip(rest.params, whole.params):
+    for a, b in zip(rest.params, whole.params, strict=True):
         np.testing.assert_array_equal(a, b)
     from mogsgd.train import grown_batch
     if whole.stopped:   # early stopping ends only at the largest batch

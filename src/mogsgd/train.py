@@ -143,14 +143,15 @@ def grown_batch(config: TrainConfig, history: History) -> int:
     NLL) by more than ``tol``, from epoch ``patience + 1`` on (the first epochs at the small
     batch find the basin: grown from epoch 2, a 1e6-row fit ended in a worse optimum), up
     to ``config.max_batch_size``, where one more such epoch stops early stopping (Smith et
-    al. 2018: grow the batch instead of decaying the step).  A function of the history alone, so a resumed
-    run continues with the batch the interrupted one would have used; without
+    al. 2018: grow the batch instead of decaying the step).  A function of the history
+    alone, so a resumed run continues with the batch the interrupted one would have used; without
     ``max_batch_size`` the batch is fixed."""
     batch, cap = config.batch_size, config.max_batch_size
     if cap is None:
         return batch
     best = np.inf
-    for epoch, (val, tr) in enumerate(zip(history["val_nll"], history["train_nll"]), 1):
+    for epoch, (val, tr) in enumerate(zip(history["val_nll"], history["train_nll"],
+                                               strict=True), 1):
         score = val if val is not None else tr
         if not score < best - config.tol and 2 * batch <= cap and epoch > config.patience:
             batch *= 2
@@ -488,7 +489,8 @@ def record_epoch(state: TrainState, config: TrainConfig, n_train: int, *, train_
         state.bad_epochs += 1
     patience = config.patience_epochs(n_train)
     if config.max_batch_size is not None:
-        before = grown_batch(config, {"val_nll": h["val_nll"][:-1], "train_nll": h["train_nll"][:-1]})
+        before = grown_batch(config, {"val_nll": h["val_nll"][:-1],
+                                      "train_nll": h["train_nll"][:-1]})
         if grown_batch(config, h) != before:
             state.bad_epochs = 0   # the batch grows instead of patience counting
         elif 2 * before > config.max_batch_size:
