@@ -2,10 +2,10 @@
 
 The contract is the diagonal type's (``tests/test_robustness.py``,
 ``test_dtype_float32_computes_and_returns_float32``): ``params_``, the scikit-learn
-attributes, ``score_samples`` and ``predict_proba`` are float32, ``sample`` has the dtypes
-the diagonal type gives, and a model file round-trips bit for bit.  These types train in
-float64 (their compiled passes are float64) and return float32, so a float32 fit agrees
-with the float64 fit of the same rows to float32 rounding of the data and parameters.
+attributes, ``score_samples``, ``predict_proba`` and the points ``sample`` draws are
+float32 (the labels int64, as the diagonal type gives), and a model file round-trips bit
+for bit.  These types train in float64 (their compiled passes are float64) and return
+float32, so a float32 fit agrees with the float64 fit of the same rows to float32 rounding of the data and parameters.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def diag_sample_dtypes():
     """The dtypes of ``sample()`` of a float32 diagonal model: the contract to match."""
     m = quiet_fit(data("diag"), dtype=np.float32)
     X, y = m.sample(5, random_state=0)
+    assert X.dtype == np.float32   # the points in the dtype asked for
     return X.dtype, y.dtype
 
 

@@ -404,11 +404,13 @@ class SGDMixture:
     _n_parameters = n_parameters  # scikit-learn's name
 
     def sample(self, n_samples: int = 1, random_state=None) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``(X, y)``: points (n_samples, D) and their component labels."""
+        """Draw ``(X, y)``: points (n_samples, D), in the fitted parameters' dtype (float32
+        for ``dtype=np.float32``), and their component labels."""
         self._check_fitted()
         n_samples = check_positive_int("n_samples", n_samples)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        return family_of(self.params_).sample(self.params_, rng, n_samples)
+        X, y = family_of(self.params_).sample(self.params_, rng, n_samples)
+        return X.astype(self.params_.dtype, copy=False), y
 
     # -------------------------------------- the parts scikit-learn's base classes replace
     @classmethod
