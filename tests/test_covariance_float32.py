@@ -5,7 +5,8 @@ The contract is the diagonal type's (``tests/test_robustness.py``,
 attributes, ``score_samples``, ``predict_proba`` and the points ``sample`` draws are
 float32 (the labels int64, as the diagonal type gives), and a model file round-trips bit
 for bit.  These types train in float64 (their compiled passes are float64) and return
-float32, so a float32 fit agrees with the float64 fit of the same rows to float32 rounding of the data and parameters.
+float32, so a float32 fit agrees with the float64 fit of the same rows to float32 rounding
+of the data and parameters.
 """
 
 from __future__ import annotations
