@@ -49,6 +49,9 @@ CASES = [
     (["predict", "{model}", "{nan}"], DATA, "contains NaN"),
     (["predict", "{model}", "{d}", "--columns", "a"], DATA, "lacks the column(s) 'b'"),
     (["evaluate", "{d}", "{d}"], DATA, "model"),
+    (["fit", "{d}", "--resume", "{model}", "--out", "{tmp}/r.json"], DATA,
+     "is a mogsgd model file, not a checkpoint file; load it with mogsgd.model_io.load_model,"
+     " or continue training it with --warm-start"),
     (["fit", "{d}", "--out", "{tmp}/no/such/dir/m.json"], DATA, "does not exist"),
 ]
 

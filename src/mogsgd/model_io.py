@@ -385,7 +385,8 @@ def read_document(path: str | os.PathLike, kind: str) -> dict:
         )
     if doc["format"] != kind:
         hint = ("resume training from it with fit(X, resume=path)" if kind == MODEL_FORMAT
-                else "load it with mogsgd.model_io.load_model")
+                else "load it with mogsgd.model_io.load_model, or continue training it with "
+                "warm_start=True")
         raise ModelFileError(
             f"{str(p)!r} is a mogsgd {_WHAT[doc['format']]} file, not a {what} file; {hint}"
         )
