@@ -17,7 +17,7 @@ from mogsgd.model_io import load_model
 _FIT = """
 import sys
 from mogsgd.cli import main
-status = main(["fit", sys.argv[1], "-k", "3", "-q", "--out", sys.argv[2]])
+status = main(["fit", sys.argv[1], "-k", "3", "-q", "--out", sys.argv[2]] + sys.argv[3:])
 print({"status": status, "sklearn": "sklearn" in sys.modules, "numba": "numba" in sys.modules,
        "scipy": "scipy" in sys.modules, "pandas": "pandas" in sys.modules,
        "matplotlib": "matplotlib" in sys.modules})
@@ -39,6 +39,20 @@ def test_cli_fit_of_a_small_file_imports_no_heavy_package(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text())["body"]["estimator"] == \
         "SGDGaussianMixture"
     assert np.isfinite(model.score(X))
+
+
+def test_cli_warm_start_of_a_small_model_imports_no_heavy_package(tmp_path):
+    """``mogsgd fit --warm-start`` loads the model without scikit-learn too."""
+    X = make_mixture(1000, 3, 3, random_state=0)[0]
+    np.save(tmp_path / "data.npy", X)
+    SGDGaussianMixture(3, random_state=0, backend="numpy").fit(X).save(tmp_path / "m.json")
+    out = subprocess.run([sys.executable, "-c", _FIT, str(tmp_path / "data.npy"),
+                          str(tmp_path / "m2.json"), "--warm-start", str(tmp_path / "m.json"),
+                          "--epochs", "2"], capture_output=True, text=True, check=True)
+    seen = eval(out.stdout.strip().splitlines()[-1])  # a dict literal printed above
+    assert seen == {"status": 0, "sklearn": False, "numba": False, "scipy": False,
+                    "pandas": False, "matplotlib": False}, out.stderr
+    assert np.isfinite(load_model(tmp_path / "m2.json").score(X))
 
 
 def test_scikit_learn_free_estimator_fits_exactly_like_the_estimator(tmp_path):

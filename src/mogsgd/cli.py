@@ -291,9 +291,7 @@ def _estimator_from_args(args, checkpoint: Path | None):
     from mogsgd.mixture import SGDMixture
 
     if args.warm_start:
-        from mogsgd.model_io import load_model
-
-        est = load_model(args.warm_start)
+        est = _load_model(args.warm_start)
         _refuse_other_settings(args, est.get_params(), "--warm-start", "model")
         # the saved model's solver runs (not --solver's default): batch EM keeps no checkpoint
         changes = {"warm_start": True,
