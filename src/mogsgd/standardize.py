@@ -31,6 +31,11 @@ QUANTILE_ROWS = 100_000
 #: Standardised rows stay within this many scales of the centre (the scale grows if needed).
 MAX_STANDARDISED = 1e150
 
+#: Column magnitudes within which the standardiser's moments are taken on the data
+#: itself rather than on a copy scaled by a power of two (no sum of a million rows
+#: overflows, no square underflows).
+SAFE_RANGE = (1e-100, 1e100)
+
 #: Fits of at least this many rows warn about (near-)constant features (fewer rows share
 #: values by chance).
 NEAR_CONSTANT_ROWS = 50
@@ -66,23 +71,40 @@ class Standardizer:
         if not enabled or X.shape[0] == 0:
             return cls(np.zeros(d), np.ones(d))
         X = np.asarray(X, dtype=np.float64)
+        # column extremes in two reads (no |X| temporary); NaN propagates through them,
+        # so they also tell whether any value is missing
+        high, low = X.max(axis=0), X.min(axis=0)
+        missing = bool(np.isnan(high).any() or np.isnan(low).any())
+        if missing:
+            with np.errstate(all="ignore"):
+                high, low = np.nanmax(X, axis=0), np.nanmin(X, axis=0)
         with np.errstate(all="ignore"):
-            amax = np.nanmax(np.abs(X), axis=0)
+            amax = np.maximum(np.abs(high), np.abs(low))
         usable = np.isfinite(amax) & (amax > 0)
         power = np.ldexp(1.0, np.frexp(np.where(usable, amax, 1.0))[1] - 1)
-        Y = X / power  # exact: power is a power of two
-        missing = np.isnan(Y).any()
+        # dividing by a power of two is exact, so the moments of X / power are those of X
+        # divided by power whenever no sum over X can overflow nor any square underflow:
+        # then (unweighted) the scaled copy of the data is skipped
+        safe = sample_weight is None and bool(
+            np.all(~usable | ((amax > SAFE_RANGE[0]) & (amax < SAFE_RANGE[1]))))
+        Y = X if safe else X / power
+        unit = power if safe else np.ones_like(power)
         mean, std, percentile = ((np.nanmean, np.nanstd, np.nanpercentile) if missing
                                  else (np.mean, np.std, np.percentile))
         if sample_weight is None:
-            center, spread = mean(Y, axis=0), std(Y, axis=0)
+            center = mean(Y, axis=0)
+            # the same mean np.std would compute itself (one pass fewer)
+            spread = (std(Y, axis=0, mean=center[None, :]) if not missing
+                      else std(Y, axis=0))
         else:
             center, spread = _weighted_moments(Y, np.asarray(sample_weight, dtype=np.float64))
+        center, spread = center / unit, spread / unit
         # quantiles only decide whether far outliers dominate a feature: evenly spaced
         # rows (no randomness) are enough on large data and cost a fraction of a sort
-        step = max(1, len(Y) // QUANTILE_ROWS)
-        p1, q1, median, q3, p99 = percentile(Y[::step], [1.0, 25.0, 50.0, 75.0, 99.0], axis=0)
-        if len(Y) >= NEAR_CONSTANT_ROWS:
+        step = max(1, len(X) // QUANTILE_ROWS)
+        p1, q1, median, q3, p99 = percentile(X[::step] / power, [1.0, 25.0, 50.0, 75.0, 99.0],
+                                             axis=0)
+        if len(X) >= NEAR_CONSTANT_ROWS:
             warn_near_constant(p1 == p99, spread * power, median * power, stacklevel=3)
         robust = (q3 - q1) / IQR_NORMAL
         outliers = (robust > 0) & (spread > OUTLIER_RATIO * robust)
@@ -90,9 +112,12 @@ class Standardizer:
         scale_y = np.where(outliers, robust, spread)
         # a robust scale far below the farthest row (a few rows at 1e-183 and one at 1,
         # or one at -1.7e308 among unit-scale rows) would put standardised rows beyond
-        # what the kernels square safely: keep every |z| <= MAX_STANDARDISED
-        with np.errstate(invalid="ignore"):
-            reach = np.nanmax(np.abs(Y - center_y), axis=0) / MAX_STANDARDISED
+        # what the kernels square safely: keep every |z| <= MAX_STANDARDISED.  The
+        # farthest row from the centre is the column's largest or smallest (rounding is
+        # monotone), so no pass over the data is needed
+        with np.errstate(invalid="ignore", over="ignore"):
+            reach = np.fmax(np.abs(high / power - center_y),
+                            np.abs(low / power - center_y)) / MAX_STANDARDISED
         scale_y = np.maximum(scale_y, np.where(np.isfinite(reach), reach, 0.0))
         center, scale = center_y * power, scale_y * power
         center = np.where(np.isfinite(center), center, 0.0)
@@ -108,7 +133,8 @@ class Standardizer:
         """``(x - c) / s``; rows whose difference overflows (``x`` and ``c`` near the float
         range with opposite signs) are computed as ``x / s - c / s`` instead."""
         with np.errstate(over="ignore"):
-            Z = (X - self.center) / self.scale
+            Z = X - self.center   # a new float64 array: divided in place (one temporary)
+            Z /= self.scale
         if np.isinf(Z).any() and np.isfinite(X[~np.isnan(X)]).all():
             with np.errstate(over="ignore"):
                 Z = X / self.scale - self.center / self.scale

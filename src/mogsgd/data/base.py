@@ -233,6 +233,9 @@ def split_rows(Z, w, order, n_val: int):
     if not n_val:
         return Z, w, None, None
     train, val = order[n_val:], order[:n_val]
+    if isinstance(Z, np.ndarray):   # np.take: the same rows, about twice as fast as Z[rows]
+        return (np.take(Z, train, axis=0), None if w is None else np.take(w, train),
+                np.take(Z, val, axis=0), None if w is None else np.take(w, val))
     return (Z[train], None if w is None else w[train], Z[val], None if w is None else w[val])
 
 
