@@ -19,7 +19,7 @@ from mogsgd.errors import NearConstantWarning
 from mogsgd.params import MixtureParams
 
 __all__ = ["Standardizer", "impute_for_init", "warn_unrepresentable", "warn_near_constant",
-           "IQR_NORMAL", "QUANTILE_ROWS", "OUTLIER_RATIO", "NEAR_CONSTANT_ROWS"]
+           "IQR_NORMAL", "QUANTILE_ROWS", "SAFE_RANGE", "OUTLIER_RATIO", "NEAR_CONSTANT_ROWS"]
 
 
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
