@@ -87,7 +87,8 @@ class MemorySource(Source):
         X = check_fit_rows(self.X, plan)
         w = check_sample_weight(sample_weight, X.shape[0])
         X_data, w_data = X, w
-        if len(X) <= plan.batch_size and not np.isnan(X).any():
+        missing = bool(np.isnan(X).any())   # one pass, shared by everything below
+        if len(X) <= plan.batch_size and not missing:
             # full-batch regime: train on the distinct rows in a canonical order with
             # their total weights, so duplicated rows and integer weights (and zero
             # weights and removed rows) give exactly the same fit
@@ -102,7 +103,7 @@ class MemorySource(Source):
         n_val = plan.n_validation(len(Z))
         Z_train, w_train, Z_val, w_val = split_rows(Z, w, rng.permutation(len(Z)), n_val)
         nll_fn = fast.nll_fn_for(plan.backend)
-        stats_fn = em_stats_fn(plan.backend, missing=bool(np.isnan(X).any()))
+        stats_fn = em_stats_fn(plan.backend, missing=missing)
         log_prob = functools.partial(api.log_prob, backend=plan.backend)
 
         def lower_bound(params):
@@ -110,7 +111,9 @@ class MemorySource(Source):
 
         return Prepared(
             n_features=X.shape[1], scaler=scaler, train=Z_train, train_weight=w_train,
-            val=Z_val, val_weight=w_val, init_rows=impute_for_init(Z_train),
+            val=Z_val, val_weight=w_val,
+            # standardised rows hold NaN only where the rows do (centre and scale finite)
+            init_rows=impute_for_init(Z_train) if missing else Z_train,
             init_weight=w_train,
             em_stats=lambda params: stats_fn(Z_train, params, w_train),
             train_loglik=lambda params: weighted_mean(log_prob(Z_train, params), w_train),
