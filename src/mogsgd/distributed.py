@@ -2,8 +2,9 @@
 
 Nothing here is new math: workers run the covariance family's
 :func:`~mogsgd.covariance.ops.nll_grad_sums`, :func:`~mogsgd.covariance.ops.em_stats` and
-:func:`~mogsgd.covariance.ops.log_prob` on their blocks, the driver adds the results
-(:func:`~mogsgd.covariance.ops.combine`)
+:func:`~mogsgd.covariance.ops.log_prob` on their blocks (the E-step statistics and the
+log-likelihood by the compiled passes of :mod:`mogsgd.fast` where numba runs), the driver
+adds the results (:func:`~mogsgd.covariance.ops.combine`)
 and :func:`mogsgd.train.train` runs the usual loop over :class:`DaskData`; the fit itself is
 prepared by :class:`mogsgd.data.dask.DaskSource`.  Dask is optional (``pip install
 mogsgd[dask]``); it is imported only when a Dask array arrives, and without it everything
@@ -80,7 +81,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mogsgd.covariance.ops import combine, em_stats, log_prob, nll_grad_sums
+from mogsgd import api, fast
+from mogsgd.covariance.ops import combine, em_stats, nll_grad_sums
 from mogsgd.errors import ValidationError
 from mogsgd.gradients import GradSums
 from mogsgd.params import MixtureParams
@@ -160,11 +162,17 @@ def _worker_grad_sums(parts, bounds, params):
 
 
 def _worker_em_stats(parts, params):
-    return combine(em_stats(p, params) for p in parts if len(p))
+    """One worker's E-step statistics, by the compiled pass (:func:`mogsgd.fast.em_stats`)
+    where numba runs and the block has no missing values, else the family's reference."""
+    compiled = fast.resolve_backend("auto") == "numba"
+    return combine((fast.em_stats if compiled and not np.isnan(p).any() else em_stats)(p, params)
+                   for p in parts if len(p))
 
 
 def _worker_loglik(parts, params):
-    return sum(float(log_prob(p, params).sum()) for p in parts), sum(len(p) for p in parts)
+    """``(sum log p, n)`` over one worker's blocks (compiled where numba runs)."""
+    return (sum(float(api.log_prob(p, params).sum()) for p in parts),
+            sum(len(p) for p in parts))
 
 
 def block_function(x, fn, n_features, params, allow_nan=False):
