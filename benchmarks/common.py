@@ -163,3 +163,31 @@ def correlated_set(n: int, k: int, d: int, seed: int = 0) -> DataSet:
     X_test, _ = FULL.sample(truth, rng, 200_000)
     return DataSet(f"correlated K={k} D={d}", X, X_test, truth,
                    "hard set's weights/means/spreads, each component randomly rotated")
+
+
+def fit_with_held_out_marks(est, ds) -> tuple[list[tuple[float, int, float]], float]:
+    """Fit ``est`` on ``ds.X`` with the held-out log-likelihood of each epoch's parameters
+    scored by a callback whose own time is not counted: ``(marks, seconds)``, ``marks``
+    holding ``(seconds since the start, epoch, held-out LL)`` per epoch."""
+    import warnings
+
+    from mogsgd import fast
+    from mogsgd.errors import ConvergenceWarning
+    from mogsgd.standardize import Standardizer
+
+    marks: list[tuple[float, int, float]] = []
+    scoring = [0.0]
+    scaler = Standardizer.fit(ds.X, True)   # the estimator's own (all rows, no weights)
+
+    def callback(state):
+        t = time.perf_counter()
+        ll = -fast.nll(ds.X_test, scaler.to_data(state.params))
+        marks.append((t - t0 - scoring[0], state.epoch, ll))
+        scoring[0] += time.perf_counter() - t
+
+    est.callback = callback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        est.fit(ds.X)
+        return marks, time.perf_counter() - t0 - scoring[0]

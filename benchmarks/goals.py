@@ -22,6 +22,7 @@ from benchmarks import anchors
 from benchmarks.common import (
     best_of,
     easy_set,
+    fit_with_held_out_marks,
     hard_set,
     numba_threads,
     optional_torch,
@@ -211,25 +212,9 @@ def _time_to_quality(ds, k: int, target_ll: float, seed: int = 0):
     parameters it would return first reaches ``target_ll``, full fit seconds, final held-out
     LL, epochs).  The held-out scoring done for this measurement is not counted."""
     from mogsgd.estimator import SGDGaussianMixture
-    from mogsgd.standardize import Standardizer
 
     est = SGDGaussianMixture(k, random_state=seed)
-    marks: list[tuple[float, int, float]] = []
-    scoring = [0.0]
-    scaler = Standardizer.fit(ds.X, True)   # the estimator's own (all rows, no weights)
-
-    def callback(state):
-        t = time.perf_counter()
-        ll = -fast.nll(ds.X_test, scaler.to_data(state.params))
-        marks.append((t - t0 - scoring[0], state.epoch, ll))
-        scoring[0] += time.perf_counter() - t
-
-    est.callback = callback
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        t0 = time.perf_counter()
-        est.fit(ds.X)
-        total = time.perf_counter() - t0 - scoring[0]
+    marks, total = fit_with_held_out_marks(est, ds)
     reached = next(((t, e) for t, e, ll in marks if ll >= target_ll), (None, None))
     return reached, total, est.score(ds.X_test), est.n_iter_
 

@@ -20,7 +20,13 @@ import warnings
 
 import numpy as np
 
-from benchmarks.common import best_of, correlated_set, numba_threads, optional_torch
+from benchmarks.common import (
+    best_of,
+    correlated_set,
+    fit_with_held_out_marks,
+    numba_threads,
+    optional_torch,
+)
 from benchmarks.goals import Row, _check
 from benchmarks.issue15 import interleaved
 from mogsgd.errors import ConvergenceWarning
@@ -187,25 +193,10 @@ def _ours(ds, target: float):
     ``(time to target or None, epoch, total seconds, final held-out LL, epochs)``.  The
     fit's returned parameters count too: if only they reach the target, the time is the
     whole fit's."""
-    from mogsgd import SGDGaussianMixture, fast
-    from mogsgd.standardize import Standardizer
+    from mogsgd import SGDGaussianMixture
 
-    marks: list[tuple[float, int, float]] = []
-    scoring = [0.0]
-    scaler = Standardizer.fit(ds.X, True)   # the estimator's own (all rows, no weights)
-
-    def callback(state):
-        t = time.perf_counter()
-        ll = -fast.nll(ds.X_test, scaler.to_data(state.params))
-        marks.append((t - t0 - scoring[0], state.epoch, ll))
-        scoring[0] += time.perf_counter() - t
-
-    est = SGDGaussianMixture(K, covariance_type="full", random_state=0, callback=callback)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        t0 = time.perf_counter()
-        est.fit(ds.X)
-        total = time.perf_counter() - t0 - scoring[0]
+    est = SGDGaussianMixture(K, covariance_type="full", random_state=0)
+    marks, total = fit_with_held_out_marks(est, ds)
     final = est.score(ds.X_test)
     reached = next(((t, f"after epoch {e}") for t, e, ll in marks if ll >= target), None)
     if reached is None and final >= target:
