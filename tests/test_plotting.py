@@ -461,3 +461,26 @@ def test_informative_features_rank_the_separating_feature_first():
     bimodal[:, 1] = np.where(rng.random(n) < 0.5, -4.0, 4.0) + rng.normal(0, 0.3, n)
     assert P.informative_features(bimodal, count=1) == [1]
     assert 7 not in P.informative_features(X, count=7)   # constant: last
+
+
+def test_informative_features_rank_mostly_one_value_columns_last():
+    # a sparse column (95% zeros, rare large values) is two spikes: the highest possible
+    # bimodality coefficient, and a component sitting on its rare rows separates it
+    # perfectly -- yet it makes a useless axis (digits' border pixels)
+    rng = np.random.default_rng(1)
+    n = 1000
+    y = np.repeat([0, 1], n // 2)
+    X = rng.normal(size=(n, 4))
+    X[:, 1] += 3.0 * y
+    X[:, 3] = np.where(rng.random(n) < 0.05, 16.0, 0.0)
+    assert P._bimodality(X)[3] > P._bimodality(X)[1]
+    assert list(P._mostly_one_value(X)) == [False, False, False, True]
+    assert P.informative_features(X, count=4)[-1] == 3
+    params = MixtureParams.from_moments(np.array([0.95, 0.05]), np.array(
+        [[0.0, 1.5, 0.0, 0.0], [0.0, 1.5, 0.0, 16.0]]), np.ones((2, 4)))
+    assert P.informative_features(X, params, count=4)[-1] == 3
+    assert P.informative_features(X, y=y, count=1) == [1]
+    # missing values are ignored when counting, and an all-missing column is not flagged
+    X[::3, 3] = np.nan
+    X[:, 2] = np.nan
+    assert list(P._mostly_one_value(X)) == [False, False, False, True]

@@ -105,6 +105,11 @@ __all__ = [
 PAIR_FEATURES = 5
 #: Largest side of a pair plot, inches (its panels shrink to fit).
 MAX_PAIRS_INCHES = 15.0
+#: A feature with one value in at least this share of its rows is chosen for a figure only
+#: after every other feature (see :func:`informative_features`).
+MOSTLY_ONE_VALUE = 0.9
+#: Rows (evenly spaced) on which that share is counted.
+MODE_ROWS = 20_000
 
 
 # ======================================================= choosing features
@@ -122,7 +127,11 @@ def informative_features(X, params: MixtureParams | None = None, y=None, *,
     frequencies and means (the classical ``eta^2``).  Without either it scores how far
     from one hump the feature looks: Sarle's bimodality coefficient
     ``(skewness^2 + 1) / kurtosis`` (1/3 for a normal, 5/9 for a uniform, up to 1 for two
-    spikes).  Constant features score lowest.
+    spikes).  Constant features score lowest, and features with one value in at least
+    ``MOSTLY_ONE_VALUE`` of their rows (digits' border pixels, sparse indicator columns)
+    rank after every other feature whatever their score: two spikes make the
+    bimodality coefficient its largest, and a component sitting on the rare values makes
+    ``R^2`` large, yet such a column makes a poor axis to look at.
 
     Returns
     -------
@@ -142,10 +151,26 @@ def informative_features(X, params: MixtureParams | None = None, y=None, *,
             means = np.array([np.nanmean(X[codes == c], axis=0) for c in range(len(labels))])
         means = np.where(np.isfinite(means), means, np.nanmean(X, axis=0))
     else:
-        return _ranked(_bimodality(X), count)
+        return _ranked(_bimodality(X), count, _mostly_one_value(X))
     centre = w @ means
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _ranked((w @ (means - centre) ** 2) / np.nanvar(X, axis=0), count)
+        return _ranked((w @ (means - centre) ** 2) / np.nanvar(X, axis=0), count,
+                       _mostly_one_value(X))
+
+
+def _mostly_one_value(X: np.ndarray) -> np.ndarray:
+    """Per feature: does one value hold at least ``MOSTLY_ONE_VALUE`` of the observed rows?
+
+    Counted on at most ``MODE_ROWS`` evenly spaced rows (no randomness)."""
+    rows = X[::max(1, len(X) // MODE_ROWS)]
+    flags = np.zeros(X.shape[1], dtype=bool)
+    for j in range(X.shape[1]):
+        column = rows[:, j]
+        column = column[~np.isnan(column)]
+        if len(column):
+            flags[j] = np.unique(column, return_counts=True)[1].max() >= (
+                MOSTLY_ONE_VALUE * len(column))
+    return flags
 
 
 def _bimodality(X: np.ndarray) -> np.ndarray:
@@ -158,9 +183,10 @@ def _bimodality(X: np.ndarray) -> np.ndarray:
         return (skew ** 2 + 1.0) / kurt
 
 
-def _ranked(score: np.ndarray, count: int) -> list[int]:
+def _ranked(score: np.ndarray, count: int, last: np.ndarray) -> list[int]:
+    """Indices by decreasing score, the features flagged in ``last`` after all others."""
     score = np.where(np.isfinite(score), score, -np.inf)
-    order = np.argsort(-score, kind="stable")
+    order = np.lexsort((-score, last))
     return [int(j) for j in order[:max(1, int(count))]]
 
 
