@@ -19,7 +19,9 @@ Measured in one run on this machine:
      over a whole shard, timed *inside* a task on every worker at once (the workers share
      the machine's memory bandwidth and caches as they do in a fit), slowest worker;
    * ``L``, the median round trip of one task per worker on data already there (submit + gather of
-     a no-op), and ``L_run``, the same through ``client.run`` (what synchronous SGD uses);
+     a no-op), and ``L_run``, the same through ``client.run`` (what synchronous SGD, local
+     SGD's rounds and EM's passes use while a call's rows are bounded,
+     :data:`mogsgd.distributed.RUN_CELLS`);
    * ``g``, the driver's cost of averaging one worker's state, and ``V``, its cost of
      scoring the validation rows once per epoch;
    * ``s(b)``, one optimiser step on ``b`` rows in one process (gradient sums + update):
@@ -29,13 +31,14 @@ Measured in one run on this machine:
 Cost model (per epoch of ``n`` rows on ``P`` workers, each holding ``n / P`` rows):
 
 * local SGD, ``R = sync_rows`` rows per worker per round (``k`` rounds per epoch): an epoch
-  costs ``k (R c + L + P g) + V``, so ``rows/s = P k R / (k (R c + L + P g) + V)``;
+  costs ``k (R c + L_run + P g) + V``, so ``rows/s = P k R / (k (R c + L_run + P g) + V)``
+  (``L`` in place of ``L_run`` for rounds above ``RUN_CELLS`` values, sent as tasks);
 * synchronous SGD, batch ``B``: a step costs ``s(B / P) + L_run + P g``, so
   ``rows/s = B / (s(B / P) + L_run + P g)``.
 
 The predictions for 8, 64 and 512 workers use the inputs measured here with a network
 latency of 1 ms per round trip (a data-centre network plus the scheduler) in place of
-``L`` and ``L_run``, and 10 Gbit/s (the bytes per synchronisation are negligible at that
+the round trip, and 10 Gbit/s (the bytes per synchronisation are negligible at that
 bandwidth); they are written next to the 2-worker measurements they are checked against.
 """
 
@@ -163,6 +166,7 @@ def main(argv=None) -> int:
     import distributed
 
     from mogsgd.data.dask import DaskSource
+    from mogsgd.distributed import RUN_CELLS
     from mogsgd.train import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -251,8 +255,8 @@ def main(argv=None) -> int:
         results["local"] = rate_local
         row("Dask 2 processes, local SGD: default fit",
             f"{t_local:.2f} s, held-out LL {ll_local:.4f}",
-            f"({local.n_iter_} epochs; {t_local / t_mem:.2f}x the one-process time; "
-            f"LL gap {ll_local - ll_mem:+.4f})")
+            f"({local.n_iter_} epochs, refinement {local.refine_iter_} EM steps; "
+            f"{t_local / t_mem:.2f}x the one-process time; LL gap {ll_local - ll_mem:+.4f})")
         row("Dask 2 processes, local SGD: training throughput",
             f"{rate_local / 1e6:.2f} M rows/s", "(fastest epoch, validation scoring included)")
         # 3. synchronous SGD, one epoch at batch 1024
@@ -280,6 +284,8 @@ def main(argv=None) -> int:
                 f"{epoch_rate(est4, int(0.9 * n)) / 1e6:.2f} M rows/s")
 
     # the cost model: nothing fitted to the 2-worker runs; c, g, V, s, L measured above
+    L_local = L_run if R * X.shape[1] <= RUN_CELLS else L   # how a round is sent
+
     def local_rate(p, latency):
         return p * rounds * R / (rounds * (R * c + latency + p * g) + V)
 
@@ -289,7 +295,7 @@ def main(argv=None) -> int:
     def sync_rate(p, latency):
         return b / (step(b / p) + latency + p * g)
 
-    pred_local_2, pred_sync_2 = local_rate(P, L), sync_rate(P, L_run)
+    pred_local_2, pred_sync_2 = local_rate(P, L_local), sync_rate(P, L_run)
     row("cost model check, 2 workers, local SGD",
         f"predicted {pred_local_2 / 1e6:.2f} vs measured {rate_local / 1e6:.2f} M rows/s",
         f"({(pred_local_2 / rate_local - 1) * 100:+.0f}%)")
@@ -308,13 +314,14 @@ def main(argv=None) -> int:
             "; 2-core shared machine.", "", "| measurement | figure | note |", "|---|---|---|"]
     text += [f"| {w} | {f} | {note} |" for w, f, note in rows]
     text += ["", "Model (inputs measured above, nothing fitted to the runs it predicts): local "
-             f"SGD `rows/s = P k R / (k (R c + L + P g) + V)` with R = {R} rows per worker "
-             f"and round, k = {rounds} rounds per epoch; synchronous SGD `rows/s = B / "
+             f"SGD `rows/s = P k R / (k (R c + L' + P g) + V)` with L' = "
+             f"{'L_run' if L_local == L_run else 'L'} (how a round is sent), R = {R} rows per "
+             f"worker and round, k = {rounds} rounds per epoch; synchronous SGD `rows/s = B / "
              f"(s(B/P) + L_run + P g)` at B = {b}, with `s(r)` linear in r between the "
              f"measured s({r_lo}) and s({r_hi}). c = {c * 1e9:.1f} ns/row, "
              f"g = {g * 1e6:.1f} us per worker, V = {V * 1e3:.2f} ms. Predictions for larger "
              "clusters with a 1 ms "
-             f"network round trip in place of L and L_run (the {nbytes} B per "
+             f"network round trip in place of L' and L_run (the {nbytes} B per "
              "synchronisation take microseconds at 10 Gbit/s):", ""] + table
     out = "\n".join(text) + "\n"
     print(out)

@@ -131,7 +131,7 @@ def test_the_refinement_never_ends_below_where_it_started():
     loglik = lambda p: lls[id(p)]   # noqa: E731
     rounded = lambda p, **options: EMResult(p, [-2.0, -2.0 - 1e-9], [0.0, 0.0], True, 1)  # noqa: E731
     prepared = SimpleNamespace(all_loglik=loglik, train_loglik=loglik, em_fit=rounded,
-                               em_stats=object(), in_memory=True,
+                               em_stats=object(), in_memory=True, cheap_passes=True,
                                scaler=SimpleNamespace(log_det=1.0))
     settings = SimpleNamespace(refine="auto", min_variance=1e-6,
                                config=SimpleNamespace(early_stopping=True))

@@ -174,7 +174,7 @@ class _InProcessShards:
     def shards(self):
         return self._shards
 
-    def map_shards(self, fn, shared, per_shard):
+    def map_shards(self, fn, shared, per_shard, rows=None):
         return [fn(x, *shared, *extra)
                 for (x, _, _), extra in zip(self._shards, per_shard, strict=True)]
 
@@ -231,6 +231,64 @@ def test_local_sgd_on_the_cluster_reaches_the_in_memory_fit(client):
             DaskSource(da.from_array(X, chunks=(10_000, 3)), client, sync_rows=5_000))
     assert abs(local.score(X_test) - mem.score(X_test)) < 0.01
     assert local.n_iter_ >= 1
+
+
+def test_the_default_dask_fit_ends_like_the_in_memory_default(client):
+    """``refine="auto"`` means the same on the cluster as in memory (issue 19): batch growth,
+    then the map-reduced EM refinement to the fixed point; the held-out log-likelihood
+    matches the in-memory default fit's."""
+    X, X_test = data(40_000, 45), data(10_000, 46)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = SGDGaussianMixture(3, random_state=2).fit(X)
+        est = SGDGaussianMixture(3, random_state=2).fit(da.from_array(X, chunks=(10_000, 3)))
+        plain = SGDGaussianMixture(3, random_state=2, refine="none").fit(
+            da.from_array(X, chunks=(10_000, 3)))
+    assert mem.refine_iter_ > 0 and est.refine_iter_ > 0 and plain.refine_iter_ == 0
+    assert abs(est.score(X_test) - mem.score(X_test)) < 0.01
+    assert est.converged_
+    # the refinement ends on the optimum of all rows' likelihood, above SGD's last iterate
+    assert est.score(X) >= plain.score(X) - 1e-6
+
+
+def test_prepared_rows_are_the_data_split_into_training_and_held_out(client):
+    """Each worker's standardised training block plus the held-out rows are exactly the
+    rows of the array, each once (the sample is drawn without replacement and left out
+    where it was drawn)."""
+    from mogsgd.data.base import FitPlan
+    from mogsgd.data.dask import DaskSource
+
+    X = np.arange(6000.0).reshape(2000, 3)
+    plan = FitPlan(n_components=2, batch_size=64, dtype=np.dtype(np.float64),
+                   allow_nan=False, standardize=True, validation_fraction="auto",
+                   holds_out=True)
+    prepared = DaskSource(da.from_array(X, chunks=(300, 3)), client).prepare(
+        plan, np.random.default_rng(0))
+    blocks = mdist.map_held(client, np.concatenate,
+                            [(w, [f]) for f, _, w in prepared.train.shards()])
+    assert sum(len(b) for b in blocks) == prepared.train.shape[0] == 1800
+    rows = np.concatenate(blocks + [prepared.val])
+    scaler = prepared.scaler
+    np.testing.assert_allclose(np.sort((rows * scaler.scale + scaler.center)[:, 0]), X[:, 0],
+                               atol=1e-9)
+
+
+def test_map_held_by_client_run_equals_tasks(client):
+    """The ``client.run`` path (blocks read from worker memory) and the task path give the
+    same per-worker results, in the same order; an unknown key falls back to tasks."""
+    X = data(3000, 47)
+    params = random_params(np.random.default_rng(3), 3, 3)
+    blocks, sizes, workers = mdist.persist_blocks(client, da.from_array(X, chunks=(500, 3)))
+    groups = {}
+    for f, w in zip(blocks, workers, strict=True):
+        groups.setdefault(w, []).append(f)
+    held = sorted(groups.items())
+    fast = mdist.map_held(client, mdist.block_loglik, held, (params,), fast=True)
+    tasks = mdist.map_held(client, mdist.block_loglik, held, (params,), fast=False)
+    assert fast == tasks
+    assert sum(n for _, n in fast) == 3000
+    moved = [(w, fs) for (_, fs), w in zip(held, reversed([w for w, _ in held]), strict=True)]
+    assert mdist.map_held(client, mdist.block_loglik, moved, (params,)) == tasks
 
 
 def test_sync_mode_stays_available(client):

@@ -15,11 +15,13 @@ Training
 With a ``dask.distributed`` client active, ``SGDGaussianMixture.fit(X)`` on a Dask array:
 
 1. computes each row block of ``X`` once and keeps it in its worker's memory;
-2. shuffles and validates every block on its worker and gathers a random sample to the
-   driver: the held-out validation rows (the estimator's ``validation_fraction``, at most
-   :data:`mogsgd.stream.MAX_VALIDATION_ROWS`) and the initialisation rows, from which the
-   standardiser is fitted (exact when the sample holds every row);
-3. standardises the training rows on the workers;
+2. validates every block on its worker and gathers a random sample of its rows to the
+   driver (:func:`sample_rows`): the held-out validation rows (the estimator's
+   ``validation_fraction``, at most :data:`mogsgd.stream.MAX_VALIDATION_ROWS`) and the
+   initialisation rows, from which the standardiser is fitted (exact when the sample
+   holds every row);
+3. makes each worker's training rows one standardised block there, without the held-out
+   rows (:func:`standardized_shard`);
 4. trains.  By default (``mode="local"``) with local SGD: every worker runs compiled steps
    on its own rows and the driver averages parameters and optimiser states every
    ``sync_rows`` rows per worker (:mod:`mogsgd.solvers.local_sgd`, :meth:`DaskData.shards`,
@@ -33,7 +35,11 @@ With a ``dask.distributed`` client active, ``SGDGaussianMixture.fit(X)`` on a Da
    batch's row count and takes the optimiser step.  The sums are exact, so the step equals
    the single-machine step on the same rows up to the order of float additions.
 
-EM (``solver="em"``) map-reduces the sufficient statistics once per iteration the same way.
+EM (``solver="em"``, and the end-point refinement that ``refine="auto"`` runs after SGD)
+map-reduces the sufficient statistics once per iteration: each worker computes its
+``(K, D)``-sized statistics by the compiled pass where its rows are (:func:`block_em_stats`)
+and the driver adds them -- one ``client.run`` round trip per iteration
+(:func:`map_held`), the rows never move.
 
 Communication per step
 ----------------------
@@ -44,9 +50,11 @@ Per worker and step: the parameters out, ``K (2D + 1)`` floats (means and log-si
 ``n``, plus a few hundred bytes of message framing.  The rows never move.
 
 A step is one round trip driver -> scheduler -> workers -> driver.  It is sent with
-``client.run`` (the workers read their blocks from memory), which skips the task
-bookkeeping and costs about a sixth of a task round trip; if a block is not on the
-worker expected, the step falls back to one task per worker.  Either way a step is
+``client.run`` (the workers read their blocks from memory, :func:`map_held`), which skips
+the task bookkeeping and costs a third to a sixth of a task round trip; if a block is not
+on the worker expected, the step falls back to one task per worker.  Local SGD's rounds
+and EM's passes go the same way while a call's rows are bounded (:data:`RUN_CELLS`:
+``client.run`` runs on the worker's event loop), else as tasks.  Either way a step is
 latency-bound unless each worker's slice takes longer than the round trip: use large
 batches (thousands of rows per worker; see ``benchmarks/SCALE.md``).  An EM iteration
 moves ``K (3D + 1) + 2`` floats per worker back.
@@ -89,7 +97,8 @@ from mogsgd.params import MixtureParams
 from mogsgd.validation import check_data
 
 __all__ = ["get_client", "as_dask_2d", "persist_blocks", "DaskData", "batch_grad_sums",
-           "shuffle_block", "standardized_rows", "take_rows", "allocate", "block_function"]
+           "map_held", "block_em_stats", "block_loglik", "RUN_CELLS",
+           "sample_rows", "standardized_shard", "take_rows", "allocate", "block_function"]
 
 
 def get_client(client=None):
@@ -128,15 +137,30 @@ def _checked(x, n_features: int, dtype=None, allow_nan: bool = False) -> np.ndar
                       dtype=dtype, allow_nan=allow_nan)
 
 
-def shuffle_block(x, n_features, dtype, allow_nan, seed):
-    """Validate and shuffle one block (on its worker)."""
+def _drawn(n: int, k: int, seed: int) -> np.ndarray:
+    """The ``k`` of ``n`` rows a block gives to the driver's sample (seeded, so the worker
+    draws the same rows again when it leaves them out)."""
+    return np.random.default_rng(seed).choice(n, size=k, replace=False)
+
+
+def sample_rows(x, n_features, dtype, allow_nan, seed, k):
+    """Validate one block (on its worker) and return ``k`` of its rows drawn at random
+    without replacement (:func:`standardized_shard` leaves the same rows out)."""
     x = _checked(x, n_features, dtype, allow_nan)
-    return x[np.random.default_rng(seed).permutation(len(x))]
+    return x[_drawn(len(x), k, seed)]
 
 
-def standardized_rows(x, start, scaler):
-    """Rows ``start:`` of a block, standardised by the estimator's ``Standardizer``."""
-    return scaler.transform(x[start:])
+def standardized_shard(blocks, n_features, dtype, allow_nan, seeds, taken, held_out, scaler):
+    """One worker's training rows: its blocks without the held-out rows -- the first
+    ``held_out[i]`` of the ``taken[i]`` rows :func:`sample_rows` drew from block ``i`` with
+    ``seeds[i]`` (the rest of the sample initialises and trains) -- concatenated and
+    standardised by the estimator's ``Standardizer``: one block per worker, the order of
+    the rows kept (every epoch draws its own order)."""
+    rest = []
+    for x, seed, k, v in zip(blocks, seeds, taken, held_out, strict=True):
+        x = _checked(x, n_features, dtype, allow_nan)
+        rest.append(np.delete(x, _drawn(len(x), k, seed)[:v], axis=0) if v else x)
+    return scaler.transform(_concatenate(rest))
 
 
 def take_rows(x, start, stop):
@@ -156,23 +180,29 @@ def _slices(parts, bounds) -> np.ndarray:
     return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
-def _worker_grad_sums(parts, bounds, params):
+def _worker_grad_sums(parts, params, bounds):
     """One worker's share of a step: gradient sums over its slices of the batch."""
     return nll_grad_sums(_slices(parts, bounds), params)
 
 
-def _worker_em_stats(parts, params):
-    """One worker's E-step statistics, by the compiled pass (:func:`mogsgd.fast.em_stats`)
-    where numba runs and the block has no missing values, else the family's reference."""
+def block_em_stats(parts, params):
+    """The E-step statistics of the blocks ``parts`` (on their worker, or the driver's
+    validation rows), by the compiled pass (:func:`mogsgd.fast.em_stats`) where numba runs
+    and a block has no missing values, else the family's reference."""
     compiled = fast.resolve_backend("auto") == "numba"
     return combine((fast.em_stats if compiled and not np.isnan(p).any() else em_stats)(p, params)
                    for p in parts if len(p))
 
 
-def _worker_loglik(parts, params):
-    """``(sum log p, n)`` over one worker's blocks (compiled where numba runs)."""
-    return (sum(float(api.log_prob(p, params).sum()) for p in parts),
+def block_loglik(parts, params):
+    """``(sum log p, n)`` over the blocks ``parts`` (compiled where numba runs)."""
+    return (sum(float(api.log_prob(p, params).sum()) for p in parts if len(p)),
             sum(len(p) for p in parts))
+
+
+def _on_first(parts, fn, *args):
+    """``fn(parts[0], *args)``: a one-block call through :func:`map_held`."""
+    return fn(parts[0], *args)
 
 
 def block_function(x, fn, n_features, params, allow_nan=False):
@@ -206,25 +236,52 @@ class _Batch(NamedTuple):
         return (len(self),)
 
 
-def _run_grad_sums(plan, params, dask_worker=None):
-    """The fast path's worker side: this worker's share of ``plan`` ({address: (keys,
-    bounds)}), read from its memory directly (``client.run`` bypasses the task graph)."""
-    keys, bounds = plan[dask_worker.address]
-    return nll_grad_sums(_slices([dask_worker.data[k] for k in keys], bounds), params)
+#: ``client.run`` (see :func:`map_held`) carries calls over at most this many values
+#: (rows x features) per worker: it runs them on the worker's event loop, which must not
+#: block for long; larger calls go as tasks (their latency is then small beside the compute).
+RUN_CELLS = 1 << 24
+
+
+def _run_held(fn, plan, shared, dask_worker=None):
+    """:func:`map_held`'s worker side: ``fn(blocks, *shared, *extra)`` with this worker's
+    ``(keys, extra) = plan[address]``, the blocks read from its memory."""
+    keys, extra = plan[dask_worker.address]
+    return fn([dask_worker.data[k] for k in keys], *shared, *extra)
+
+
+def map_held(client, fn, groups: list[tuple[str | None, list]], shared: tuple = (),
+             extras: list[tuple] | None = None, *, fast: bool = True) -> list:
+    """``fn(blocks_j, *shared, *extras[j])`` where ``groups[j] = (address, futures)`` live
+    (``address`` ``None``: wherever Dask finds them); the results in group order.
+
+    ``fast=True`` (one group per worker, addresses known) sends one ``client.run`` message
+    to those workers, which read their blocks from memory: one round trip without the
+    scheduler's task bookkeeping (a third to a sixth of a task round trip on a
+    LocalCluster, ``benchmarks/SCALE.md``).  If a block is not where expected (moved,
+    spilled elsewhere, lost) or ``fast=False``, one task per group, which Dask schedules
+    wherever the data are."""
+    extras = [()] * len(groups) if extras is None else extras
+    addresses = [w for w, _ in groups]
+    if fast and None not in addresses and len(set(addresses)) == len(addresses):
+        plan = {w: ([f.key for f in fs], extra)
+                for (w, fs), extra in zip(groups, extras, strict=True)}
+        try:
+            out = client.run(_run_held, fn, plan, shared, workers=addresses)
+            return [out[w] for w in addresses]
+        except (KeyError, ValueError, OSError):
+            pass
+    futures = [client.submit(fn, fs, *shared, *extra, pure=False,
+                             workers=None if w is None else [w], allow_other_workers=True)
+               for (w, fs), extra in zip(groups, extras, strict=True)]
+    return client.gather(futures)
 
 
 def batch_grad_sums(client, parts: list, bounds: list[tuple[int, int]], params: MixtureParams,
                     workers: list[str] | None = None, *, fast: bool = True) -> GradSums:
     """Gradient sums of the rows ``parts[i][a_i:b_i]``, computed where the blocks live and
-    added on the driver.  ``parts`` are futures of NumPy blocks held in worker memory;
-    ``workers[i]`` the address holding block ``i`` (``None``: ask the scheduler).
-
-    ``fast=True`` sends one ``client.run`` message to the workers concerned, which read
-    their blocks from memory: one round trip with no task bookkeeping (about a sixth of
-    the latency of tasks on a LocalCluster).  If a block is not where expected (moved,
-    spilled elsewhere, lost) it falls back to one task per worker, which Dask schedules
-    wherever the data are.
-    """
+    added on the driver (:func:`map_held`: one ``client.run`` message with ``fast=True``).
+    ``parts`` are futures of NumPy blocks held in worker memory; ``workers[i]`` the address
+    holding block ``i`` (``None``: ask the scheduler)."""
     if workers is None:
         who = client.who_has(parts)
         workers = [sorted(who[p.key])[0] if who.get(p.key) else None for p in parts]
@@ -232,19 +289,10 @@ def batch_grad_sums(client, parts: list, bounds: list[tuple[int, int]], params: 
     for i, (a, b) in enumerate(bounds):
         if b > a:
             groups[workers[i]].append(i)
-    if fast and None not in groups:
-        plan = {w: ([parts[i].key for i in idx], [bounds[i] for i in idx])
-                for w, idx in groups.items()}
-        try:
-            return combine(client.run(_run_grad_sums, plan, params,
-                                           workers=list(plan)).values())
-        except (KeyError, ValueError, OSError):
-            pass
-    futures = [client.submit(_worker_grad_sums, [parts[i] for i in idx],
-                             [bounds[i] for i in idx], params, pure=False,
-                             workers=None if w is None else [w], allow_other_workers=True)
-               for w, idx in groups.items()]
-    return combine(client.gather(futures))
+    return combine(map_held(client, _worker_grad_sums,
+                            [(w, [parts[i] for i in idx]) for w, idx in groups.items()],
+                            (params,), [([bounds[i] for i in idx],) for idx in groups.values()],
+                            fast=fast))
 
 
 class DaskData:
@@ -287,15 +335,22 @@ class DaskData:
         return batch_grad_sums(self.client, self.parts, batch.bounds, params, self.workers,
                                fast=self.fast)
 
-    def _per_worker(self, fn, params):
+    def _held(self) -> list[tuple[str, list]]:
+        """``(address, futures)`` per worker: its shard under local SGD (made once), else
+        the blocks it holds now."""
+        if self.mode == "local":
+            return [(w, [shard]) for shard, _, w in self.shards()]
         groups: dict[str, list[int]] = defaultdict(list)
         for i, w in enumerate(self.workers):
             if self.sizes[i]:
                 groups[w].append(i)
-        futures = [self.client.submit(fn, [self.parts[i] for i in idx], params, pure=False,
-                                      workers=[w], allow_other_workers=True)
-                   for w, idx in groups.items()]
-        return self.client.gather(futures)
+        return [(w, [self.parts[i] for i in idx]) for w, idx in sorted(groups.items())]
+
+    def _per_worker(self, fn, params):
+        """``fn(blocks, params)`` on every worker's rows, one round trip."""
+        rows = max(self.sizes) if self.mode != "local" else self.rows_per_trajectory
+        return map_held(self.client, fn, self._held(), (params,),
+                        fast=self.fast and rows * self.shape[1] <= RUN_CELLS)
 
     @property
     def rows_per_trajectory(self) -> int:
@@ -307,34 +362,42 @@ class DaskData:
 
     def shards(self) -> list[tuple[object, int, str]]:
         """The training rows as one block per worker: ``(future, rows, address)``, made
-        once (the blocks a worker holds, concatenated where they are)."""
+        once (the blocks a worker holds, concatenated where they are; a worker's one block
+        as it is, as :class:`~mogsgd.data.dask.DaskSource` makes them)."""
         if self._shards is None:
+            from distributed import wait
+
             groups: dict[str, list[int]] = defaultdict(list)
             for i, w in enumerate(self.workers):
                 if self.sizes[i]:
                     groups[w].append(i)
             self._shards = [
-                (self.client.submit(_concatenate, [self.parts[i] for i in idx], pure=False,
+                (self.parts[idx[0]] if len(idx) == 1 else
+                 self.client.submit(_concatenate, [self.parts[i] for i in idx], pure=False,
                                     workers=[w], allow_other_workers=True),
                  sum(self.sizes[i] for i in idx), w)
                 for w, idx in sorted(groups.items())]
+            wait([f for f, _, _ in self._shards])   # in memory before client.run reads them
         return self._shards
 
-    def map_shards(self, fn, shared: tuple, per_shard: list[tuple]) -> list:
+    def map_shards(self, fn, shared: tuple, per_shard: list[tuple], *,
+                   rows: int | None = None) -> list:
         """``fn(shard, *shared, *per_shard[j])`` on the worker holding shard ``j`` (one
-        task per worker; the rows never move); the results in shard order."""
-        futures = [self.client.submit(fn, shard, *shared, *extra, pure=False, workers=[w],
-                                      allow_other_workers=True)
-                   for (shard, _, w), extra in zip(self.shards(), per_shard, strict=True)]
-        return self.client.gather(futures)
+        round trip, :func:`map_held`; the rows never move); the results in shard order.
+        ``rows``: the rows one call works on at most (``None``: the whole shard), which
+        decides whether the call may go by ``client.run`` (:data:`RUN_CELLS`)."""
+        rows = self.rows_per_trajectory if rows is None else rows
+        return map_held(self.client, _on_first, [(w, [shard]) for shard, _, w in self.shards()],
+                        (fn, *shared), per_shard,
+                        fast=self.fast and rows * self.shape[1] <= RUN_CELLS)
 
     def em_stats(self, params: MixtureParams):
         """Map-reduced :class:`~mogsgd.em.EMStats` of all training rows."""
-        return combine(self._per_worker(_worker_em_stats, params))
+        return combine(self._per_worker(block_em_stats, params))
 
     def loglik(self, params: MixtureParams) -> tuple[float, int]:
         """``(sum log p, n)`` over all training rows, map-reduced."""
-        parts = self._per_worker(_worker_loglik, params)
+        parts = self._per_worker(block_loglik, params)
         return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 

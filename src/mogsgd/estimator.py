@@ -118,9 +118,10 @@ class SGDGaussianMixture(DensityMixin, BaseEstimator, SGDMixture):
     refine : {"auto", "em", "none"}, default="auto"
         End a stochastic fit on the optimum of its objective: EM steps from its solution,
         with the variance floor as a projection, until the gain still to come is < 1e-7
-        nats per row (at most 1000; ``refine_iter_``).  ``"auto"``: for in-memory rows (a
-        step is one pass); ``"em"``: also streams and Dask; ``"none"``: end at the last
-        stochastic iterate (within the gradient noise of the optimum), unpolished init.
+        nats per row (at most 1000; ``refine_iter_``).  ``"auto"``: for rows in memory,
+        here or on Dask workers (a step is one pass); ``"em"``: also streams; ``"none"``:
+        end at the last stochastic iterate (within the gradient noise of the optimum),
+        unpolished init.
 
     Attributes
     ----------

@@ -111,8 +111,10 @@ class Prepared:
     ``lower_bound(params)`` the mean log-likelihood of all rows in data units (``params``
     standardised); ``engine`` the epoch engine for :func:`mogsgd.train.train` (``None``: the
     array engine); ``fingerprint`` the rows a checkpoint identifies the data by (in-memory
-    data only), ``split_rng_state`` the generator state before the split and ``in_memory``
-    whether another pass over the rows is cheap (the default end-point refinement);
+    data only), ``split_rng_state`` the generator state before the split, ``in_memory``
+    whether the rows are a NumPy array here (the initial candidates' EM polish) and
+    ``cheap_passes`` whether another pass over the rows is cheap -- in memory here or on
+    Dask workers (``refine="auto"``: the end-point EM refinement, batch growth before it);
     ``all_em_stats`` / ``all_loglik`` cover every row, the held-out ones too (the
     refinement's objective; ``None``: the training rows are all the rows);
     ``em_fit(params, **options) -> EMResult`` runs :func:`mogsgd.em.em_loop` over every
@@ -135,6 +137,7 @@ class Prepared:
     fingerprint: np.ndarray | None = None
     split_rng_state: dict | None = None
     in_memory: bool = False
+    cheap_passes: bool = False
     all_em_stats: Callable[[MixtureParams], EMStats] | None = None
     all_loglik: Callable[[MixtureParams], float] | None = None
     em_fit: Callable[..., Any] | None = None

@@ -1,10 +1,11 @@
 """Dask arrays on a ``dask.distributed`` cluster: rows stay on the workers.
 
-:meth:`DaskSource.prepare` computes each row block once into its worker's memory, shuffles
-and validates it there, gathers a random sample to the driver (the held-out validation rows
-and the initialisation rows, from which the standardiser is fitted) and standardises the
-training rows on the workers.  The training loop then runs synchronous data-parallel SGD
-through :class:`mogsgd.distributed.DaskData` (gradient sums map-reduced per step) and EM
+:meth:`DaskSource.prepare` computes each row block once into its worker's memory,
+validates it there, gathers a random sample of rows to the driver (the held-out validation
+rows and the initialisation rows, from which the standardiser is fitted) and makes each
+worker's training rows one standardised block there.  The training loop then runs local
+SGD (or, ``mode="sync"``, synchronous data-parallel SGD) through
+:class:`mogsgd.distributed.DaskData`, and EM -- the solver, or the refinement after SGD --
 map-reduces its statistics once per iteration.  Inference returns lazy Dask arrays
 computed block by block (``map_blocks``).  Without a client a Dask array is streamed
 through this process instead (:class:`mogsgd.data.chunked.ChunkedSource`).
@@ -12,11 +13,12 @@ through this process instead (:class:`mogsgd.data.chunked.ChunkedSource`).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 
 import numpy as np
 
-from mogsgd.covariance.ops import combine, em_stats, log_prob
+from mogsgd.covariance.ops import combine
 from mogsgd.data.base import (
     ROW_FUNCTIONS,
     FitPlan,
@@ -33,11 +35,12 @@ from mogsgd.distributed import (
     DaskData,
     allocate,
     as_dask_2d,
+    block_em_stats,
     block_function,
+    block_loglik,
     persist_blocks,
-    shuffle_block,
-    standardized_rows,
-    take_rows,
+    sample_rows,
+    standardized_shard,
 )
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer, impute_for_init
@@ -75,22 +78,19 @@ class DaskSource(Source):
         n, d = X.shape
         check_width(d, None if scaler is None else len(scaler.center))
         raw, sizes, workers = persist_blocks(client, X)
-        seeds = rng.integers(0, 2**63 - 1, size=len(raw))
-        shuffled = [client.submit(shuffle_block, f, d, plan.dtype, plan.allow_nan, int(s),
-                                  pure=False, workers=[w], allow_other_workers=True)
-                    for f, s, w in zip(raw, seeds, workers, strict=True)]
-        del raw
-        # a random sample: the first rows of every shuffled block, in proportion to its size
+        seeds = [int(s) for s in rng.integers(0, 2**63 - 1, size=len(raw))]
+        # a random sample, drawn from every block in proportion to its size
         cap = min(MAX_VALIDATION_ROWS, rows_for(MAX_VALIDATION_BYTES, d))
         n_val = min(plan.n_validation(n), cap)
         val = allocate(n_val, sizes)
         init = allocate(min(INIT_ROWS, n - n_val),
                         [s - v for s, v in zip(sizes, val, strict=True)])
+        taken = [v + i for v, i in zip(val, init, strict=True)]
         sample = np.concatenate(client.gather([
-            client.submit(take_rows, f, 0, v + i, pure=False, workers=[w],
-                          allow_other_workers=True)
-            for f, v, i, w in zip(shuffled, val, init, workers, strict=True)]))
-        at = np.cumsum([0] + [v + i for v, i in zip(val, init, strict=True)])
+            client.submit(sample_rows, f, d, plan.dtype, plan.allow_nan, s, k, pure=False,
+                          workers=[w], allow_other_workers=True)
+            for f, s, k, w in zip(raw, seeds, taken, workers, strict=True)]))
+        at = np.cumsum([0] + taken)
         is_val = np.zeros(len(sample), dtype=bool)
         for a, v in zip(at, val, strict=False):
             is_val[a:a + v] = True
@@ -98,12 +98,20 @@ class DaskSource(Source):
         if scaler is None:
             scaler = plan.fit_scaler(sample)
         Z_val = scaler.transform(sample[:n_val]) if n_val else None
-        parts = [client.submit(standardized_rows, f, v, scaler, pure=False, workers=[w],
+        # the training rows: one standardised block per worker, made where its blocks are
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, w in enumerate(workers):
+            groups[w].append(i)
+        held = sorted(groups.items())
+        parts = [client.submit(standardized_shard, [raw[i] for i in idx], d, plan.dtype,
+                               plan.allow_nan, [seeds[i] for i in idx], [taken[i] for i in idx],
+                               [val[i] for i in idx], scaler, pure=False, workers=[w],
                                allow_other_workers=True)
-                 for f, v, w in zip(shuffled, val, workers, strict=True)]
-        del shuffled
-        data = DaskData(client, parts, [s - v for s, v in zip(sizes, val, strict=True)],
-                        workers, d, mode=self.mode, sync_rows=self.sync_rows)
+                 for w, idx in held]
+        del raw
+        data = DaskData(client, parts,
+                        [sum(sizes[i] - val[i] for i in idx) for _, idx in held],
+                        [w for w, _ in held], d, mode=self.mode, sync_rows=self.sync_rows)
 
         def train_loglik(params: MixtureParams) -> float:
             total, count = data.loglik(params)
@@ -113,19 +121,20 @@ class DaskSource(Source):
             # all rows in data units = standardised mean log-likelihood - log_det (eq. 33)
             total, count = data.loglik(params)
             if Z_val is not None:
-                total += float(log_prob(Z_val, params).sum())
-                count += len(Z_val)
+                val_total, val_count = block_loglik([Z_val], params)
+                total, count = total + val_total, count + val_count
             return total / count - scaler.log_det
 
         def all_em_stats(params: MixtureParams):
             stats = data.em_stats(params)
-            return stats if Z_val is None else combine([stats, em_stats(Z_val, params)])
+            return stats if Z_val is None else combine([stats, block_em_stats([Z_val], params)])
 
         return Prepared(
             n_features=d, scaler=scaler, train=data, val=Z_val, all_em_stats=all_em_stats,
             all_loglik=lambda params: lower_bound(params) + scaler.log_det,
             init_rows=impute_for_init(scaler.transform(sample[n_val:])),
-            em_stats=data.em_stats, train_loglik=train_loglik, lower_bound=lower_bound)
+            em_stats=data.em_stats, train_loglik=train_loglik, lower_bound=lower_bound,
+            cheap_passes=True)
 
     def blocks(self, plan: FitPlan, sample_weight=None) -> Iterator[Source]:
         for block in consecutive_blocks(ArraySource(self.X), plan.allow_nan):

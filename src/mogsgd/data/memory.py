@@ -118,7 +118,7 @@ class MemorySource(Source):
             em_stats=lambda params: stats_fn(Z_train, params, w_train),
             train_loglik=lambda params: weighted_mean(log_prob(Z_train, params), w_train),
             lower_bound=lower_bound, fingerprint=X, split_rng_state=split_rng_state,
-            in_memory=True, all_em_stats=lambda params: stats_fn(Z, params, w),
+            in_memory=True, cheap_passes=True, all_em_stats=lambda params: stats_fn(Z, params, w),
             all_loglik=lambda params: weighted_mean(log_prob(Z, params), w),
             em_fit=lambda params, **options: em_fit_fn(plan.backend)(Z, w, params, **options))
 

@@ -118,7 +118,8 @@ class LocalSGDEngine:
                       for n in self.rows]
             results = self.data.map_shards(
                 local_round, (params, opt_state, self.config, self.n_local),
-                [(lo, hi, int(s)) for (lo, hi), s in zip(bounds, seeds, strict=True)])
+                [(lo, hi, int(s)) for (lo, hi), s in zip(bounds, seeds, strict=True)],
+                rows=max(hi - lo for lo, hi in bounds))
             used = np.array([res[3] for res in results])
             keep = [i for i, u in enumerate(used) if u > 0]
             params, opt_state = average_states([results[i][0] for i in keep],

@@ -170,7 +170,7 @@ class StochasticSolver:
             if config.max_epochs is None and settings.covariance_type != "diag":
                 config = replace(config, max_epochs=refined_epochs(config, n_train))
             if (settings.covariance_type == "diag" and config.solver == "sgd"
-                    and prepared.in_memory
+                    and prepared.cheap_passes
                     and prepared.engine is None and config.max_batch_size is None):
                 config = replace(config, max_batch_size=growth_cap(config, n_train))
         callback = settings.callback
@@ -415,12 +415,13 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
     The last stochastic iterate is within the gradient noise of the optimum (for ``K = 1``
     the means are off the sample mean by about a standard error); EM from there converges
     quickly because the start is already in the optimum's basin, and each step never lowers
-    the likelihood (eq. 35).  ``refine="auto"`` does it where the rows are in memory,
-    ``"em"`` wherever the source has EM statistics (one pass over the rows per step),
-    ``"none"`` never.  A refined run's ``score`` is the NLL per row of the refined
-    parameters on the rows the refinement fitted (data units), so refined restarts
-    compare on the objective they end on; a refinement that reaches its fixed point makes
-    the run converged (whatever the stochastic phase's budget, the fit is at an optimum).
+    the likelihood (eq. 35).  ``refine="auto"`` does it where another pass over the rows is
+    cheap (``Prepared.cheap_passes``: in memory here or on Dask workers), ``"em"`` wherever
+    the source has EM statistics (one pass over the rows per step), ``"none"`` never.  A
+    refined run's ``score`` is the NLL per row of the refined parameters on the rows the
+    refinement fitted (data units), so refined restarts compare on the objective they end
+    on; a refinement that reaches its fixed point makes the run converged (whatever the
+    stochastic phase's budget, the fit is at an optimum).
     """
     if not (solver.stochastic and _refines(settings, prepared) and run.n_iter > 0):
         return run   # (nothing trained, as with max_epochs=0: nothing to refine)
@@ -462,7 +463,7 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
 
 def _refines(settings: RunSettings, prepared: Prepared) -> bool:
     """Whether the fit ends with the EM refinement (``refine`` and the source allow it)."""
-    wanted = settings.refine == "em" or (settings.refine == "auto" and prepared.in_memory)
+    wanted = settings.refine == "em" or (settings.refine == "auto" and prepared.cheap_passes)
     return wanted and prepared.em_stats is not None
 
 
