@@ -231,9 +231,14 @@ def _family_sums(X, params, sample_weight):
         return (ops.nll_grad_sums(X, params, sample_weight) if sums is None
                 else spherical.pool_diagonal_sums(sums))
     kernel = _full_kernel(params)
-    parallel = np.shape(X)[0] > kernel.CHUNK_ROWS and _parallel_safe()
     return kernel.nll_grad_sums(ops.family_of(params), X, params, sample_weight,
-                                parallel=parallel)
+                                parallel=_parallel_for(kernel, X))
+
+
+def _parallel_for(kernel, X) -> bool:
+    """Whether the full/tied ``kernel`` runs its chunks of ``X`` on numba's threads: more
+    than one chunk, and a thread that may launch parallel kernels."""
+    return np.shape(X)[0] > kernel.CHUNK_ROWS and _parallel_safe()
 
 
 def _family_components(X, params) -> np.ndarray:
@@ -270,10 +275,10 @@ def nll(X: np.ndarray, params: MixtureParams, sample_weight: np.ndarray | None =
         sums = _spherical_sums(X, params, sample_weight, need_grad=False)
         return (ops.nll(X, params, sample_weight) if sums is None
                 else sums.nll_sum / sums.weight_sum)
-    if not isinstance(params, MixtureParams):
-        lp = log_prob(X, params)
-        return float(-np.mean(lp) if sample_weight is None
-                     else -(np.asarray(sample_weight, dtype=lp.dtype) @ lp) / np.sum(sample_weight))
+    if not isinstance(params, MixtureParams):   # full, tied: the log-likelihood pass alone
+        kernel = _full_kernel(params)
+        return float(kernel.nll(ops.family_of(params), X, params, sample_weight,
+                                parallel=_parallel_for(kernel, X)))
     sums = _numba_sums(X, params, sample_weight, need_grad=False)
     if sums is None or math.isnan(sums.nll_sum):
         return density.nll(X, params, sample_weight)
@@ -306,8 +311,10 @@ def log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     if isinstance(params, SphericalParams):
         out = _rows_out(X, spherical.as_diagonal(params), want_resp=False)
         return ops.log_prob(X, params) if np.isnan(out).any() else out
-    if not isinstance(params, MixtureParams):
-        return density.logsumexp(_family_components(X, params), axis=1)
+    if not isinstance(params, MixtureParams):   # full, tied
+        kernel = _full_kernel(params)
+        return kernel.log_prob(ops.family_of(params), X, params,
+                               parallel=_parallel_for(kernel, X))
     out = _rows_out(X, params, want_resp=False)
     if np.isnan(out).any():
         return density.log_prob(X, params)
@@ -350,9 +357,8 @@ def em_stats(X: np.ndarray, params, sample_weight: np.ndarray | None = None):
             stats_from_grad_sums(sums, spherical.as_diagonal(params)))
     if not isinstance(params, MixtureParams):
         kernel = _full_kernel(params)
-        parallel = np.shape(X)[0] > kernel.CHUNK_ROWS and _parallel_safe()
         return kernel.em_stats(ops.family_of(params), X, params, sample_weight,
-                               parallel=parallel)
+                               parallel=_parallel_for(kernel, X))
     from mogsgd.em import stats_from_grad_sums
 
     return stats_from_grad_sums(nll_grad_sums(X, params, sample_weight), params)

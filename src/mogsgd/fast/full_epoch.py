@@ -43,7 +43,7 @@ _JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 
 @njit(**_JIT)
 def _factors(theta, k, d, tied, means, U, const, log_w):
-    """``means``, the padded upper factors ``U`` (K, D4, D4; eq. 39), ``log pi_k`` (eq. 12)
+    """``means`` (K, D4, padded), the padded upper factors ``U`` (K, D4, D4; eq. 39), ``log pi_k`` (eq. 12)
     and ``const_k = sum_d A_kdd - D/2 log 2 pi + log pi_k`` (eq. 40) from the flat
     parameters."""
     kd = k * d
@@ -96,7 +96,7 @@ def train_epoch(X, order, w, has_w, batch, theta, k, tied, opt, s1, s2, count, l
     n_steps = -(-n // batch)
     Xb = np.empty((batch, d))
     wb = np.empty(batch if has_w else 0)
-    means = np.empty((k, d))
+    means = np.zeros((k, d4))   # padded with zeros, as the kernel wants them
     U = np.zeros((k, d4, d4))
     const = np.empty(k)
     log_w = np.empty(k)
@@ -106,6 +106,7 @@ def train_epoch(X, order, w, has_w, batch, theta, k, tied, opt, s1, s2, count, l
     M = np.zeros((k, d4, d4))
     g = np.zeros_like(theta)
     empty = np.empty((0, k))
+    no_rows = np.empty(0)
     xt, R, Z, lw, top, lp, coef, gk, gr, wk = workspace(k, d, d4)
     total = 0.0
     rows = 0.0
@@ -124,7 +125,7 @@ def train_epoch(X, order, w, has_w, batch, theta, k, tied, opt, s1, s2, count, l
         nk[:] = 0.0
         gz[:] = 0.0
         M[:] = 0.0
-        range_in(Xb, 0, nb, wb, has_w, means, U, const, GRAD, acc, nk, gz, M, empty,
+        range_in(Xb, 0, nb, wb, has_w, means, U, const, GRAD, acc, nk, gz, M, empty, no_rows,
                  xt, R, Z, lw, top, lp, coef, gk, gr, wk)
         finite = np.isfinite(acc[0])
         for i in range(k):
