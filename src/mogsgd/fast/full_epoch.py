@@ -43,9 +43,9 @@ _JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 
 @njit(**_JIT)
 def _factors(theta, k, d, tied, means, U, const, log_w):
-    """``means`` (K, D4, padded), the padded upper factors ``U`` (K, D4, D4; eq. 39), ``log pi_k`` (eq. 12)
-    and ``const_k = sum_d A_kdd - D/2 log 2 pi + log pi_k`` (eq. 40) from the flat
-    parameters."""
+    """``means`` (K, D4, padded), the padded upper factors ``U`` (K, D4, D4; eq. 39),
+    ``log pi_k`` (eq. 12) and ``const_k = sum_d A_kdd - D/2 log 2 pi + log pi_k`` (eq. 40)
+    from the flat parameters."""
     kd = k * d
     nf = 1 if tied else k
     off_a = kd + nf * d * d

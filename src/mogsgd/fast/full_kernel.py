@@ -38,9 +38,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from mogsgd.covariance import CentredStats, check_X
+from mogsgd.covariance import CentredStats, check_X, ops
 from mogsgd.covariance import cholesky as chol
-from mogsgd.covariance import ops
 from mogsgd.covariance.full import FullFamily, gradients_from_sums
 from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI, logsumexp
 from mogsgd.fast.simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
@@ -156,9 +155,9 @@ def _z_tile(xt, mean, U, a0, e0, nb, Z, first):
     four loads of ``x`` and four stores of ``z``, vectorised over the points; the terms
     are added in the order of ``m``, by explicit fused multiply-adds (:func:`fma`: the
     rounding does not depend on how LLVM would contract ``a b + c d`` in one compilation
-    unit or another, so the compiled epoch and the pass agree).  ``U``, ``mean`` and the rows of ``xt`` are padded
-    with zeros to a multiple of four, and ``U_ae = 0`` below the diagonal adds exact
-    zeros."""
+    unit or another, so the compiled epoch and the pass agree).  ``U``, ``mean`` and the
+    rows of ``xt`` are padded with zeros to a multiple of four, and ``U_ae = 0`` below the
+    diagonal adds exact zeros."""
     x0, x1, x2, x3 = xt[a0], xt[a0 + 1], xt[a0 + 2], xt[a0 + 3]
     m0, m1, m2, m3 = mean[a0], mean[a0 + 1], mean[a0 + 2], mean[a0 + 3]
     z0, z1, z2, z3 = Z[e0], Z[e0 + 1], Z[e0 + 2], Z[e0 + 3]
