@@ -136,3 +136,23 @@ def test_extrapolated_stop_lands_within_its_tolerance_of_the_fixed_point(rng):
     plain = run(tol=1e-7)
     assert stopped.converged and fixed - stopped.log_likelihoods[-1] < 5e-7
     assert fixed - plain.log_likelihoods[-1] > fixed - stopped.log_likelihoods[-1]
+
+
+def test_compiled_em_from_several_starts_equals_one_call_each():
+    """fast.batch_em.em_loops (every start in one compiled call, the initial candidates'
+    polish) gives each start exactly what em_loop gives it alone."""
+    from mogsgd.fast import batch_em
+    from mogsgd.init import params_from_centre_sets
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 1.0, size=(70, 3)) for c in (0.0, 4.0, 9.0)])
+    w = rng.choice([1.0, 2.0, 0.5], size=len(X))
+    starts = params_from_centre_sets(X, X[rng.choice(len(X), size=(6, 3))], 1e-6, w)
+    options = {"max_iter": 50, "tol": 1e-3, "reg_covar": 0.0, "floor": 1e-6}
+    together = batch_em.em_loops(X, w, starts, **options)
+    for start, result in zip(starts, together, strict=True):
+        alone = batch_em.em_loop(X, w, start, **options)
+        assert result.n_iter == alone.n_iter and result.converged == alone.converged
+        assert result.log_likelihoods == alone.log_likelihoods
+        for a, b in zip(result.params, alone.params, strict=True):
+            np.testing.assert_array_equal(a, b)

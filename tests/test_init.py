@@ -41,9 +41,9 @@ def test_init_is_reproducible():
 
 
 def test_auto_init_polishes_random_point_candidates_and_keeps_the_best(rng):
-    """``init="auto"`` with a polish: AUTO_CANDIDATES random-point starts, each handed to
-    ``polish`` on the distinct rows with their weights, and the one with the highest
-    polished log-likelihood returned (the polished parameters, not the raw start)."""
+    """``init="auto"`` with a polish: AUTO_CANDIDATES random-point starts, handed to
+    ``polish`` in one call on the distinct rows with their weights, and the one with the
+    highest polished log-likelihood returned (the polished parameters, not the raw start)."""
     from mogsgd.init import AUTO_CANDIDATES, distinct_rows
 
     X = np.concatenate([rng.normal(c, 1.0, size=(60, 2)) for c in (0.0, 6.0)])
@@ -51,14 +51,19 @@ def test_auto_init_polishes_random_point_candidates_and_keeps_the_best(rng):
     scores = list(rng.permutation(AUTO_CANDIDATES).astype(float))
     seen = []
 
-    def polish(rows, w, params):
-        polished = params.replace(means=params.means + 1.0)
-        seen.append((rows, w, polished, params))
-        return polished, scores[len(seen) - 1]
+    def polish(rows, w, candidates):
+        calls.append(len(candidates))
+        out = []
+        for params in candidates:
+            polished = params.replace(means=params.means + 1.0)
+            seen.append((rows, w, polished, params))
+            out.append((polished, scores[len(seen) - 1]))
+        return out
 
+    calls = []
     best = init_params(X, 2, "auto", rng, polish=polish)
     rows, weights = distinct_rows(X)
-    assert len(seen) == AUTO_CANDIDATES
+    assert calls == [AUTO_CANDIDATES]
     for r, w, _, _ in seen:
         np.testing.assert_array_equal(r, rows)
         np.testing.assert_array_equal(w, weights)
@@ -82,3 +87,64 @@ def test_sq_distances_of_far_rows_do_not_cancel(rng):
     C = X[:4] + 0.5
     np.testing.assert_allclose(sq_distances(X, C), ((X[:, None] - C) ** 2).sum(-1), rtol=1e-12)
     assert np.all(np.diag(sq_distances(X[:4], C)) == 0.75)
+
+
+def _reference_distinct_rows(X, w):
+    """distinct_rows by np.unique (the definition the fast one must reproduce)."""
+    rows, inverse = np.unique(X, axis=0, return_inverse=True)
+    weights = np.bincount(inverse.ravel(), weights=w, minlength=len(rows))
+    return rows[weights > 0], weights[weights > 0]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_distinct_rows_are_nps_unique_rows_with_summed_weights(seed):
+    from mogsgd.init import distinct_rows
+
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(1, 80)), int(rng.integers(1, 5))
+    X = rng.integers(-2, 3, size=(n, d)) * rng.choice([1.0, 0.1, 1e-300, 1e300])
+    X[rng.random((n, d)) < 0.1] = -0.0          # equal to 0.0: one row, as np.unique has it
+    w = None if seed % 2 else rng.choice([0.0, 1.0, 2.5, 0.3], size=n)
+    if w is not None:
+        w[0] = 1.0
+    rows, weights = distinct_rows(X, w)
+    ref_rows, ref_weights = _reference_distinct_rows(X, w)
+    # the same set of rows with the same weights (bitwise: summed in the same order)
+    key = np.lexsort(rows.T[::-1])
+    np.testing.assert_array_equal(rows[key], ref_rows)
+    np.testing.assert_array_equal(weights[key], ref_weights)
+    assert len({tuple(r) for r in rows.tolist()}) == len(rows)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_robust_variance_quartiles_are_nps_weighted_inverted_cdf(seed):
+    import mogsgd.init as init
+
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(1, 60)), int(rng.integers(1, 5))
+    X = rng.integers(-3, 4, size=(n, d)) * 0.5 if seed % 3 else rng.standard_normal((n, d))
+    w = rng.choice([0.0, 1.0, 2.0, 0.25], size=n) if seed % 2 else np.ones(n)
+    w[-1] = 1.0
+    q1, q3 = np.percentile(X, [25.0, 75.0], axis=0, method="inverted_cdf",
+                           weights=np.broadcast_to(w[:, None], X.shape))
+    var = np.cov(X.T, aweights=w, bias=True).reshape(d, d).diagonal()
+    iqr_var = ((q3 - q1) / init.IQR_NORMAL) ** 2
+    expected = np.where(iqr_var > 0, np.minimum(var, iqr_var), var)
+    np.testing.assert_allclose(init._robust_variance(X, w), expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_weighted_draw_is_generator_choice_without_replacement(seed):
+    """The initial candidates' draw gives rng.choice's indices and leaves the Generator
+    where rng.choice leaves it (fits stay what they were)."""
+    import mogsgd.init as init
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    w = rng.choice([0.0, 1.0, 2.0, 0.3, 5.0], size=n)
+    w[0] = 1.0
+    size = int(rng.integers(1, np.count_nonzero(w) + 1))
+    a, b = np.random.default_rng(seed + 100), np.random.default_rng(seed + 100)
+    expected = a.choice(n, size=size, replace=False, p=w / w.sum())
+    assert init._weighted_draw(b, w / w.sum(), size) == expected.tolist()
+    assert a.bit_generator.state == b.bit_generator.state

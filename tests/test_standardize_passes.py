@@ -78,3 +78,19 @@ def test_transform_leaves_the_input_alone_and_matches_the_formula():
     np.testing.assert_array_equal(Z, (X - s.center) / s.scale)
     Z32 = s.transform(X.astype(np.float32))
     assert Z32.dtype == np.float32
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_linear_percentiles_are_nps_percentile_bit_for_bit(seed):
+    """The standardiser's quantiles (one sort, NumPy's interpolation written out) equal
+    np.percentile's, ties, one row and values near the float range included."""
+    from mogsgd.standardize import linear_percentiles
+
+    rng = np.random.default_rng(seed)
+    n, d = int(rng.integers(1, 300)), int(rng.integers(1, 6))
+    Y = rng.standard_normal((n, d)) * 10.0 ** float(rng.integers(-300, 300))
+    if seed % 3 == 0:
+        Y = rng.integers(-2, 3, size=(n, d)).astype(float)
+    q = ([1.0, 25.0, 50.0, 75.0, 99.0] if seed % 2
+         else [*rng.uniform(0, 100, size=4), 100.0, 0.0])
+    np.testing.assert_array_equal(linear_percentiles(Y, q), np.percentile(Y, q, axis=0))

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_random_state"]
+__all__ = ["check_random_state", "state_copy"]
 
 
 def check_random_state(random_state=None) -> np.random.Generator:
@@ -28,3 +28,16 @@ def check_random_state(random_state=None) -> np.random.Generator:
     raise TypeError(
         f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}"
     )
+
+
+def state_copy(state):
+    """A copy of a bit generator's ``state`` (nested dicts of ints, strings and arrays) that
+    shares nothing mutable with it: ``copy.deepcopy``'s result without its memo bookkeeping
+    (about 3x cheaper; the training loop records the state after every epoch)."""
+    if isinstance(state, dict):
+        return {key: state_copy(value) for key, value in state.items()}
+    if isinstance(state, np.ndarray):
+        return state.copy()
+    if isinstance(state, list | tuple):
+        return type(state)(state_copy(value) for value in state)
+    return state

@@ -17,11 +17,13 @@ from collections.abc import Callable
 import numpy as np
 
 from mogsgd.density import nll
+from mogsgd.errors import ValidationError
 from mogsgd.params import MixtureParams, bounded_variances
 from mogsgd.validation import check_choice
 
-__all__ = ["INIT_METHODS", "sq_distances", "distinct_rows", "kmeans_plusplus", "lloyd",
-           "params_from_centres", "params_from_resp", "init_params"]
+__all__ = ["INIT_METHODS", "sq_distances", "distinct_rows", "unique_rows", "kmeans_plusplus",
+           "lloyd", "params_from_centres", "params_from_centre_sets", "params_from_resp",
+           "init_params"]
 
 INIT_METHODS = ("auto", "kmeans++", "kmeans", "random_points", "random_from_data", "random")
 
@@ -73,8 +75,8 @@ def distinct_rows(
     distance from the weighted mean, ties kept in lexicographic order.  Rows of
     zero total weight are dropped.
     """
-    rows, inverse = np.unique(X, axis=0, return_inverse=True)
-    w = np.bincount(inverse.ravel(), weights=sample_weight, minlength=len(rows))
+    rows, inverse = unique_rows(X)
+    w = np.bincount(inverse, weights=sample_weight, minlength=len(rows))
     keep = w > 0
     rows, w = rows[keep], w[keep]
     with np.errstate(over="ignore", invalid="ignore"):  # rows near the float range
@@ -83,6 +85,45 @@ def distinct_rows(
         key = (((rows - mean) / np.where(std > 0, std, 1.0)) ** 2).sum(axis=1)
     order = np.argsort(key, kind="stable")
     return rows[order], w[order]
+
+
+def unique_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(X, axis=0, return_inverse=True)``: the distinct rows (n_distinct, D) in
+    lexicographic order and each row's index among them (n,), by one ``lexsort`` and a
+    comparison of neighbours (``np.unique`` with ``axis=0`` sorts a structured view,
+    several times slower on the small tables every fit in memory starts from).  As there,
+    ``-0.0`` equals ``0.0`` and a row holding NaN equals no other row (such rows may come
+    in another order among themselves)."""
+    n = X.shape[0]
+    order = np.lexsort(X.T[::-1]) if X.shape[1] else np.arange(n)
+    ordered = X[order]
+    first = np.empty(n, dtype=bool)
+    first[:1] = True
+    np.any(ordered[1:] != ordered[:-1], axis=1, out=first[1:])
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
+def _weighted_draw(rng: np.random.Generator, p: np.ndarray, size: int) -> list[int]:
+    """``rng.choice(len(p), size, replace=False, p=p)`` (``size`` at most the number of
+    positive entries of ``p``) by NumPy's own algorithm -- draw, drop repeats, zero the
+    drawn entries, draw the rest -- so the same indices and the same stream, without its
+    argument checks and ``np.unique``: several times cheaper, once per initial candidate."""
+    p = p.copy()
+    found: list[int] = []
+    while len(found) < size:
+        x = rng.random(size - len(found))
+        if found:
+            p[found] = 0.0
+        cdf = np.cumsum(p)
+        cdf /= cdf[-1]
+        seen = set(found)
+        for i in cdf.searchsorted(x, side="right").tolist():
+            if i not in seen:
+                seen.add(i)
+                found.append(i)
+    return found
 
 
 def _unit(w: np.ndarray | None, n: int) -> np.ndarray:
@@ -157,26 +198,48 @@ def params_from_centres(
     fewer than two distinct rows borrows ``overall / K``.  ``overall`` may be passed
     in when several centre sets are scored on the same data.
     """
+    return params_from_centre_sets(X, centres[None], min_variance, sample_weight, overall)[0]
+
+
+def params_from_centre_sets(
+    X: np.ndarray, centre_sets: np.ndarray, min_variance: float,
+    sample_weight: np.ndarray | None = None, overall: np.ndarray | None = None,
+) -> list[MixtureParams]:
+    """:func:`params_from_centres` for each of ``C`` centre sets (C, K, D) at once: one
+    distance product and one weighted count for all of them (the candidates of
+    ``init="auto"`` on small data cost mostly NumPy's per-call overhead)."""
     n, d = X.shape
+    n_sets, k = centre_sets.shape[:2]
     w = _unit(sample_weight, n)
-    k = centres.shape[0]
-    labels = np.argmin(sq_distances(X, centres), axis=1)
-    mass = np.bincount(labels, weights=w, minlength=k)
+    flat_centres = centre_sets.reshape(n_sets * k, d)
+    labels = np.argmin(sq_distances(X, flat_centres).reshape(n, n_sets, k), axis=2)
+    cluster = labels + k * np.arange(n_sets)   # (n, C): index into the C * K clusters
+    mass = np.bincount(cluster.ravel(), weights=np.repeat(w, n_sets), minlength=n_sets * k)
     overall = _robust_variance(X, w) if overall is None else overall
     floor = np.maximum(min_variance, 1e-3 * overall)
     floor = np.where(floor > 0, floor, max(min_variance, 1e-12))
-    variances = np.zeros((k, d))
     with np.errstate(over="ignore", invalid="ignore"):
-        # each row's share of its cluster's variance, summed per cluster (np.add.at adds
+        # each row's share of its cluster's variance, summed per cluster (a bincount adds
         # only a row's own cluster: a far row's inf never meets another cluster as 0 * inf)
-        diff = X - centres[labels]
-        np.add.at(variances, labels, (w / mass[labels])[:, None] * (diff * diff))
-    small = np.bincount(labels, minlength=k) < 2
+        diff = X[:, None, :] - flat_centres[cluster]
+        share = (w[:, None] / mass[cluster])[:, :, None] * (diff * diff)
+        variances = np.bincount((cluster[:, :, None] * d + np.arange(d)).ravel(),
+                                weights=share.ravel(), minlength=n_sets * k * d)
+    variances = variances.reshape(n_sets, k, d)
+    small = np.bincount(cluster.ravel(), minlength=n_sets * k).reshape(n_sets, k) < 2
     variances[small] = overall / k
     variances = np.maximum(bounded_variances(variances), floor)
-    weights = np.maximum(mass, 0.5 * min(1.0, w.min()))  # an empty cluster: half a row
-    weights /= weights.sum()
-    return MixtureParams.from_moments(weights, centres, variances, dtype=X.dtype)
+    weights = np.maximum(mass.reshape(n_sets, k), 0.5 * min(1.0, w.min()))  # empty: half a row
+    weights /= weights.sum(axis=1, keepdims=True)
+    # MixtureParams.from_moments of each set, its checks and logarithms done for all at once
+    if not (np.isfinite(weights).all() and (weights > 0).all()):
+        raise ValidationError(f"weights must be finite and > 0, got {weights}")
+    if not (np.isfinite(variances).all() and (variances > 0).all()):
+        raise ValidationError("variances must be finite and > 0")
+    logits = np.log(weights / weights.sum(axis=1, keepdims=True)).astype(X.dtype, copy=False)
+    log_sigma = (0.5 * np.log(variances)).astype(X.dtype, copy=False)
+    means = centre_sets.astype(X.dtype, copy=False)
+    return [MixtureParams(means[i], log_sigma[i], logits[i]) for i in range(n_sets)]
 
 
 def params_from_resp(
@@ -206,10 +269,23 @@ def _robust_variance(X: np.ndarray, w: np.ndarray) -> np.ndarray:
         mean = (w / w.sum()) @ X
         scaled = np.sqrt(w / w.sum())[:, None] * (X - mean)
         var = bounded_variances(np.einsum("ij,ij->j", scaled, scaled))
-    q1, q3 = np.percentile(X, [25.0, 75.0], axis=0, weights=np.broadcast_to(
-        w[:, None], X.shape), method="inverted_cdf")
+    q1, q3 = _weighted_quartiles(X, w)
     iqr_var = ((q3 - q1) / IQR_NORMAL) ** 2
     return bounded_variances(np.where(iqr_var > 0, np.minimum(var, iqr_var), var))
+
+
+def _weighted_quartiles(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-feature weighted first and third quartiles (2, D) of finite rows ``X`` (n, D):
+    ``np.percentile(X, [25, 75], axis=0, weights=..., method="inverted_cdf")`` (the smallest
+    value whose cumulative weight share reaches the quantile), computed in one sort of the
+    columns instead of NumPy's per-column loop."""
+    order = np.argsort(X, axis=0)
+    cdf = np.asarray(w)[order].cumsum(axis=0, dtype=np.float64)
+    cdf /= cdf[-1]
+    cdf[cdf == 0] = -1   # leading zero weights: never the quantile (as in NumPy)
+    below = (cdf < np.array([0.25, 0.75])[:, None, None]).sum(axis=1)
+    index = np.minimum(below, len(X) - 1)
+    return np.take_along_axis(X, np.take_along_axis(order, index, axis=0), axis=0)
 
 
 def init_params(
@@ -221,8 +297,8 @@ def init_params(
     n_candidates: int = 5,
     max_rows: int = 20_000,
     sample_weight: np.ndarray | None = None,
-    polish: Callable[[np.ndarray, np.ndarray, MixtureParams],
-                     tuple[MixtureParams, float]] | None = None,
+    polish: Callable[[np.ndarray, np.ndarray, list[MixtureParams]],
+                     list[tuple[MixtureParams, float]]] | None = None,
 ) -> MixtureParams:
     """Initial parameters by ``"kmeans++"`` (seeding, then 10 Lloyd steps),
     ``"kmeans"`` (same, to convergence up to 100 steps), ``"random_points"`` (K random
@@ -234,13 +310,14 @@ def init_params(
     Works on the distinct rows with their weights (:func:`distinct_rows`).
     ``n_candidates`` initialisations are drawn and the one with the lowest weighted
     mixture NLL on the data is returned (cheap: one E-step each, versus a full
-    restart).  With ``polish(X, w, params) -> (params, mean log-likelihood)`` (a few EM
-    steps on the same rows, :func:`mogsgd.solvers.runs.initial_params`) each candidate is
-    polished first and the one with the highest polished likelihood is returned: which
-    basin a start leads to shows after a few EM steps, not at the start (on tables with
-    discrete columns a component collapsing onto a repeated value is worth several nats
-    per row).  Seeding works on a random subset of at most ``max_rows`` rows (drawn
-    before the distinct rows are taken, so large data sets are never sorted whole).
+    restart).  With ``polish(X, w, candidates) -> [(params, mean log-likelihood), ...]``
+    (a few EM steps from each candidate on the same rows, all in one call,
+    :func:`mogsgd.solvers.runs.initial_params`) each candidate is polished first and the
+    one with the highest polished likelihood is returned: which basin a start leads to
+    shows after a few EM steps, not at the start (on tables with discrete columns a
+    component collapsing onto a repeated value is worth several nats per row).  Seeding
+    works on a random subset of at most ``max_rows`` rows (drawn before the distinct rows
+    are taken, so large data sets are never sorted whole).
     """
     check_choice("init", method, INIT_METHODS)
     method = "random_points" if method == "random_from_data" else method  # scikit-learn's name
@@ -253,25 +330,26 @@ def init_params(
         sample_weight = None if sample_weight is None else np.asarray(sample_weight)[keep]
     X, w = distinct_rows(X, sample_weight)
     overall = _robust_variance(X, w)
-    best, best_nll = None, np.inf
-    for _ in range(n_candidates):
-        if method == "random":
-            cand = params_from_resp(X, rng.uniform(size=(X.shape[0], n_components)),
-                                    min_variance, w, overall)
-        elif method == "random_points":
-            replace = X.shape[0] < n_components
-            idx = rng.choice(X.shape[0], size=n_components, replace=replace,
-                             p=None if replace else w / w.sum())
-            cand = params_from_centres(X, X[idx].copy(), min_variance, w, overall)
+    if method == "random_points":   # every draw first (the same draws as one at a time)
+        if X.shape[0] < n_components:
+            picks = [rng.choice(X.shape[0], size=n_components) for _ in range(n_candidates)]
         else:
+            picks = [_weighted_draw(rng, w / w.sum(), n_components) for _ in range(n_candidates)]
+        picks = np.array(picks, dtype=np.intp).reshape(n_candidates, n_components)
+        candidates = params_from_centre_sets(X, X[picks], min_variance, w, overall)
+    elif method == "random":
+        candidates = [params_from_resp(X, rng.uniform(size=(X.shape[0], n_components)),
+                                       min_variance, w, overall) for _ in range(n_candidates)]
+    else:
+        candidates = []
+        for _ in range(n_candidates):
             centres = kmeans_plusplus(X, n_components, rng, w)
             centres = lloyd(X, centres, 10 if method == "kmeans++" else 100, w)
-            cand = params_from_centres(X, centres, min_variance, w, overall)
-        if polish is not None:
-            cand, loglik = polish(X, w, cand)
-            value = -loglik
-        else:
-            value = nll(X, cand, w)
+            candidates.append(params_from_centres(X, centres, min_variance, w, overall))
+    scored = ([(cand, -loglik) for cand, loglik in polish(X, w, candidates)]
+              if polish is not None else [(cand, nll(X, cand, w)) for cand in candidates])
+    best, best_nll = None, np.inf
+    for cand, value in scored:
         # polished candidates often reach the same optimum (up to the order of the
         # components): a difference of rounding size is a tie, and the first one stays, so
         # the choice does not depend on the data's units

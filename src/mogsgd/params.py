@@ -84,13 +84,21 @@ class MixtureParams:
     logits: np.ndarray
 
     def __post_init__(self) -> None:
-        raw = {f: np.asarray(getattr(self, f)) for f in FIELDS}
-        for f, a in raw.items():
-            if a.dtype.kind not in "biuf":
-                raise TypeError(f"{f} must be a numeric array, got dtype {a.dtype}")
-        dtype = _float_dtype(*raw.values())
-        arrs = {f: _as_float_array(f, raw[f], dtype) for f in FIELDS}
-        means, log_sigma, logits = arrs["means"], arrs["log_sigma"], arrs["logits"]
+        means, log_sigma, logits = self.means, self.log_sigma, self.logits
+        if (type(means) is np.ndarray and type(log_sigma) is np.ndarray
+                and type(logits) is np.ndarray
+                and means.dtype == log_sigma.dtype == logits.dtype
+                and means.dtype.type in (np.float64, np.float32)):
+            # arrays of one float dtype (every iterate, gradient and optimiser state):
+            # the dtype rules below would keep them as they are
+            means, log_sigma, logits = means.copy(), log_sigma.copy(), logits.copy()
+        else:
+            raw = {f: np.asarray(getattr(self, f)) for f in FIELDS}
+            for f, a in raw.items():
+                if a.dtype.kind not in "biuf":
+                    raise TypeError(f"{f} must be a numeric array, got dtype {a.dtype}")
+            dtype = _float_dtype(*raw.values())
+            means, log_sigma, logits = (_as_float_array(f, raw[f], dtype) for f in FIELDS)
         if means.ndim != 2:
             raise ValidationError(f"means must have shape (K, D), got shape {means.shape}")
         k, d = means.shape
@@ -102,7 +110,7 @@ class MixtureParams:
             )
         if logits.shape != (k,):
             raise ValidationError(f"logits must have shape (K,) = ({k},), got {logits.shape}")
-        for f, a in arrs.items():
+        for f, a in zip(FIELDS, (means, log_sigma, logits), strict=True):
             if not np.isfinite(a).all():   # the method: no wrapper dispatch on the hot path
                 raise ValidationError(f"{f} contains NaN or infinite values")
             a.setflags(write=False)
@@ -156,21 +164,21 @@ class MixtureParams:
         """
         w = np.asarray(weights, dtype=np.float64)
         v = np.asarray(variances, dtype=np.float64)
-        m = np.asarray(means)
         if w.ndim != 1:
             raise ValidationError(f"weights must have shape (K,), got {w.shape}")
-        if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        total = w.sum()
+        # ndarray methods: np.all/np.any add a wrapper's cost to every initial candidate
+        if not (np.isfinite(w).all() and (w > 0).all()):
             raise ValidationError(f"weights must be finite and > 0, got {w}")
-        if abs(w.sum() - 1.0) > 1e-6:
-            raise ValidationError(f"weights must sum to 1, they sum to {w.sum():.8g}")
-        if not np.all(np.isfinite(v)) or np.any(v <= 0):
+        if abs(total - 1.0) > 1e-6:
+            raise ValidationError(f"weights must sum to 1, they sum to {total:.8g}")
+        if not (np.isfinite(v).all() and (v > 0).all()):
             raise ValidationError("variances must be finite and > 0")
-        w = w / w.sum()
         out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.float64)
         return cls(
-            means=np.asarray(m, dtype=out_dtype),
-            log_sigma=(0.5 * np.log(v)).astype(out_dtype),
-            logits=np.log(w).astype(out_dtype),
+            means=np.asarray(means, dtype=out_dtype),
+            log_sigma=(0.5 * np.log(v)).astype(out_dtype, copy=False),
+            logits=np.log(w / total).astype(out_dtype, copy=False),
         )
 
     @classmethod

@@ -19,6 +19,7 @@ from mogsgd.errors import NearConstantWarning
 from mogsgd.params import MixtureParams
 
 __all__ = ["Standardizer", "impute_for_init", "warn_unrepresentable", "warn_near_constant",
+           "linear_percentiles",
            "IQR_NORMAL", "QUANTILE_ROWS", "SAFE_RANGE", "OUTLIER_RATIO", "NEAR_CONSTANT_ROWS"]
 
 
@@ -90,7 +91,7 @@ class Standardizer:
         Y = X if safe else X / power
         unit = power if safe else np.ones_like(power)
         mean, std, percentile = ((np.nanmean, np.nanstd, np.nanpercentile) if missing
-                                 else (np.mean, np.std, np.percentile))
+                                 else (np.mean, np.std, linear_percentiles))
         if sample_weight is None:
             center = mean(Y, axis=0)
             # the same mean np.std would compute itself (one pass fewer)
@@ -154,6 +155,29 @@ class Standardizer:
     def from_data(self, p: MixtureParams) -> MixtureParams:
         """Inverse of :meth:`to_data`."""
         return family_of(p).from_data(p, self.center, self.scale)
+
+
+def linear_percentiles(Y: np.ndarray, q, axis: int = 0) -> np.ndarray:
+    """``np.percentile(Y, q, axis=0)`` (the default linear method) of rows ``Y`` (n, D)
+    without NaN, shape (len(q), D): one sort and NumPy's interpolation written out (the
+    same values, bitwise), without its generic machinery, which costs more than the sort
+    itself on the small tables of most fits."""
+    if axis != 0:
+        raise ValueError("linear_percentiles works along axis 0")
+    ordered = np.sort(Y, axis=0)
+    n = ordered.shape[0]
+    virtual = (n - 1) * (np.asarray(q, dtype=np.float64) / 100)
+    below = np.floor(virtual)
+    above = below + 1
+    last = virtual >= n - 1
+    below[last] = -1
+    above[last] = -1
+    gamma = (virtual - below)[:, None]
+    a, b = ordered[below.astype(np.intp)], ordered[above.astype(np.intp)]
+    diff = b - a
+    out = a + diff * gamma
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)   # (as NumPy's _lerp)
+    return out
 
 
 def _weighted_moments(Y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

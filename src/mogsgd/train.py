@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mogsgd import fast
+from mogsgd._random import state_copy
 from mogsgd.covariance import ops
 from mogsgd.covariance.ops import nll, nll_grad_sums
 from mogsgd.errors import ValidationError
@@ -299,7 +300,7 @@ class ArrayEngine:
 
     def rng_state(self) -> dict:
         return (self.perms.rng_state() if self.compiled is not None
-                else copy.deepcopy(self.rng.bit_generator.state))
+                else state_copy(self.rng.bit_generator.state))
 
     def close(self) -> None:
         self.perms.close()
@@ -400,7 +401,7 @@ def train(
             if grown_batch(config, state.history) != batch and state.epoch < last_epoch:
                 # batch growth: the next epochs' engine, from where a resumed run would start
                 eng.close()
-                rng.bit_generator.state = copy.deepcopy(state.rng_state)
+                rng.bit_generator.state = state_copy(state.rng_state)
                 batch = grown_batch(config, state.history)
                 eng = build(batch)
             if callback is not None and callback(state) is False:
@@ -453,13 +454,13 @@ def start_state(params: MixtureParams | None, state: TrainState | None,
             raise ValueError("training needs either params or state")
         params = project_variance_floor(params, config.min_variance)
         state = TrainState(params=params, opt_state=init(params),
-                           rng_state=copy.deepcopy(rng.bit_generator.state))
+                           rng_state=state_copy(rng.bit_generator.state))
         if record_params is not None:  # entry 0 is the starting point
             state.history["params"] = [record_params(params)]
         return state
     state = state.copy()
     state.stopped = False
-    rng.bit_generator.state = copy.deepcopy(state.rng_state)
+    rng.bit_generator.state = state_copy(state.rng_state)
     return state
 
 

@@ -30,6 +30,7 @@ from mogsgd import api
 from mogsgd.covariance import get_family
 from mogsgd.em import EMStats
 from mogsgd.errors import ValidationError
+from mogsgd.init import unique_rows
 from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer
 from mogsgd.validation import check_data
@@ -253,10 +254,10 @@ def count_distinct_rows(X: np.ndarray, at_least: int) -> int:
     """Number of distinct rows of ``X``, looking at all rows only when the first few
     thousand have fewer than ``at_least`` distinct ones."""
     head = X[: 1000 + 10 * at_least]
-    distinct = len(np.unique(head, axis=0))
+    distinct = len(unique_rows(head)[0])
     if distinct >= at_least or len(head) == len(X):
         return distinct
-    return len(np.unique(X, axis=0))
+    return len(unique_rows(X)[0])
 
 
 def check_fit_rows(X, plan: FitPlan, *, what: str = "X") -> np.ndarray:

@@ -5,13 +5,13 @@ The reference source: every capability, and the other sources are tested against
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from mogsgd import api, fast
+from mogsgd._random import state_copy
 from mogsgd.covariance.ops import em_stats, m_step
 from mogsgd.data.base import (
     FitPlan,
@@ -24,11 +24,13 @@ from mogsgd.data.base import (
     split_rows,
 )
 from mogsgd.em import EMResult, em_loop
+from mogsgd.errors import ValidationError
 from mogsgd.init import distinct_rows
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.validation import check_data, check_sample_weight
 
-__all__ = ["MemorySource", "check_width", "weighted_mean", "em_stats_fn", "em_fit_fn"]
+__all__ = ["MemorySource", "check_width", "weighted_mean", "em_stats_fn", "em_fit_fn",
+           "em_fit_each_fn"]
 
 
 def weighted_mean(values: np.ndarray, w: np.ndarray | None) -> float:
@@ -71,6 +73,33 @@ def em_fit_fn(backend: str):
     return fit
 
 
+def em_fit_each_fn(backend: str):
+    """``fit_each(X, w, starts, **options) -> list[EMResult | None]``: :func:`em_fit_fn`'s
+    fit from each of ``starts``, ``None`` where it failed (a value beyond the float range);
+    diagonal starts under the numba backend in one compiled call
+    (:func:`mogsgd.fast.batch_em.em_loops`)."""
+    compiled = fast.resolve_backend(backend) == "numba"
+    fit = em_fit_fn(backend)
+
+    def fit_each(X, w, starts, **options) -> list[EMResult | None]:
+        if compiled and starts:
+            from mogsgd.fast import batch_em
+
+            if all(batch_em.supports(X, p) for p in starts[:1]) and all(
+                    type(p) is type(starts[0]) and p.means.shape == starts[0].means.shape
+                    and p.dtype == starts[0].dtype for p in starts):
+                return batch_em.em_loops(X, w, starts, **options)
+        results: list[EMResult | None] = []
+        for params in starts:
+            try:
+                results.append(fit(X, w, params, **options))
+            except (ValidationError, FloatingPointError):
+                results.append(None)
+        return results
+
+    return fit_each
+
+
 class MemorySource(Source):
     """Rows held in memory as one array."""
 
@@ -98,7 +127,7 @@ class MemorySource(Source):
         check_width(X.shape[1], None if scaler is None else len(scaler.center))
         if scaler is None:
             scaler = plan.fit_scaler(X, w)
-        split_rng_state = copy.deepcopy(rng.bit_generator.state)
+        split_rng_state = state_copy(rng.bit_generator.state)
         Z = scaler.transform(X)
         n_val = plan.n_validation(len(Z))
         Z_train, w_train, Z_val, w_val = split_rows(Z, w, rng.permutation(len(Z)), n_val)

@@ -14,9 +14,10 @@ import time
 import numpy as np
 
 from mogsgd.em import EMResult
+from mogsgd.errors import ValidationError
 from mogsgd.params import VARIANCE_MAX, MixtureParams
 
-__all__ = ["em_loop", "supports"]
+__all__ = ["em_loop", "em_loops", "supports"]
 
 
 def supports(X: np.ndarray, params: MixtureParams) -> bool:
@@ -60,3 +61,45 @@ def em_loop(X: np.ndarray, sample_weight: np.ndarray | None, params: MixturePara
                     log_likelihoods=[float(v) for v in lls[:n_iter + 1]],
                     times=[elapsed] * (n_iter + 1), converged=bool(converged),
                     n_iter=int(n_iter))
+
+
+def em_loops(X: np.ndarray, sample_weight: np.ndarray | None, starts: list[MixtureParams], *,
+             max_iter: int = 200, tol: float = 1e-6, reg_covar: float = 1e-6,
+             floor: float = 0.0, extrapolate: bool = False) -> list[EMResult | None]:
+    """:func:`em_loop` from each of ``starts`` (parameters of one shape), in one compiled
+    call (:func:`mogsgd.fast.em_kernel.em_iterations_each`): the same iterates as one call
+    each.  ``None`` stands for a start whose result is not representable (a value beyond
+    the float range), where :func:`em_loop` raises."""
+    import mogsgd.fast.em_kernel as emk
+    import mogsgd.fast.kernels as kern
+
+    t0 = time.perf_counter()
+    X = np.ascontiguousarray(X)
+    k, d = starts[0].means.shape
+    if sample_weight is None:
+        w, has_w = np.empty(0), False
+    else:
+        w, has_w = np.ascontiguousarray(sample_weight, dtype=np.float64), True
+    means = np.array([p.means for p in starts], dtype=np.float64)
+    log_sigma = np.array([p.log_sigma for p in starts], dtype=np.float64)
+    logits = np.array([p.logits for p in starts], dtype=np.float64)
+    lls = np.empty((len(starts), max_iter + 1))
+    n_iters = np.zeros(len(starts), dtype=np.int64)
+    converged = np.zeros(len(starts), dtype=np.bool_)
+    emk.em_iterations_each(X, w, has_w, means, log_sigma, logits, float(reg_covar),
+                           float(floor), VARIANCE_MAX, int(max_iter), float(tol),
+                           bool(extrapolate), kern.block_for(k, d, X.shape[0]), lls, n_iters,
+                           converged)
+    elapsed = time.perf_counter() - t0
+    results: list[EMResult | None] = []
+    for c, n_iter in enumerate(n_iters.tolist()):
+        try:
+            params = MixtureParams(means[c], log_sigma[c], logits[c])
+        except ValidationError:
+            results.append(None)
+            continue
+        results.append(EMResult(params=params,
+                                log_likelihoods=lls[c, :n_iter + 1].tolist(),
+                                times=[elapsed] * (n_iter + 1), converged=bool(converged[c]),
+                                n_iter=n_iter))
+    return results

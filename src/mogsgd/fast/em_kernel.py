@@ -102,3 +102,17 @@ def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_m
         weight_sum = acc[1]
     lls[n_iter] = acc[0] / weight_sum
     return n_iter, converged
+
+
+@njit(**JIT)
+def em_iterations_each(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_max,
+                       max_iter, tol, extrapolate, block, lls, n_iters, converged):
+    """:func:`em_iterations` (without a prior) from each of ``C`` starts ``means[c]``,
+    ``log_sigma[c]`` (C, K, D) and ``logits[c]`` (C, K), each updated in place, with its
+    log-likelihoods in ``lls[c]`` and its ``(n_iter, converged)`` in ``n_iters[c]``,
+    ``converged[c]``: the initial candidates of a small fit in one call instead of one
+    call (and its Python around it) each."""
+    for c in range(means.shape[0]):
+        n_iters[c], converged[c] = em_iterations(
+            X, w, has_w, means[c], log_sigma[c], logits[c], reg_covar, floor, var_max,
+            max_iter, tol, extrapolate, 0.0, False, block, lls[c])

@@ -19,12 +19,12 @@ and its loop over the NumPy reference to ~1e-12.
 
 from __future__ import annotations
 
-import copy
 import os
 import weakref
 
 import numpy as np
 
+from mogsgd._random import state_copy
 from mogsgd.em import EMStats
 from mogsgd.fast.shuffle import epoch_order
 from mogsgd.online_em import OnlineEMState
@@ -237,7 +237,7 @@ class Permutations:
 
     def rng_state(self) -> dict:
         """The Generator's state right after the last permutation returned by :meth:`next`."""
-        return copy.deepcopy(self._box["state"])
+        return state_copy(self._box["state"])
 
     def close(self) -> None:
         """Drop the read-ahead draw and restore the Generator (see the class docstring)."""
@@ -247,7 +247,7 @@ class Permutations:
 
 def _draw(rng: np.random.Generator, n: int, n_features: int):
     order = epoch_order(rng, n, n_features)
-    return order, copy.deepcopy(rng.bit_generator.state)
+    return order, state_copy(rng.bit_generator.state)
 
 
 def _settle(rng: np.random.Generator, box: dict) -> None:

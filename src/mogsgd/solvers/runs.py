@@ -26,7 +26,7 @@ import numpy as np
 from mogsgd import errors
 from mogsgd.covariance import get_family, ops
 from mogsgd.data.base import Prepared
-from mogsgd.data.memory import em_fit_fn
+from mogsgd.data.memory import em_fit_each_fn
 from mogsgd.em import EMResult, em_loop
 from mogsgd.errors import ValidationError
 from mogsgd.init import init_params
@@ -328,26 +328,39 @@ def _polishes(prepared: Prepared, settings: RunSettings) -> bool:
 
 
 def _polisher(settings: RunSettings, family, floor: float):
-    """``polish(X, w, params) -> (params, mean log-likelihood)``: EM on the initialisation
-    rows from a candidate, with the variance floor as a projection (the objective the
-    fit ends on), until a step gains less than :data:`POLISH_TOL` nats per row.  A
-    diagonal candidate becomes ``family``'s start first
+    """``polish(X, w, candidates) -> [(params, mean log-likelihood), ...]``: EM on the
+    initialisation rows from each candidate, with the variance floor as a projection (the
+    objective the fit ends on), until a step gains less than :data:`POLISH_TOL` nats per
+    row (every candidate in one compiled call where :func:`mogsgd.data.memory.em_fit_each_fn`
+    can).  A diagonal candidate becomes ``family``'s start first
     (:func:`mogsgd.covariance.ops.start_from_diagonal`, covariances floored at ``floor``),
-    so the candidates are compared on the basins of the fit's own family."""
-    fit = em_fit_fn(settings.backend)
+    so the candidates are compared on the basins of the fit's own family; one whose EM
+    fails or ends beyond the float range is returned unpolished, ranked last (``-inf``)."""
+    fit_each = em_fit_each_fn(settings.backend)
 
-    def polish(X, w, params):
-        try:
-            with np.errstate(all="ignore"):
-                params = ops.start_from_diagonal(family, X, params, w, floor)
-                result = fit(X, w, params, max_iter=POLISH_MAX_ITER, tol=POLISH_TOL,
-                             reg_covar=0.0, floor=settings.min_variance)
-        except (ValidationError, FloatingPointError):
-            return params, -np.inf   # (a covariance beyond the float range: ranked last)
-        loglik = result.log_likelihoods[-1]
-        if not (np.isfinite(loglik) and all(np.isfinite(a).all() for a in result.params)):
-            return params, -np.inf   # the unpolished start, ranked last
-        return result.params, loglik
+    def polish(X, w, candidates):
+        starts: list = []
+        with np.errstate(all="ignore"):
+            for params in candidates:
+                try:
+                    starts.append(ops.start_from_diagonal(family, X, params, w, floor))
+                except (ValidationError, FloatingPointError):
+                    starts.append(None)   # (a covariance beyond the float range)
+            runnable = [start for start in starts if start is not None]
+            results = iter(fit_each(X, w, runnable, max_iter=POLISH_MAX_ITER, tol=POLISH_TOL,
+                                    reg_covar=0.0, floor=settings.min_variance))
+        polished = []
+        for params, start in zip(candidates, starts, strict=True):
+            result = None if start is None else next(results)
+            if result is None:
+                polished.append((params if start is None else start, -np.inf))
+                continue
+            loglik = result.log_likelihoods[-1]
+            if not (np.isfinite(loglik) and all(np.isfinite(a).all() for a in result.params)):
+                polished.append((start, -np.inf))   # the unpolished start, ranked last
+            else:
+                polished.append((result.params, loglik))
+        return polished
 
     return polish
 
