@@ -18,6 +18,7 @@ with ``mu' - mu = sx / N``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -42,7 +43,7 @@ class OnlineEMState(NamedTuple):
 def check_online_em_settings(alpha: float, t0: float) -> None:
     if not (isinstance(alpha, int | float) and 0.5 < alpha <= 1.0):
         raise ValidationError(f"online EM needs 0.5 < alpha <= 1 (eq. 36), got alpha={alpha!r}")
-    if not (isinstance(t0, int | float) and np.isfinite(t0) and t0 >= 0):
+    if not (isinstance(t0, int | float) and math.isfinite(t0) and t0 >= 0):
         raise ValidationError(f"online EM needs t0 >= 0, got t0={t0!r}")
 
 

@@ -372,7 +372,8 @@ def train(
     opt_state = state.opt_state
 
     def build(batch: int):
-        return (engine or ArrayEngine)(X, stepper, replace(config, batch_size=batch), rng,
+        return (engine or ArrayEngine)(X, stepper, config if batch == config.batch_size
+                                       else replace(config, batch_size=batch), rng,
                                        sample_weight=w, X_val=X_val, val_weight=val_weight,
                                        params=params, grad_sums_fn=grad_sums_fn, nll_fn=nll_fn)
 

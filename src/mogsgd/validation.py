@@ -160,6 +160,8 @@ def check_sample_weight(sample_weight, n_samples: int, dtype=np.float64) -> np.n
 def check_positive_int(name: str, value, *, minimum: int = 1, allow_none: bool = False):
     if value is None and allow_none:
         return None
+    if type(value) is int and value >= minimum:   # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         alt = " (or None)" if allow_none else ""
         raise SettingsError(f"{name} must be an integer >= {minimum}{alt}, got {value!r}")
@@ -167,6 +169,8 @@ def check_positive_int(name: str, value, *, minimum: int = 1, allow_none: bool =
 
 
 def check_positive_float(name: str, value, *, allow_zero: bool = False) -> float:
+    if type(value) is float and 0 < value < math.inf:   # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise SettingsError(f"{name} must be a positive number, got {value!r}")
     v = float(value)

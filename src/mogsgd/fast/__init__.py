@@ -134,10 +134,13 @@ def _weights_arg(sample_weight, n: int):
     return w, True
 
 
+_TINY = float(np.finfo(np.float64).tiny)
+
+
 def _in_range(inv_sigma: np.ndarray) -> bool:
     """Whether every ``1 / sigma`` is a positive normal float: the kernels multiply by it
     (the reference also handles the others, in log space)."""
-    return bool(np.all((inv_sigma >= np.finfo(np.float64).tiny) & (inv_sigma < np.inf)))
+    return bool(((inv_sigma >= _TINY) & (inv_sigma < np.inf)).all())
 
 
 def _numba_sums(X, params: MixtureParams, sample_weight, *, need_grad: bool,

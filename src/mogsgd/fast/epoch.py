@@ -105,11 +105,13 @@ class CompiledEpoch:
         n = order.shape[0]
         n_steps = -(-n // self.batch)
         count = int(opt_state.count)
-        theta = params.ravel().astype(np.float64)
+        # ravel() concatenates into a new array: the kernel may update it in place
+        theta = params.ravel().astype(np.float64, copy=False)
         if isinstance(opt_state, AdamState):
-            s1, s2 = opt_state.mu.ravel().copy(), opt_state.nu.ravel().copy()
+            s1 = opt_state.mu.ravel().astype(np.float64, copy=False)
+            s2 = opt_state.nu.ravel().astype(np.float64, copy=False)
         elif isinstance(opt_state, MomentumState):
-            s1, s2 = opt_state.velocity.ravel().copy(), np.empty(0)
+            s1, s2 = opt_state.velocity.ravel().astype(np.float64, copy=False), np.empty(0)
         else:
             s1, s2 = np.empty(0), np.empty(0)
         lrs = self.learning_rates(count, n_steps)

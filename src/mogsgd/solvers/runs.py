@@ -165,14 +165,16 @@ class StochasticSolver:
         n_train = getattr(prepared.train, "rows_per_trajectory", prepared.train.shape[0])
         if _refines(settings, prepared):
             # EM finishes the convergence: SGD only has to find the basin, so patience
-            # counts short periods (REFINED_STEPS_PER_PERIOD steps) on small data
-            config = replace(config, min_steps_per_period=REFINED_STEPS_PER_PERIOD)
+            # counts short periods (REFINED_STEPS_PER_PERIOD steps) on small data; the
+            # changes go into one replace (each one validates the whole config anew)
+            changes = {"min_steps_per_period": REFINED_STEPS_PER_PERIOD}
             if config.max_epochs is None and settings.covariance_type != "diag":
-                config = replace(config, max_epochs=refined_epochs(config, n_train))
+                changes["max_epochs"] = refined_epochs(config, n_train)
             if (settings.covariance_type == "diag" and config.solver == "sgd"
                     and prepared.cheap_passes
                     and prepared.engine is None and config.max_batch_size is None):
-                config = replace(config, max_batch_size=growth_cap(config, n_train))
+                changes["max_batch_size"] = growth_cap(config, n_train)
+            config = replace(config, **changes)
         callback = settings.callback
         if writer is not None or progress is not None:
             user_callback = settings.callback
@@ -356,7 +358,9 @@ def _polisher(settings: RunSettings, family, floor: float):
                 polished.append((params if start is None else start, -np.inf))
                 continue
             loglik = result.log_likelihoods[-1]
-            if not (np.isfinite(loglik) and all(np.isfinite(a).all() for a in result.params)):
+            finite = type(result.params) is MixtureParams or all(   # (which checks itself)
+                np.isfinite(a).all() for a in result.params)
+            if not (np.isfinite(loglik) and finite):
                 polished.append((start, -np.inf))   # the unpolished start, ranked last
             else:
                 polished.append((result.params, loglik))
