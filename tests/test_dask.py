@@ -203,6 +203,33 @@ def test_local_sgd_with_one_worker_is_the_single_process_compiled_epoch_bit_for_
     assert got[2] == want[2] and got[3] == want[3]
 
 
+def test_local_sgd_draws_the_next_order_ahead_without_changing_the_run():
+    """The next epoch's seeds are drawn with the current one's (the workers draw its order
+    in the background), yet ``rng_state()`` is where the generator stands after the
+    epoch: an engine rebuilt from it (batch growth) continues bit for bit."""
+    from mogsgd import fast
+    from mogsgd.solvers.local_sgd import LocalSGDEngine
+    from mogsgd.train import TrainConfig, make_stepper
+
+    X = data(6000, 48)
+    shards = _InProcessShards([X[:3500], X[3500:]], 3)
+    config = TrainConfig(batch_size=64, max_epochs=3)
+    start = random_params(np.random.default_rng(2), 3, 3)
+    stepper = make_stepper(config, 3500, fast.kernels_for("auto")[0])
+    rng = np.random.default_rng(9)
+    one = LocalSGDEngine(shards, stepper, config, rng, params=start)
+    p, s, *_ = one.epoch(start, stepper.init(start), True)
+    after_first = one.rng_state()
+    want = one.epoch(p, s, False)
+    rng_again = np.random.default_rng(9)
+    rng_again.integers(0, 2**63 - 1, size=2)
+    assert after_first == rng_again.bit_generator.state
+    rebuilt_rng = np.random.default_rng()
+    rebuilt_rng.bit_generator.state = after_first
+    got = LocalSGDEngine(shards, stepper, config, rebuilt_rng, params=start).epoch(p, s, False)
+    assert np.array_equal(got[0].ravel(), want[0].ravel()) and got[2] == want[2]
+
+
 def test_local_sgd_averages_rows_weighted_states():
     from mogsgd.optim import AdamState
     from mogsgd.params import MixtureParams

@@ -26,6 +26,8 @@ Communication per round and worker: the parameters and optimiser state out and b
 from __future__ import annotations
 
 import copy
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,15 +43,50 @@ __all__ = ["LocalSGDEngine", "local_round", "average_states", "SYNC_ROWS"]
 SYNC_ROWS = 1 << 20
 
 
+#: On a worker: epoch orders by ``(seed, rows, features)`` -- the one in use (an epoch of
+#: several rounds slices it again) and the next one, drawn in the background while the
+#: driver averages and scores (as :func:`mogsgd.fast.permutations` does in one process).
+#: An order depends on nothing else, so an entry can never be stale; at most
+#: ``_ORDER_ENTRIES`` of them are kept.
+_ORDERS: dict[tuple[int, int, int], Future] = {}
+_ORDER_ENTRIES = 8
+_ORDERS_LOCK = threading.Lock()
+_ORDER_POOL: list = []
+
+
+def _order(seed: int, n: int, d: int, *, ahead: bool = False) -> Future:
+    """The order ``fast.epoch_order(default_rng(seed), n, d)``: drawn here, or in the
+    background (``ahead``), or taken from :data:`_ORDERS`."""
+    key = (seed, n, d)
+    with _ORDERS_LOCK:
+        if key in _ORDERS:
+            return _ORDERS[key]
+        if ahead:
+            if not _ORDER_POOL:
+                _ORDER_POOL.append(ThreadPoolExecutor(1, thread_name_prefix="mogsgd-order"))
+            future = _ORDER_POOL[0].submit(fast.epoch_order, np.random.default_rng(seed), n, d)
+        else:
+            future = Future()
+            future.set_result(fast.epoch_order(np.random.default_rng(seed), n, d))
+        _ORDERS[key] = future
+        while len(_ORDERS) > _ORDER_ENTRIES:
+            del _ORDERS[next(iter(_ORDERS))]   # the oldest first
+        return future
+
+
 def local_round(X: np.ndarray, params: MixtureParams, opt_state, config: TrainConfig,
-                n_local: int, lo: int, hi: int, seed: int):
+                n_local: int, lo: int, hi: int, seed: int, next_seed: int | None = None):
     """On a worker: the optimiser steps over rows ``order[lo:hi]`` of its shard ``X``, with
     ``order = fast.epoch_order(default_rng(seed), len(X), n_features)`` -- one epoch's order,
     the same as a single process draws for those rows (a permutation, block-shuffled for
     large shards; :mod:`mogsgd.fast.shuffle`).  Compiled where
     :func:`mogsgd.fast.compiled_epoch` can; else the same :class:`~mogsgd.train.Stepper`
-    steps in Python.  Returns ``(params, opt_state, nll_total, rows)``."""
-    order = fast.epoch_order(np.random.default_rng(seed), len(X), X.shape[1])[lo:hi]
+    steps in Python.  ``next_seed``: the next epoch's seed, whose order is then drawn in
+    the background (:func:`_order`).  Returns ``(params, opt_state, nll_total, rows)``."""
+    n, d = X.shape
+    order = _order(seed, n, d).result()[lo:hi]
+    if next_seed is not None:
+        _order(next_seed, n, d, ahead=True)
     if not len(order):
         return params, opt_state, 0.0, 0.0
     grad_sums_fn, _ = fast.kernels_for("auto")
@@ -109,16 +146,27 @@ class LocalSGDEngine:
         self.rounds = max(1, -(-self.n_local // sync_rows))
         # the schedule counts steps per worker: an epoch is n_local / batch of them
         self.config = config
+        # the next epoch's seeds are drawn with this epoch's (the workers draw its order
+        # meanwhile); the generator's state reported is the one after this epoch's draw
+        self.ahead = None
+        self.state = copy.deepcopy(rng.bit_generator.state)
+
+    def _seeds(self) -> list[int]:
+        return [int(s) for s in self.rng.integers(0, 2**63 - 1, size=len(self.rows))]
 
     def epoch(self, params: MixtureParams, opt_state, more: bool):
-        seeds = self.rng.integers(0, 2**63 - 1, size=len(self.rows))
+        seeds = self.ahead if self.ahead is not None else self._seeds()
+        self.state = copy.deepcopy(self.rng.bit_generator.state)
+        self.ahead = self._seeds() if more else None
         total = count = 0.0
         for r in range(self.rounds):
             bounds = [(int(n * r // self.rounds), int(n * (r + 1) // self.rounds))
                       for n in self.rows]
+            last = r + 1 == self.rounds and self.ahead is not None
             results = self.data.map_shards(
                 local_round, (params, opt_state, self.config, self.n_local),
-                [(lo, hi, int(s)) for (lo, hi), s in zip(bounds, seeds, strict=True)],
+                [(lo, hi, s, self.ahead[j] if last else None)
+                 for j, ((lo, hi), s) in enumerate(zip(bounds, seeds, strict=True))],
                 rows=max(hi - lo for lo, hi in bounds))
             used = np.array([res[3] for res in results])
             keep = [i for i, u in enumerate(used) if u > 0]
@@ -132,7 +180,7 @@ class LocalSGDEngine:
         return None if self.X_val is None else self.nll_fn(self.X_val, params, self.val_weight)
 
     def rng_state(self) -> dict:
-        return copy.deepcopy(self.rng.bit_generator.state)
+        return copy.deepcopy(self.state)
 
     def close(self) -> None:
         pass
