@@ -52,6 +52,26 @@ def test_arrays_are_read_only_copies():
         p.means[0, 0] = 1
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_unravel_gives_read_only_copies_like_the_constructor(dtype):
+    """unravel (one copy, one check: the compiled epoch's path) makes what the constructor
+    makes of the slices: read-only arrays that no write to the vector reaches, the
+    constructor's dtype, and NaN refused."""
+    v = np.arange(3 * (2 * 2 + 1)).astype(dtype)
+    p = MixtureParams.unravel(v, 3, 2)
+    q = MixtureParams(v[:6].reshape(3, 2), v[6:12].reshape(3, 2), v[12:])
+    assert p.dtype == q.dtype and all(np.array_equal(a, b) for a, b in zip(p, q, strict=True))
+    v[0] = 99
+    assert p.means[0, 0] == 0
+    for a in p:
+        with pytest.raises(ValueError):
+            a[...] = 1
+    if dtype is not np.int64:
+        v[13] = np.nan
+        with pytest.raises(ValueError, match="logits contains NaN"):
+            MixtureParams.unravel(v, 3, 2)
+
+
 def test_float32_is_kept_and_others_become_float64():
     p32 = MixtureParams(*(np.zeros(s, np.float32) for s in [(1, 2), (1, 2), (1,)]))
     assert p32.dtype == np.float32

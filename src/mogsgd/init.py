@@ -236,10 +236,11 @@ def params_from_centre_sets(
         raise ValidationError(f"weights must be finite and > 0, got {weights}")
     if not (np.isfinite(variances).all() and (variances > 0).all()):
         raise ValidationError("variances must be finite and > 0")
-    logits = np.log(weights / weights.sum(axis=1, keepdims=True)).astype(X.dtype, copy=False)
-    log_sigma = (0.5 * np.log(variances)).astype(X.dtype, copy=False)
-    means = centre_sets.astype(X.dtype, copy=False)
-    return [MixtureParams(means[i], log_sigma[i], logits[i]) for i in range(n_sets)]
+    logits = np.log(weights / weights.sum(axis=1, keepdims=True))
+    log_sigma = 0.5 * np.log(variances)
+    flat = np.concatenate([centre_sets.reshape(n_sets, k * d), log_sigma.reshape(n_sets, k * d),
+                           logits], axis=1).astype(X.dtype, copy=False)   # (C, K(2D+1))
+    return [MixtureParams.unravel(row, k, d) for row in flat]
 
 
 def params_from_resp(

@@ -209,6 +209,19 @@ class MixtureParams:
         v = np.asarray(vector)
         if v.shape != (k * (2 * d + 1),):
             raise ValidationError(f"vector must have length K(2D+1) = {k * (2 * d + 1)}")
+        if (cls is MixtureParams and k >= 1 and d >= 1
+                and v.dtype.type in (np.float64, np.float32) and np.isfinite(v).all()):
+            # what the constructor makes of the three slices (read-only float copies, shapes
+            # and finiteness checked) by one copy and one check: every compiled epoch
+            # unravels its parameters and optimiser state
+            v = v.copy()
+            v.setflags(write=False)   # (its views are read-only too, for good)
+            params = object.__new__(cls)
+            for name, a in zip(FIELDS, (v[: k * d].reshape(k, d),
+                                        v[k * d : 2 * k * d].reshape(k, d), v[2 * k * d :]),
+                               strict=True):
+                object.__setattr__(params, name, a)
+            return params
         return cls(
             means=v[: k * d].reshape(k, d),
             log_sigma=v[k * d : 2 * k * d].reshape(k, d),

@@ -91,10 +91,12 @@ def em_loops(X: np.ndarray, sample_weight: np.ndarray | None, starts: list[Mixtu
                            bool(extrapolate), kern.block_for(k, d, X.shape[0]), lls, n_iters,
                            converged)
     elapsed = time.perf_counter() - t0
+    flat = np.concatenate([means.reshape(len(starts), k * d),
+                           log_sigma.reshape(len(starts), k * d), logits], axis=1)
     results: list[EMResult | None] = []
     for c, n_iter in enumerate(n_iters.tolist()):
         try:
-            params = MixtureParams(means[c], log_sigma[c], logits[c])
+            params = MixtureParams.unravel(flat[c], k, d)
         except ValidationError:
             results.append(None)
             continue
