@@ -23,7 +23,7 @@ def test_refined_budget_is_about_target_steps_without_the_20_epoch_minimum():
         assert refined_epochs(config, n) == config.epochs_for(n)
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "tied", "spherical"])
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "spherical", "diag"])
 def test_large_batch_count_fit_stops_sgd_early_and_refines_to_the_same_optimum(covariance_type):
     """With 2000 steps per epoch (batch 8 on 16,000 training rows) the stochastic phase has 2
     epochs, and its refined end point equals (to 1e-3 nats) a fit with the old 20-epoch

@@ -164,6 +164,22 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator,
     return centres
 
 
+def _assignment(labels: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
+    """The (n, K) matrix with ``w_i`` in row ``i``'s column ``labels[i]``, 0 elsewhere."""
+    onehot = np.zeros((len(labels), k))
+    onehot[np.arange(len(labels)), labels] = w
+    return onehot
+
+
+def _cluster_sums(X: np.ndarray, labels: np.ndarray, w: np.ndarray,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster: the total weight (K,) and the weighted sum of its rows (K, D), by one
+    matrix product (a loop over the features was most of the initialisation's time)."""
+    onehot = _assignment(labels, w, k)
+    with np.errstate(over="ignore", invalid="ignore"):   # sums beyond the float range
+        return onehot.sum(axis=0), onehot.T @ X
+
+
 def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10,
           sample_weight: np.ndarray | None = None) -> np.ndarray:
     """A few weighted Lloyd iterations; an emptied cluster keeps its old centre."""
@@ -171,9 +187,7 @@ def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10,
     centres = centres.copy()
     for _ in range(n_iter):
         labels = np.argmin(sq_distances(X, centres), axis=1)
-        mass = np.bincount(labels, weights=w, minlength=len(centres))
-        sums = np.stack([np.bincount(labels, weights=w * X[:, j], minlength=len(centres))
-                         for j in range(X.shape[1])], axis=1)
+        mass, sums = _cluster_sums(X, labels, w, len(centres))
         nonempty = mass > 0
         new = centres.copy()
         new[nonempty] = sums[nonempty] / mass[nonempty, None]
@@ -300,6 +314,7 @@ def init_params(
     sample_weight: np.ndarray | None = None,
     polish: Callable[[np.ndarray, np.ndarray, list[MixtureParams]],
                      list[tuple[MixtureParams, float]]] | None = None,
+    score: Callable[[np.ndarray, MixtureParams, np.ndarray], float] = nll,
 ) -> MixtureParams:
     """Initial parameters by ``"kmeans++"`` (seeding, then 10 Lloyd steps),
     ``"kmeans"`` (same, to convergence up to 100 steps), ``"random_points"`` (K random
@@ -316,8 +331,10 @@ def init_params(
     :func:`mogsgd.solvers.runs.initial_params`) each candidate is polished first and the
     one with the highest polished likelihood is returned: which basin a start leads to
     shows after a few EM steps, not at the start (on tables with discrete columns a
-    component collapsing onto a repeated value is worth several nats per row).  Seeding
-    works on a random subset of at most ``max_rows`` rows (drawn before the distinct rows
+    component collapsing onto a repeated value is worth several nats per row).
+    ``score(X, params, w)`` is the weighted mean NLL that ranks unpolished candidates
+    (:func:`mogsgd.density.nll`; the caller may pass a compiled one with the same value).
+    Seeding works on a random subset of at most ``max_rows`` rows (drawn before the distinct rows
     are taken, so large data sets are never sorted whole).
     """
     check_choice("init", method, INIT_METHODS)
@@ -348,7 +365,7 @@ def init_params(
             centres = lloyd(X, centres, 10 if method == "kmeans++" else 100, w)
             candidates.append(params_from_centres(X, centres, min_variance, w, overall))
     scored = ([(cand, -loglik) for cand, loglik in polish(X, w, candidates)]
-              if polish is not None else [(cand, nll(X, cand, w)) for cand in candidates])
+              if polish is not None else [(cand, score(X, cand, w)) for cand in candidates])
     best, best_nll = None, np.inf
     for cand, value in scored:
         # polished candidates often reach the same optimum (up to the order of the

@@ -276,7 +276,8 @@ class SGDMixture:
         self.n_iter_ = int(run.n_iter)
         self.lower_bounds_ = list(run.lower_bounds)
         self.refine_iter_ = int(run.refine_iter)
-        self.lower_bound_ = prepared.lower_bound(run.params)
+        self.lower_bound_ = (run.lower_bound if run.lower_bound is not None
+                             else prepared.lower_bound(run.params))
         self._set_derived()
         warn_unrepresentable(self.params_, stacklevel=4)
 

@@ -50,22 +50,24 @@ def em_stats_fn(backend: str, missing: bool):
     return fast.em_stats
 
 
-def em_fit_fn(backend: str):
+def em_fit_fn(backend: str, missing: bool | None = None):
     """``fit(X, w, params, **options) -> EMResult``: the EM loop over the in-memory rows
     ``X`` with weights ``w`` (the options of :func:`mogsgd.em.em_loop`), compiled in one
     call (:func:`mogsgd.fast.batch_em.em_loop`: diagonal components, no missing values)
     under the numba backend, else :func:`mogsgd.em.em_loop` over :func:`em_stats_fn`'s
-    statistics with the family's M-step."""
+    statistics with the family's M-step.  ``missing``: whether the rows hold NaN, where
+    the caller knows (else each call looks: a pass over the rows)."""
     compiled = fast.resolve_backend(backend) == "numba"
     log_prob = functools.partial(api.log_prob, backend=backend)
 
     def fit(X, w, params, **options) -> EMResult:
-        if compiled:
+        has_nan = bool(np.isnan(X).any()) if missing is None else missing
+        if compiled and not has_nan:
             from mogsgd.fast import batch_em
 
-            if batch_em.supports(X, params):
+            if batch_em.supports(X, params, check_nan=False):
                 return batch_em.em_loop(X, w, params, **options)
-        stats_fn = em_stats_fn(backend, missing=bool(np.isnan(X).any()))
+        stats_fn = em_stats_fn(backend, missing=has_nan)
         return em_loop(lambda p: stats_fn(X, p, w),
                        lambda p: weighted_mean(log_prob(X, p), w), params,
                        update=m_step, **options)
@@ -149,7 +151,8 @@ class MemorySource(Source):
             lower_bound=lower_bound, fingerprint=X, split_rng_state=split_rng_state,
             in_memory=True, cheap_passes=True, all_em_stats=lambda params: stats_fn(Z, params, w),
             all_loglik=lambda params: weighted_mean(log_prob(Z, params), w),
-            em_fit=lambda params, **options: em_fit_fn(plan.backend)(Z, w, params, **options))
+            em_fit=lambda params, **options: em_fit_fn(plan.backend, missing)(Z, w, params,
+                                                                            **options))
 
     def blocks(self, plan: FitPlan, sample_weight=None) -> Iterator[Source]:
         yield self

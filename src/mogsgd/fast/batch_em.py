@@ -20,14 +20,15 @@ from mogsgd.params import VARIANCE_MAX, MixtureParams
 __all__ = ["em_loop", "em_loops", "supports"]
 
 
-def supports(X: np.ndarray, params: MixtureParams) -> bool:
-    """Whether :func:`em_loop` can run on these rows and parameters."""
+def supports(X: np.ndarray, params: MixtureParams, check_nan: bool = True) -> bool:
+    """Whether :func:`em_loop` can run on these rows and parameters; ``check_nan=False``
+    where the caller knows that ``X`` holds no NaN (saves a pass over the rows)."""
     import mogsgd.fast.kernels as kern
 
     return (type(params) is MixtureParams and params.dtype == np.float64
             and isinstance(X, np.ndarray) and X.ndim == 2
             and X.dtype in (np.float32, np.float64)
-            and not kern.has_nan(np.ascontiguousarray(X)))
+            and not (check_nan and kern.has_nan(np.ascontiguousarray(X))))
 
 
 def em_loop(X: np.ndarray, sample_weight: np.ndarray | None, params: MixtureParams, *,
@@ -39,6 +40,7 @@ def em_loop(X: np.ndarray, sample_weight: np.ndarray | None, params: MixturePara
     time for every iteration (the kernel does not stop the clock in between)."""
     import mogsgd.fast.em_kernel as emk
     import mogsgd.fast.kernels as kern
+    from mogsgd.fast import parallel_safe
 
     t0 = time.perf_counter()
     X = np.ascontiguousarray(X)
@@ -55,7 +57,8 @@ def em_loop(X: np.ndarray, sample_weight: np.ndarray | None, params: MixturePara
         X, w, has_w, means, log_sigma, logits, float(reg_covar), float(floor), VARIANCE_MAX,
         int(max_iter), float(tol), bool(extrapolate),
         0.0 if prior_loglik is None else float(prior_loglik), prior_loglik is not None,
-        kern.block_for(k, d, X.shape[0]), lls)
+        kern.block_for(k, d, X.shape[0]), kern.partition(X.shape[0])[1], parallel_safe(),
+        lls)
     elapsed = time.perf_counter() - t0
     return EMResult(params=MixtureParams(means, log_sigma, logits),
                     log_likelihoods=[float(v) for v in lls[:n_iter + 1]],

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from mogsgd import em
-from mogsgd.fast.kernels import JIT, prepare, range_sums
+from mogsgd.fast.kernels import JIT, chunked_sums, prepare, range_sums
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -59,8 +59,34 @@ def _m_step(acc, weight_sum, means, log_sigma, logits, inv_sigma, reg_covar, flo
 
 
 @njit(**JIT)
+def all_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, part_rows,
+             parallel, acc):
+    """The sums over every row of ``X`` into ``acc`` (zeroed), as
+    :func:`mogsgd.fast.nll_grad_sums` forms them: parts of ``part_rows`` rows
+    (:func:`mogsgd.fast.kernels.partition`) summed separately, on numba's threads where
+    ``parallel``, and added in order (the same sums either way)."""
+    n = X.shape[0]
+    if part_rows >= n:
+        range_sums(X, 0, n, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, acc)
+        return
+    if parallel:
+        accs = chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block,
+                            part_rows)
+    else:
+        accs = np.zeros(((n + part_rows - 1) // part_rows, acc.shape[0]))
+        for c in range(accs.shape[0]):
+            lo = c * part_rows
+            range_sums(X, lo, min(n, lo + part_rows), w, has_w, means, inv_sigma, cst,
+                       log_w, need_grad, block, accs[c])
+    acc[:] = accs[0]
+    for c in range(1, accs.shape[0]):
+        acc += accs[c]
+
+
+@njit(**JIT)
 def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_max,
-                  max_iter, tol, extrapolate, prior, has_prior, block, lls):
+                  max_iter, tol, extrapolate, prior, has_prior, block, part_rows, parallel,
+                  lls):
     """Up to ``max_iter`` EM iterations on ``X`` (n, D) from ``(means, log_sigma,
     logits)``, updated in place; ``lls[t]`` receives the mean log-likelihood before
     iteration ``t`` and ``lls[n_iter]`` that of the returned parameters.  Stops as
@@ -79,7 +105,8 @@ def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_m
     for it in range(max_iter):
         prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights)
         acc[:] = 0.0
-        range_sums(X, 0, n, w, has_w, means, inv_sigma, cst, log_w, True, block, acc)
+        all_sums(X, w, has_w, means, inv_sigma, cst, log_w, True, block, part_rows, parallel,
+                 acc)
         if has_w:
             weight_sum = acc[1]
         lls[it] = acc[0] / weight_sum
@@ -97,7 +124,8 @@ def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_m
             break
     prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights)
     acc[:] = 0.0
-    range_sums(X, 0, n, w, has_w, means, inv_sigma, cst, log_w, False, block, acc)
+    all_sums(X, w, has_w, means, inv_sigma, cst, log_w, False, block, part_rows, parallel,
+             acc)
     if has_w:
         weight_sum = acc[1]
     lls[n_iter] = acc[0] / weight_sum
