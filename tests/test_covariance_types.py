@@ -129,12 +129,15 @@ def test_the_refinement_never_ends_below_where_it_started():
     bad = good._replace(means=good.means + 1.0)
     lls = {id(good): -2.0, id(bad): -12.0}
     loglik = lambda p: lls[id(p)]   # noqa: E731
-    rounded = lambda p, **options: EMResult(p, [-2.0, -2.0 - 1e-9], [0.0, 0.0], True, 1)  # noqa: E731
+    # EM's first log-likelihood is its start's; from the good start it loses rounding
+    rounded = lambda p, **options: EMResult(p, [lls[id(p)], lls[id(p)] - 1e-9],  # noqa: E731
+                                            [0.0, 0.0], True, 1)
     prepared = SimpleNamespace(all_loglik=loglik, train_loglik=loglik, em_fit=rounded,
                                em_stats=object(), in_memory=True, cheap_passes=True,
+                               n_features=X.shape[1], train=X, val=None,
                                scaler=SimpleNamespace(log_det=1.0))
-    settings = SimpleNamespace(refine="auto", min_variance=1e-6,
-                               config=SimpleNamespace(early_stopping=True))
+    settings = SimpleNamespace(refine="auto", min_variance=1e-6, covariance_type="full",
+                               n_components=2, config=SimpleNamespace(early_stopping=True))
     run = refine(Run(bad, None, score=13.0, n_iter=5, start=good), SOLVERS["sgd"], prepared,
                  settings)
     assert run.params is good and run.score == pytest.approx(3.0)
