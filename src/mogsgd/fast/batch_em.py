@@ -75,6 +75,7 @@ def em_loops(X: np.ndarray, sample_weight: np.ndarray | None, starts: list[Mixtu
     the float range), where :func:`em_loop` raises."""
     import mogsgd.fast.em_kernel as emk
     import mogsgd.fast.kernels as kern
+    from mogsgd.fast import parallel_safe
 
     t0 = time.perf_counter()
     X = np.ascontiguousarray(X)
@@ -91,7 +92,8 @@ def em_loops(X: np.ndarray, sample_weight: np.ndarray | None, starts: list[Mixtu
     converged = np.zeros(len(starts), dtype=np.bool_)
     emk.em_iterations_each(X, w, has_w, means, log_sigma, logits, float(reg_covar),
                            float(floor), VARIANCE_MAX, int(max_iter), float(tol),
-                           bool(extrapolate), kern.block_for(k, d, X.shape[0]), lls, n_iters,
+                           bool(extrapolate), kern.block_for(k, d, X.shape[0]),
+                           kern.partition(X.shape[0])[1], parallel_safe(), lls, n_iters,
                            converged)
     elapsed = time.perf_counter() - t0
     flat = np.concatenate([means.reshape(len(starts), k * d),

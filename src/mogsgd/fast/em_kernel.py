@@ -134,7 +134,8 @@ def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_m
 
 @njit(**JIT)
 def em_iterations_each(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_max,
-                       max_iter, tol, extrapolate, block, lls, n_iters, converged):
+                       max_iter, tol, extrapolate, block, part_rows, parallel, lls, n_iters,
+                       converged):
     """:func:`em_iterations` (without a prior) from each of ``C`` starts ``means[c]``,
     ``log_sigma[c]`` (C, K, D) and ``logits[c]`` (C, K), each updated in place, with its
     log-likelihoods in ``lls[c]`` and its ``(n_iter, converged)`` in ``n_iters[c]``,
@@ -143,4 +144,4 @@ def em_iterations_each(X, w, has_w, means, log_sigma, logits, reg_covar, floor, 
     for c in range(means.shape[0]):
         n_iters[c], converged[c] = em_iterations(
             X, w, has_w, means[c], log_sigma[c], logits[c], reg_covar, floor, var_max,
-            max_iter, tol, extrapolate, 0.0, False, block, lls[c])
+            max_iter, tol, extrapolate, 0.0, False, block, part_rows, parallel, lls[c])
