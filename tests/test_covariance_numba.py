@@ -51,6 +51,36 @@ def test_kernel_log_prob_components_agree_with_numpy(family):
                    family.log_prob_components(X, params)) < 1e-13
 
 
+@pytest.mark.parametrize("family", [FULL, TIED], ids=["full", "tied"])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_loglik_pass_agrees_with_numpy(family, parallel):
+    """``full_kernel.log_prob`` and ``nll`` (the log-sum-exp inside the kernel, no gradient
+    sums) equal the NumPy family's, far rows included (handed to the family, eq. 52)."""
+    from mogsgd.covariance import ops
+
+    params, X, w = setup(family, 4, 5, 2 * full_kernel.CHUNK_ROWS + 11)
+    X[7] = 1e12   # beyond every component's saturation point: the family's scaled form
+    ref = ops.log_prob(X, params)
+    got = full_kernel.log_prob(family, X, params, parallel=parallel)
+    assert rel_err(got, ref) < 1e-13 and np.isfinite(got).all()
+    for weights in (None, w):
+        assert rel_err(full_kernel.nll(family, X, params, weights, parallel=parallel),
+                       ops.nll(X, params, weights)) < 1e-13
+
+
+@pytest.mark.parametrize("family", [FULL, TIED], ids=["full", "tied"])
+def test_float32_rows_are_read_as_they_are(family):
+    """C-contiguous float32 rows go through the kernel without a float64 copy of ``X``, and
+    give exactly the sums of the same values in float64."""
+    params, X, w = setup(family, 3, 6, 1000)
+    X32 = X.astype(np.float32)
+    for fn in (full_kernel.nll_grad_sums, full_kernel.em_stats):
+        a, b = fn(family, X32, params, w), fn(family, X32.astype(np.float64), params, w)
+        for x, y in zip(a, b, strict=True):
+            assert np.array_equal(x, y)
+    assert full_kernel._prepare(family, X32, params)[0] is X32
+
+
 def test_parallel_and_serial_chunks_give_the_same_bits():
     params, X, w = setup(FULL, 3, 4, 2 * full_kernel.CHUNK_ROWS + 11)
     a = full_kernel.nll_grad_sums(FULL, X, params, w)
@@ -187,3 +217,27 @@ def test_compiled_full_epoch_matches_the_python_loop(name, optimizer, case):
 
         lam = np.linalg.eigvalsh(ops.family_of(got).covariances(got))
         assert lam.min() >= min_variance * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("name", ["full", "tied"])
+def test_compiled_full_epoch_takes_float32_rows_without_a_copy(name):
+    """float32 rows (a ``dtype=np.float32`` fit) run the compiled epoch, gathered batch by
+    batch (no float64 copy of ``X``), with the result of the same values in float64."""
+    from mogsgd import fast
+    from mogsgd.fast.full_epoch import CompiledFullEpoch
+    from mogsgd.train import TrainConfig, make_stepper
+
+    params, X, _ = family_setup(name, 3, 5, 700)
+    X32 = X.astype(np.float32)
+    config = TrainConfig(batch_size=64)
+    stepper = make_stepper(config, len(X), fast.nll_grad_sums)
+    epoch = fast.compiled_epoch(config, len(X), fast.nll_grad_sums, X32, None, params,
+                                stepper.step)
+    assert isinstance(epoch, CompiledFullEpoch) and epoch.X is X32
+    order = np.random.default_rng(3).permutation(len(X))
+    got = epoch(order, params, stepper.init(params))
+    ref = CompiledFullEpoch(X32.astype(np.float64), None, config.build_optimizer(len(X)), 64,
+                            1e-6, stepper.step)(order, params, stepper.init(params))
+    for a, b in zip(got[0], ref[0], strict=True):
+        assert np.array_equal(a, b)
+    assert got[2] == ref[2]

@@ -420,7 +420,8 @@ def compiled_epoch(config, n_train: int, grad_sums_fn, X: np.ndarray, sample_wei
     must run: a gradient function other than the fused one (:func:`kernels_for` gave the
     reference or a custom one), ``X`` not an in-memory array (a batch provider), float32
     parameters, ``X`` with NaN, the spherical family (its Python loop calls the diagonal
-    kernel), or full/tied ``X`` that is not C-contiguous float64 (it is not copied).
+    kernel), or full/tied ``X`` that is not C-contiguous float32 or float64 (it is not
+    copied).
 
     ``config`` is the :class:`~mogsgd.train.TrainConfig`; ``sample_weight`` the weights
     as ``train`` normalised them (mean one).
@@ -450,7 +451,7 @@ def _compiled_full_epoch(config, n_train, X, sample_weight, params, python_step)
     from mogsgd.fast.epoch import supports
 
     if (python_step is None or config.solver != "sgd" or _full_kernel(params) is None
-            or X.dtype != np.float64 or not X.flags.c_contiguous):
+            or X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous):
         return None
     optimizer = config.build_optimizer(n_train)
     if not supports(optimizer, X, params):

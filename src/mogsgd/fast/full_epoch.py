@@ -184,8 +184,8 @@ class CompiledFullEpoch:
     """``epoch(order, params, opt_state) -> (params, opt_state, nll_total, row_total)`` for
     full or tied parameters (see the module docstring).
 
-    Parameters: ``X`` (n, D) float64 without NaN; ``sample_weight`` normalised to mean one
-    (or ``None``); ``optimizer`` from :func:`mogsgd.optim.make_optimizer`; ``batch_size``;
+    Parameters: ``X`` (n, D) float64 or float32 without NaN; ``sample_weight`` normalised to
+    mean one (or ``None``); ``optimizer`` from :func:`mogsgd.optim.make_optimizer`; ``batch_size``;
     ``min_variance`` (the eigenvalue floor, eq. 46); ``python_step(params, opt_state, Xb,
     wb) -> (params, opt_state, batch NLL)``, the training loop's own step, for batches with
     far rows.
@@ -195,7 +195,9 @@ class CompiledFullEpoch:
                  min_variance: float, python_step) -> None:
         from mogsgd.fast.epoch import OPT_CODES, kernel_weights
 
-        self.X = np.ascontiguousarray(X, dtype=np.float64)
+        # C-contiguous float32 rows are gathered (and converted) batch by batch, not copied
+        self.X = (X if X.dtype in (np.float32, np.float64) and X.flags.c_contiguous
+                  else np.ascontiguousarray(X, dtype=np.float64))
         self.w, self.has_w = kernel_weights(sample_weight)
         self.sample_weight = sample_weight
         self.optimizer = optimizer

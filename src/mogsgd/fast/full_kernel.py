@@ -1,24 +1,24 @@
 """A compiled pass for the full and tied covariance families (eqs. 40-44).
 
-:func:`nll_grad_sums` and :func:`log_prob_components` are drop-in replacements for the
-NumPy methods of :data:`mogsgd.covariance.FULL` and :data:`~mogsgd.covariance.TIED`
-(same results to ~1e-13 relative).  Rows are taken in blocks of at most ``block``,
-transposed into a (D, block) buffer so every inner loop runs over points with unit
-stride and vectorises.  Per block and component, in one read of the rows:
+:func:`nll_grad_sums`, :func:`em_stats`, :func:`nll`, :func:`log_prob` and
+:func:`log_prob_components` are drop-in replacements for the NumPy methods of
+:data:`mogsgd.covariance.FULL` and :data:`~mogsgd.covariance.TIED` (same results to ~1e-13
+relative).  Rows (float64, or float32 read as they are) are taken in blocks of at most
+``block``, transposed into a (D, block) buffer so every inner loop runs over points with
+unit stride and vectorises.  Per block and component, in one read of the rows:
 
-1. ``r = x - mu_k`` and ``z_e = sum_{a <= e} U_kae r_a`` (the triangular product of
-   eq. 40) in 4 x 4 tiles of ``U`` (:func:`_z_tile`: sixteen multiply-adds per point per
-   load and store of four rows of ``z``), ``lw_k = c_k - |z|^2 / 2``;
+1. ``z_e = sum_{a <= e} U_kae (x_a - mu_ka)`` (the triangular product of eq. 40) in
+   4 x 4 tiles of ``U`` (:func:`_z_tile`: the residual formed on the fly, sixteen
+   multiply-adds per point per load and store of four rows of ``z``), ``|z|^2`` added
+   per group of four rows, ``lw_k = c_k - |z|^2 / 2``;
 2. the log-sum-exp over components and the weighted responsibilities
-   ``g_k = w exp(lw_k - log p)`` (eqs. 10, 11, 25), with the SIMD ``exp``/``log`` of
-   :mod:`mogsgd.fast.simd`;
-3. ``N_k``, ``sum g z`` and the upper triangle of ``M_k = sum g r z^T`` (eq. 43) as
-   sums over points in eight vector lanes (:func:`~mogsgd.fast.simd.lane_dot_sum`, and
-   :func:`lane_dot4` for four entries of a row of ``M`` at once): a fixed order, no
-   re-association.
-
-Measured (``benchmarks/bench_full_kernel.py``, D = 16, K = 8, one thread, CPU time on a
-shared 2-core VM): 4.0x the NumPy pass at 256 rows, 7.0x at 4096, 9.7x at 65536.
+   ``g_k = w exp(lw_k - log p)`` (eqs. 10, 11, 25), one SIMD ``exp`` per point and
+   component and one ``log`` per point (:mod:`mogsgd.fast.simd`);
+3. ``N_k``, ``sum g z`` and the upper triangle of ``M_k = sum g r z^T`` (eq. 43) -- or,
+   for the E-step, ``sum g r`` and ``sum g r r^T`` (eq. 47) -- as sums over points in
+   eight vector lanes (:func:`~mogsgd.fast.simd.lane_dot_sum`; :func:`lane_dot4` and
+   :func:`lane_dot2x4` for four entries of one or two rows of ``M`` at once): a fixed
+   order, no re-association.
 
 Far rows (every component beyond the saturation point of eq. 52, or a residual beyond
 the float range) are not the kernel's business: it marks them with a NaN log-likelihood
@@ -27,7 +27,8 @@ scaled form.  Ordinary data pay one comparison per row.
 
 Cost O(K D^2) per point; buffers O(block K D); no (n, K) or (n, D) temporaries.  Each
 chunk of :data:`CHUNK_ROWS` rows has its own accumulator and the chunks are summed in
-order, so the result is the same bit for bit serially or in parallel.
+order, so the result is the same bit for bit serially or in parallel.  Speed against the
+NumPy pass: ``benchmarks/bench_full_kernel.py`` and goal 17.1 of ``benchmarks/``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ from mogsgd.covariance import CentredStats, check_X, ops
 from mogsgd.covariance import cholesky as chol
 from mogsgd.covariance.full import FullFamily, gradients_from_sums
 from mogsgd.density import FAR_LOG_DENSITY, LOG_2PI, logsumexp
-from mogsgd.fast.simd import EXACT_MATH, LANES, lane_dot_sum, load_rows, vexp_neg, vlog
+from mogsgd.fast.simd import (
+    EXACT_MATH,
+    LANES,
+    lane_dot_sum,
+    lane_sum,
+    load_rows,
+    vexp_neg,
+    vlog,
+)
 from mogsgd.params import log_softmax
 
 __all__ = ["BLOCK_ROWS", "CHUNK_ROWS", "nll_grad_sums", "em_stats", "log_prob_components",
@@ -285,8 +294,11 @@ def range_in(X, lo, hi, w, has_w, means, U, const, what, acc, nk, gz, M, lw_out,
             lp[j] = 0.0
         for k in range(k_comp):
             lwk = lw[k]
+            gk = g[k]
             for j in range(nb):
-                lp[j] += vexp_neg(lwk[j] - top[j])
+                e = vexp_neg(lwk[j] - top[j])
+                gk[j] = e                       # kept: the responsibilities reuse it
+                lp[j] += e
         if has_w:
             for j in range(nb):
                 wb[j] = w[lo_b + j]
@@ -305,10 +317,9 @@ def range_in(X, lo, hi, w, has_w, means, U, const, what, acc, nk, gz, M, lw_out,
             continue
         for k in range(k_comp):
             gk = g[k]
-            lwk = lw[k]
             for j in range(nb):
-                gk[j] = vexp_neg(lwk[j] - top[j]) * coef[j]   # w gamma, eq. 11
-            nk[k] += lane_dot_sum(gk, gk, nb)[1]
+                gk[j] = gk[j] * coef[j]         # w gamma, eq. 11
+            nk[k] += lane_sum(gk, nb)
             if what == STATS:
                 _stats_sums(xt, means[k], d, gk, nb, R, gr, gz[k], M[k])
                 continue
@@ -370,7 +381,8 @@ def _prepare(family: FullFamily, X, params):
     X = np.asarray(X)
     if X.ndim != 2:
         X = check_X(X, family.name)   # (raises: not 2-D)
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    if not (X.dtype in (np.float32, np.float64) and X.flags.c_contiguous):
+        X = np.ascontiguousarray(X, dtype=np.float64)   # float32 rows are read as they are
     stack = np.ascontiguousarray(family.factor_stack(params), dtype=np.float64)
     U = chol.factor(stack)
     d = X.shape[1]
