@@ -37,11 +37,12 @@ from mogsgd.distributed import (
     as_dask_2d,
     block_em_stats,
     block_function,
+    block_loglik,
     persist_blocks,
     sample_rows,
     standardized_shard,
 )
-from mogsgd.params import MixtureParams, tree_map
+from mogsgd.params import MixtureParams
 from mogsgd.standardize import Standardizer, impute_for_init
 from mogsgd.stream import (
     INIT_ROWS,
@@ -116,33 +117,21 @@ class DaskSource(Source):
             total, count = data.loglik(params)
             return total / count
 
-        last: list = [None, None]   # a copy of the parameters of the last pass, its stats
-
-        def all_em_stats(params: MixtureParams):
-            # one pass gives the E-step statistics and the log-likelihood of the same
-            # parameters (``ll_sum``), and the refinement asks for both in turn: the
-            # likelihood of its origin, then the E-step there; the likelihood of its end,
-            # then the estimator's lower bound -- one round trip each, not two
-            if not (type(last[0]) is type(params) and all(
-                    a.dtype == b.dtype and np.array_equal(a, b)
-                    for a, b in zip(last[0], params, strict=True))):
-                stats = data.em_stats(params)
-                if Z_val is not None:
-                    stats = combine([stats, block_em_stats([Z_val], params)])
-                last[:] = [tree_map(np.copy, params), stats]
-            return last[1]
-
-        def all_loglik(params: MixtureParams) -> float:
-            stats = all_em_stats(params)
-            return stats.ll_sum / stats.weight_sum
-
         def lower_bound(params: MixtureParams) -> float:
             # all rows in data units = standardised mean log-likelihood - log_det (eq. 33)
-            return all_loglik(params) - scaler.log_det
+            total, count = data.loglik(params)
+            if Z_val is not None:
+                val_total, val_count = block_loglik([Z_val], params)
+                total, count = total + val_total, count + val_count
+            return total / count - scaler.log_det
+
+        def all_em_stats(params: MixtureParams):
+            stats = data.em_stats(params)
+            return stats if Z_val is None else combine([stats, block_em_stats([Z_val], params)])
 
         return Prepared(
             n_features=d, scaler=scaler, train=data, val=Z_val, all_em_stats=all_em_stats,
-            all_loglik=all_loglik,
+            all_loglik=lambda params: lower_bound(params) + scaler.log_det,
             init_rows=impute_for_init(scaler.transform(sample[n_val:])),
             em_stats=data.em_stats, train_loglik=train_loglik, lower_bound=lower_bound,
             cheap_passes=True)
