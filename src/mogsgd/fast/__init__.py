@@ -38,8 +38,7 @@ from mogsgd.validation import check_choice
 
 __all__ = ["BACKENDS", "available", "unavailable_reason", "resolve_backend",
            "nll_grad_sums", "nll_grad", "nll", "log_prob", "responsibilities", "nll_fn_for",
-           "kernels_for", "compiled_epoch", "permutations", "epoch_order", "em_stats",
-           "parallel_safe"]
+           "kernels_for", "compiled_epoch", "permutations", "epoch_order", "em_stats"]
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -205,12 +204,6 @@ def _parallel_safe() -> bool:
         return numba.threading_layer() in ("tbb", "omp")
     except ValueError:  # no parallel kernel has run yet: the layer is not chosen
         return False
-
-
-def parallel_safe() -> bool:
-    """Whether this thread may launch numba's parallel kernels (for the kernels' callers
-    in the submodules, e.g. :func:`mogsgd.fast.batch_em.em_loop`)."""
-    return _parallel_safe()
 
 
 def _full_kernel(params):

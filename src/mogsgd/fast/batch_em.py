@@ -40,7 +40,6 @@ def em_loop(X: np.ndarray, sample_weight: np.ndarray | None, params: MixturePara
     time for every iteration (the kernel does not stop the clock in between)."""
     import mogsgd.fast.em_kernel as emk
     import mogsgd.fast.kernels as kern
-    from mogsgd.fast import parallel_safe
 
     t0 = time.perf_counter()
     X = np.ascontiguousarray(X)
@@ -57,8 +56,7 @@ def em_loop(X: np.ndarray, sample_weight: np.ndarray | None, params: MixturePara
         X, w, has_w, means, log_sigma, logits, float(reg_covar), float(floor), VARIANCE_MAX,
         int(max_iter), float(tol), bool(extrapolate),
         0.0 if prior_loglik is None else float(prior_loglik), prior_loglik is not None,
-        kern.block_for(k, d, X.shape[0]), kern.partition(X.shape[0])[1], parallel_safe(),
-        lls)
+        kern.block_for(k, d, X.shape[0]), kern.partition(X.shape[0])[1], lls)
     elapsed = time.perf_counter() - t0
     return EMResult(params=MixtureParams(means, log_sigma, logits),
                     log_likelihoods=[float(v) for v in lls[:n_iter + 1]],
@@ -75,7 +73,6 @@ def em_loops(X: np.ndarray, sample_weight: np.ndarray | None, starts: list[Mixtu
     the float range), where :func:`em_loop` raises."""
     import mogsgd.fast.em_kernel as emk
     import mogsgd.fast.kernels as kern
-    from mogsgd.fast import parallel_safe
 
     t0 = time.perf_counter()
     X = np.ascontiguousarray(X)
@@ -93,8 +90,7 @@ def em_loops(X: np.ndarray, sample_weight: np.ndarray | None, starts: list[Mixtu
     emk.em_iterations_each(X, w, has_w, means, log_sigma, logits, float(reg_covar),
                            float(floor), VARIANCE_MAX, int(max_iter), float(tol),
                            bool(extrapolate), kern.block_for(k, d, X.shape[0]),
-                           kern.partition(X.shape[0])[1], parallel_safe(), lls, n_iters,
-                           converged)
+                           kern.partition(X.shape[0])[1], lls, n_iters, converged)
     elapsed = time.perf_counter() - t0
     flat = np.concatenate([means.reshape(len(starts), k * d),
                            log_sigma.reshape(len(starts), k * d), logits], axis=1)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from mogsgd import em
-from mogsgd.fast.kernels import JIT, chunked_sums, prepare, range_sums
+from mogsgd.fast.kernels import JIT, prepare, range_sums
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -59,25 +59,21 @@ def _m_step(acc, weight_sum, means, log_sigma, logits, inv_sigma, reg_covar, flo
 
 
 @njit(**JIT)
-def all_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, part_rows,
-             parallel, acc):
+def all_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, part_rows, acc):
     """The sums over every row of ``X`` into ``acc`` (zeroed), as
     :func:`mogsgd.fast.nll_grad_sums` forms them: parts of ``part_rows`` rows
-    (:func:`mogsgd.fast.kernels.partition`) summed separately, on numba's threads where
-    ``parallel``, and added in order (the same sums either way)."""
+    (:func:`mogsgd.fast.kernels.partition`) summed separately and added in order (the
+    same sums as the threaded pass).  One thread: a cached kernel that calls numba's
+    parallel one crashes when it is loaded from the cache in a new process."""
     n = X.shape[0]
     if part_rows >= n:
         range_sums(X, 0, n, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, acc)
         return
-    if parallel:
-        accs = chunked_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block,
-                            part_rows)
-    else:
-        accs = np.zeros(((n + part_rows - 1) // part_rows, acc.shape[0]))
-        for c in range(accs.shape[0]):
-            lo = c * part_rows
-            range_sums(X, lo, min(n, lo + part_rows), w, has_w, means, inv_sigma, cst,
-                       log_w, need_grad, block, accs[c])
+    accs = np.zeros(((n + part_rows - 1) // part_rows, acc.shape[0]))
+    for c in range(accs.shape[0]):
+        lo = c * part_rows
+        range_sums(X, lo, min(n, lo + part_rows), w, has_w, means, inv_sigma, cst, log_w,
+                   need_grad, block, accs[c])
     acc[:] = accs[0]
     for c in range(1, accs.shape[0]):
         acc += accs[c]
@@ -85,8 +81,7 @@ def all_sums(X, w, has_w, means, inv_sigma, cst, log_w, need_grad, block, part_r
 
 @njit(**JIT)
 def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_max,
-                  max_iter, tol, extrapolate, prior, has_prior, block, part_rows, parallel,
-                  lls):
+                  max_iter, tol, extrapolate, prior, has_prior, block, part_rows, lls):
     """Up to ``max_iter`` EM iterations on ``X`` (n, D) from ``(means, log_sigma,
     logits)``, updated in place; ``lls[t]`` receives the mean log-likelihood before
     iteration ``t`` and ``lls[n_iter]`` that of the returned parameters.  Stops as
@@ -105,8 +100,7 @@ def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_m
     for it in range(max_iter):
         prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights)
         acc[:] = 0.0
-        all_sums(X, w, has_w, means, inv_sigma, cst, log_w, True, block, part_rows, parallel,
-                 acc)
+        all_sums(X, w, has_w, means, inv_sigma, cst, log_w, True, block, part_rows, acc)
         if has_w:
             weight_sum = acc[1]
         lls[it] = acc[0] / weight_sum
@@ -124,8 +118,7 @@ def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_m
             break
     prepare(means, log_sigma, logits, inv_sigma, cst, log_w, weights)
     acc[:] = 0.0
-    all_sums(X, w, has_w, means, inv_sigma, cst, log_w, False, block, part_rows, parallel,
-             acc)
+    all_sums(X, w, has_w, means, inv_sigma, cst, log_w, False, block, part_rows, acc)
     if has_w:
         weight_sum = acc[1]
     lls[n_iter] = acc[0] / weight_sum
@@ -134,8 +127,7 @@ def em_iterations(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_m
 
 @njit(**JIT)
 def em_iterations_each(X, w, has_w, means, log_sigma, logits, reg_covar, floor, var_max,
-                       max_iter, tol, extrapolate, block, part_rows, parallel, lls, n_iters,
-                       converged):
+                       max_iter, tol, extrapolate, block, part_rows, lls, n_iters, converged):
     """:func:`em_iterations` (without a prior) from each of ``C`` starts ``means[c]``,
     ``log_sigma[c]`` (C, K, D) and ``logits[c]`` (C, K), each updated in place, with its
     log-likelihoods in ``lls[c]`` and its ``(n_iter, converged)`` in ``n_iters[c]``,
@@ -144,4 +136,4 @@ def em_iterations_each(X, w, has_w, means, log_sigma, logits, reg_covar, floor, 
     for c in range(means.shape[0]):
         n_iters[c], converged[c] = em_iterations(
             X, w, has_w, means[c], log_sigma[c], logits[c], reg_covar, floor, var_max,
-            max_iter, tol, extrapolate, 0.0, False, block, part_rows, parallel, lls[c])
+            max_iter, tol, extrapolate, 0.0, False, block, part_rows, lls[c])
