@@ -168,3 +168,24 @@ def test_no_warnings_on_easy_data():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         SGDGaussianMixture(2, random_state=0).fit(X)
+
+
+def test_small_data_refinement_runs_em_once(monkeypatch):
+    """After a polished start (small data), which often beats SGD's end, one pass decides
+    where the refinement starts, and EM runs once (it ran from SGD's end first, then again
+    from the start)."""
+    from sklearn.datasets import load_iris
+
+    from mogsgd.fast import batch_em
+
+    X = load_iris().data
+    calls = []
+    original = batch_em.em_loop
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("max_iter"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(batch_em, "em_loop", counted)
+    est = SGDGaussianMixture(3, random_state=0).fit(X)
+    assert len(calls) == 1 and est.refine_iter_ > 0 and est.converged_

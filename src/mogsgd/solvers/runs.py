@@ -485,19 +485,24 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
         return run   # a diverged stochastic fit: reported as it is, not refined
     try:
         # the start's likelihood is compared with the refinement's first one, the
-        # likelihood of the run's parameters (one pass over the rows fewer)
+        # likelihood of the run's parameters (one pass over the rows fewer) -- except
+        # after a polished start (small data), which often beats SGD's end: there one pass
+        # scores the run's parameters first, so that EM runs once, from the better one
         start_ll = None if run.start is None else loglik(run.start)
-        result = em_from(origin)
+        run_ll = (loglik(origin) if start_ll is not None and _polishes(prepared, settings)
+                  else None)
+        result = em_from(origin) if run_ll is None else None
         if start_ll is not None:
-            worse = start_ll - result.log_likelihoods[0]
+            worse = start_ll - (result.log_likelihoods[0] if run_ll is None else run_ll)
             if not worse < DIVERGED:
                 return run   # a diverged stochastic fit: reported as it is, not rescued
             if worse > 0 and settings.config.early_stopping:
                 # SGD made things worse (Adam's step size throws a component collapsed onto
                 # a repeated value off it): EM continues from the best parameters seen,
                 # which early stopping's record (the epochs') leaves out
-                origin = run.start
-                result = em_from(origin)
+                origin, result = run.start, None
+        if result is None:
+            result = em_from(origin)
     except (ValidationError, FloatingPointError):
         return run   # a diverged stochastic fit: reported as it is, not refined
     lls = result.log_likelihoods
