@@ -54,7 +54,8 @@ def em_fit_fn(backend: str, missing: bool | None = None):
     """``fit(X, w, params, **options) -> EMResult``: the EM loop over the in-memory rows
     ``X`` with weights ``w`` (the options of :func:`mogsgd.em.em_loop`), compiled in one
     call (:func:`mogsgd.fast.batch_em.em_loop`: diagonal components, no missing values)
-    under the numba backend, else :func:`mogsgd.em.em_loop` over :func:`em_stats_fn`'s
+    under the numba backend, else (and on many rows, whose passes run on numba's threads:
+    :func:`mogsgd.fast.threaded_passes`) :func:`mogsgd.em.em_loop` over :func:`em_stats_fn`'s
     statistics with the family's M-step.  ``missing``: whether the rows hold NaN, where
     the caller knows (else each call looks: a pass over the rows)."""
     compiled = fast.resolve_backend(backend) == "numba"
@@ -62,7 +63,7 @@ def em_fit_fn(backend: str, missing: bool | None = None):
 
     def fit(X, w, params, **options) -> EMResult:
         has_nan = bool(np.isnan(X).any()) if missing is None else missing
-        if compiled and not has_nan:
+        if compiled and not has_nan and not fast.threaded_passes(X.shape[0]):
             from mogsgd.fast import batch_em
 
             if batch_em.supports(X, params, check_nan=False):

@@ -38,7 +38,8 @@ from mogsgd.validation import check_choice
 
 __all__ = ["BACKENDS", "available", "unavailable_reason", "resolve_backend",
            "nll_grad_sums", "nll_grad", "nll", "log_prob", "responsibilities", "nll_fn_for",
-           "kernels_for", "compiled_epoch", "permutations", "epoch_order", "em_stats"]
+           "kernels_for", "compiled_epoch", "permutations", "epoch_order", "em_stats",
+           "threaded_passes"]
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -471,6 +472,25 @@ def epoch_threads(batch: int) -> bool:
     from mogsgd.fast import kernels as kern
 
     if not EPOCH_THREADS or batch < kern.SPLIT_ROWS:
+        return False
+    import numba
+
+    return numba.get_num_threads() > 1 and _parallel_safe()
+
+
+#: From this many rows on a batch EM runs its passes on numba's threads
+#: (:func:`threaded_passes`): a pass then takes long enough that the Python around each
+#: iteration costs nothing.
+THREADED_EM_ROWS = 1 << 17
+
+
+def threaded_passes(n_rows: int) -> bool:
+    """Whether EM over ``n_rows`` in-memory rows runs one threaded pass per iteration
+    (:func:`mogsgd.em.em_loop` over :func:`em_stats`) rather than the one-call compiled loop
+    of :mod:`mogsgd.fast.batch_em` (one thread): at least :data:`THREADED_EM_ROWS` rows, more
+    than one numba thread, and a thread that may launch parallel kernels.  Both sum the same
+    parts of rows in the same order."""
+    if n_rows < THREADED_EM_ROWS:
         return False
     import numba
 
