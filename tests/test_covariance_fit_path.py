@@ -19,8 +19,13 @@ def test_refined_budget_is_about_target_steps_without_the_20_epoch_minimum():
     config = TrainConfig()
     assert refined_epochs(config, 1_000_000) == 2          # 3907 steps per epoch
     assert refined_epochs(config, 100_000) == 11
+    # the non-diagonal families: the nearest whole number of epochs, at least one
+    assert refined_epochs(config, 1_000_000, "full") == 1   # 3907 steps
+    assert refined_epochs(config, 100_000, "tied") == 10    # 391 steps
+    assert refined_epochs(config, 3_000_000, "spherical") == 1
     for n in (500, 20_000, 51_200):                        # small data: unchanged
-        assert refined_epochs(config, n) == config.epochs_for(n)
+        for covariance_type in ("diag", "full"):
+            assert refined_epochs(config, n, covariance_type) == config.epochs_for(n)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "spherical", "diag"])
