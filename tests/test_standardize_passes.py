@@ -94,3 +94,18 @@ def test_linear_percentiles_are_nps_percentile_bit_for_bit(seed):
     q = ([1.0, 25.0, 50.0, 75.0, 99.0] if seed % 2
          else [*rng.uniform(0, 100, size=4), 100.0, 0.0])
     np.testing.assert_array_equal(linear_percentiles(Y, q), np.percentile(Y, q, axis=0))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 1001, 4096])
+def test_column_extremes_equal_max_and_min(n):
+    """The wide-row extremes equal ``max``/``min`` along the rows (NaN propagates, a row
+    count that is not a multiple of WIDE_ROWS and strided views included)."""
+    from mogsgd.standardize import column_extremes
+
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, 3))
+    X[n // 2, 1] = np.nan
+    for Y in (X, X[:, ::2], np.ascontiguousarray(X[:, [0, 2]])):
+        high, low = column_extremes(Y)
+        np.testing.assert_array_equal(high, Y.max(axis=0))
+        np.testing.assert_array_equal(low, Y.min(axis=0))

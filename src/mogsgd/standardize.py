@@ -19,15 +19,20 @@ from mogsgd.errors import NearConstantWarning
 from mogsgd.params import MixtureParams
 
 __all__ = ["Standardizer", "impute_for_init", "warn_unrepresentable", "warn_near_constant",
-           "linear_percentiles",
-           "IQR_NORMAL", "QUANTILE_ROWS", "SAFE_RANGE", "OUTLIER_RATIO", "NEAR_CONSTANT_ROWS"]
+           "linear_percentiles", "column_extremes", "IQR_NORMAL", "QUANTILE_ROWS", "WIDE_ROWS",
+           "SAFE_RANGE", "OUTLIER_RATIO", "NEAR_CONSTANT_ROWS"]
 
 
 #: Inter-quartile range of the standard normal, ``2 Phi^-1(3/4)``.
 IQR_NORMAL = 1.3489795003921634
 
 #: At most about this many evenly spaced rows go into the standardiser's quantiles.
-QUANTILE_ROWS = 100_000
+QUANTILE_ROWS = 20_000
+
+#: Column extremes are taken over this many rows at a time viewed as one wide row: the
+#: reduction's inner loop then runs over ``WIDE_ROWS * D`` contiguous values instead of
+#: ``D`` (6x faster at D = 3, 2x at D = 16; extremes do not depend on the order).
+WIDE_ROWS = 8
 
 #: Standardised rows stay within this many scales of the centre (the scale grows if needed).
 MAX_STANDARDISED = 1e150
@@ -74,7 +79,7 @@ class Standardizer:
         X = np.asarray(X, dtype=np.float64)
         # column extremes in two reads (no |X| temporary); NaN propagates through them,
         # so they also tell whether any value is missing
-        high, low = X.max(axis=0), X.min(axis=0)
+        high, low = column_extremes(X)
         missing = bool(np.isnan(high).any() or np.isnan(low).any())
         if missing:
             with np.errstate(all="ignore"):
@@ -155,6 +160,22 @@ class Standardizer:
     def from_data(self, p: MixtureParams) -> MixtureParams:
         """Inverse of :meth:`to_data`."""
         return family_of(p).from_data(p, self.center, self.scale)
+
+
+def column_extremes(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(X.max(axis=0), X.min(axis=0))`` of rows ``X`` (n, D), the same values (NaN where
+    a column holds NaN), with :data:`WIDE_ROWS` rows at a time as one wide row."""
+    n, d = X.shape
+    head = n - n % WIDE_ROWS
+    if not (head and X.flags.c_contiguous):
+        return X.max(axis=0), X.min(axis=0)
+    wide = X[:head].reshape(-1, WIDE_ROWS * d)
+    high = wide.max(axis=0).reshape(WIDE_ROWS, d).max(axis=0)
+    low = wide.min(axis=0).reshape(WIDE_ROWS, d).min(axis=0)
+    if head < n:
+        high = np.maximum(high, X[head:].max(axis=0))
+        low = np.minimum(low, X[head:].min(axis=0))
+    return high, low
 
 
 def linear_percentiles(Y: np.ndarray, q, axis: int = 0) -> np.ndarray:

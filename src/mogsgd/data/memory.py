@@ -119,7 +119,8 @@ class MemorySource(Source):
         X = check_fit_rows(self.X, plan)
         w = check_sample_weight(sample_weight, X.shape[0])
         X_data, w_data = X, w
-        missing = bool(np.isnan(X).any())   # one pass, shared by everything below
+        # one pass, shared by everything below; none where NaN is refused (check_fit_rows did)
+        missing = plan.allow_nan and bool(np.isnan(X).any())
         if len(X) <= plan.batch_size and not missing:
             # full-batch regime: train on the distinct rows in a canonical order with
             # their total weights, so duplicated rows and integer weights (and zero
