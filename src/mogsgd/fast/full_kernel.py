@@ -67,13 +67,15 @@ _JIT = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": EXACT_
 
 @intrinsic
 def fma(typingctx, a, b, c):
-    """``a b + c`` rounded once (``llvm.fma.f64``; vectorises)."""
+    """``a b + c`` as one fused multiply-add where the CPU has them (``llvm.fmuladd.f64``: a
+    decision per machine, not per compilation unit; never a slow software ``fma`` on a CPU
+    without); vectorises."""
     sig = types.float64(types.float64, types.float64, types.float64)
 
     def codegen(context, builder, signature, args):
         f64 = ir.DoubleType()
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64] * 3),
-                                            "llvm.fma.f64")
+                                            "llvm.fmuladd.f64")
         return builder.call(fn, args)
 
     return sig, codegen
