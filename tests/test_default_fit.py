@@ -47,3 +47,38 @@ def test_default_fit_on_large_data_reaches_converged_em_quality(large):
                                  precisions_init=est.precisions_).fit(X)
     resolution = refine_tol(len(X), est.n_parameters())
     assert onwards.lower_bound_ - est.lower_bound_ < 10 * resolution
+
+
+def test_large_data_refinement_compares_start_and_end_on_the_validation_rows():
+    """On large in-memory data the refinement starts from whichever of the run's start and
+    end has the higher validation log-likelihood, without scoring either on every row."""
+    from types import SimpleNamespace
+
+    from mogsgd.em import EMResult
+    from mogsgd.params import MixtureParams
+    from mogsgd.solvers.runs import SOLVERS, Run, refine
+
+    rng = np.random.default_rng(0)
+    val = rng.normal(size=(2000, 2))
+    near = MixtureParams(np.array([[0.0, 0.0]]), np.zeros((1, 2)), np.zeros(1))
+    far = MixtureParams(near.means + 3.0, near.log_sigma, near.logits)   # worse on val
+    started = []
+
+    def em_fit(params, **options):
+        started.append(params)
+        return EMResult(params, [-1.0, -1.0], [0.0, 0.0], True, 1)
+
+    def every_row(params):
+        raise AssertionError("scored on every row")
+
+    prepared = SimpleNamespace(all_loglik=every_row, train_loglik=every_row, em_fit=em_fit,
+                               em_stats=object(), in_memory=True, cheap_passes=True,
+                               n_features=2, train=np.empty((RESOLUTION_ROWS, 2)), val=val,
+                               val_weight=None, scaler=SimpleNamespace(log_det=0.0))
+    settings = SimpleNamespace(refine="auto", min_variance=1e-6, covariance_type="diag",
+                               n_components=1, backend="auto",
+                               config=SimpleNamespace(early_stopping=True))
+    for start, end, chosen in ((near, far, near), (far, near, near)):
+        started.clear()
+        refine(Run(end, None, n_iter=2, start=start), SOLVERS["sgd"], prepared, settings)
+        assert started == [chosen]

@@ -188,3 +188,17 @@ def test_candidates_are_ranked_by_the_given_score(rng):
     a = init_params(X, 3, "kmeans++", np.random.default_rng(1))
     b = init_params(X, 3, "kmeans++", np.random.default_rng(1), score=fast.nll)
     assert a.allclose(b, rtol=0)
+
+
+def test_lloyd_on_several_centre_sets_equals_each_set_alone(rng):
+    """``lloyd_sets`` runs each set as ``lloyd`` would alone, including one that settles
+    before the others (then it stays where it settled)."""
+    from mogsgd.init import lloyd_sets
+
+    X = rng.normal(size=(600, 3)) + 5.0 * rng.integers(0, 3, size=(600, 1))
+    w = rng.uniform(0.5, 1.5, size=len(X))
+    sets = np.stack([X[rng.choice(len(X), 3, replace=False)] for _ in range(4)])
+    sets[0] = lloyd(X, sets[0], 100, w)           # already settled
+    together = lloyd_sets(X, sets, 10, w)
+    for start, got in zip(sets, together, strict=True):
+        np.testing.assert_allclose(got, lloyd(X, start, 10, w), rtol=1e-12, atol=1e-12)

@@ -22,8 +22,8 @@ from mogsgd.params import MixtureParams, bounded_variances
 from mogsgd.validation import check_choice
 
 __all__ = ["INIT_METHODS", "sq_distances", "distinct_rows", "unique_rows", "kmeans_plusplus",
-           "lloyd", "params_from_centres", "params_from_centre_sets", "params_from_resp",
-           "init_params"]
+           "lloyd", "lloyd_sets", "params_from_centres", "params_from_centre_sets",
+           "params_from_resp", "init_params"]
 
 INIT_METHODS = ("auto", "kmeans++", "kmeans", "random_points", "random_from_data", "random")
 
@@ -164,18 +164,13 @@ def kmeans_plusplus(X: np.ndarray, n_components: int, rng: np.random.Generator,
     return centres
 
 
-def _assignment(labels: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
-    """The (n, K) matrix with ``w_i`` in row ``i``'s column ``labels[i]``, 0 elsewhere."""
-    onehot = np.zeros((len(labels), k))
-    onehot[np.arange(len(labels)), labels] = w
-    return onehot
-
-
 def _cluster_sums(X: np.ndarray, labels: np.ndarray, w: np.ndarray,
-                  k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per cluster: the total weight (K,) and the weighted sum of its rows (K, D), by one
-    matrix product (a loop over the features was most of the initialisation's time)."""
-    onehot = _assignment(labels, w, k)
+                  n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster: the total weight (C,) and the weighted sum of its rows (C, D); row ``i``
+    belongs to the clusters ``labels[i]`` (one per centre set, (n, S)).  By one matrix
+    product (a loop over the features was most of the initialisation's time)."""
+    onehot = np.zeros((X.shape[0], n_clusters))
+    onehot[np.arange(X.shape[0])[:, None], labels] = w[:, None]
     with np.errstate(over="ignore", invalid="ignore"):   # sums beyond the float range
         return onehot.sum(axis=0), onehot.T @ X
 
@@ -183,19 +178,35 @@ def _cluster_sums(X: np.ndarray, labels: np.ndarray, w: np.ndarray,
 def lloyd(X: np.ndarray, centres: np.ndarray, n_iter: int = 10,
           sample_weight: np.ndarray | None = None) -> np.ndarray:
     """A few weighted Lloyd iterations; an emptied cluster keeps its old centre."""
+    return lloyd_sets(X, centres[None], n_iter, sample_weight)[0]
+
+
+def lloyd_sets(X: np.ndarray, centre_sets: np.ndarray, n_iter: int = 10,
+               sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """:func:`lloyd` from each of ``S`` centre sets (S, K, D) at once (one distance product
+    and one weighted count per iteration for all of them); each set stops when its
+    centres move by less than 1e-10, as alone."""
     w = _unit(sample_weight, X.shape[0])
-    centres = centres.copy()
+    n, d = X.shape
+    k = centre_sets.shape[1]
+    centre_sets = centre_sets.copy()
+    active = np.arange(len(centre_sets))
     for _ in range(n_iter):
-        labels = np.argmin(sq_distances(X, centres), axis=1)
-        mass, sums = _cluster_sums(X, labels, w, len(centres))
+        if not active.size:
+            break
+        centres = centre_sets[active]                          # (A, K, D)
+        dist = sq_distances(X, centres.reshape(-1, d)).reshape(n, len(active), k)
+        labels = np.argmin(dist, axis=2) + k * np.arange(len(active))
+        mass, sums = _cluster_sums(X, labels, w, len(active) * k)
+        mass, sums = mass.reshape(len(active), k), sums.reshape(len(active), k, d)
         nonempty = mass > 0
         new = centres.copy()
-        new[nonempty] = sums[nonempty] / mass[nonempty, None]
+        new[nonempty] = sums[nonempty] / mass[nonempty][:, None]
         new = np.where(np.isfinite(new), new, centres)  # sums beyond the float range
-        if np.allclose(new, centres, rtol=0, atol=1e-10):
-            return new
-        centres = new
-    return centres
+        settled = np.all(np.abs(new - centres) <= 1e-10, axis=(1, 2))
+        centre_sets[active] = new
+        active = active[~settled]
+    return centre_sets
 
 
 def params_from_centres(
@@ -359,11 +370,11 @@ def init_params(
         candidates = [params_from_resp(X, rng.uniform(size=(X.shape[0], n_components)),
                                        min_variance, w, overall) for _ in range(n_candidates)]
     else:
-        candidates = []
-        for _ in range(n_candidates):
-            centres = kmeans_plusplus(X, n_components, rng, w)
-            centres = lloyd(X, centres, 10 if method == "kmeans++" else 100, w)
-            candidates.append(params_from_centres(X, centres, min_variance, w, overall))
+        # every seeding first (Lloyd draws nothing: the same draws as one at a time), then
+        # the Lloyd steps and moments of all candidates together
+        seeds = np.stack([kmeans_plusplus(X, n_components, rng, w) for _ in range(n_candidates)])
+        centre_sets = lloyd_sets(X, seeds, 10 if method == "kmeans++" else 100, w)
+        candidates = params_from_centre_sets(X, centre_sets, min_variance, w, overall)
     scored = ([(cand, -loglik) for cand, loglik in polish(X, w, candidates)]
               if polish is not None else [(cand, score(X, cand, w)) for cand in candidates])
     best, best_nll = None, np.inf
