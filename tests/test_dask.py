@@ -272,6 +272,13 @@ def test_the_default_dask_fit_ends_like_the_in_memory_default(client):
         plain = SGDGaussianMixture(3, random_state=2, refine="none").fit(
             da.from_array(X, chunks=(10_000, 3)))
     assert mem.refine_iter_ > 0 and est.refine_iter_ > 0 and plain.refine_iter_ == 0
+    # the stochastic budget counts passes over all rows, as in memory (not epochs of one
+    # worker's share, which would be twice as many here)
+    from mogsgd.solvers.runs import refined_epochs
+    from mogsgd.train import TrainConfig
+
+    assert est.n_iter_ <= refined_epochs(TrainConfig(), 36_000) < refined_epochs(TrainConfig(),
+                                                                                 18_000)
     assert abs(est.score(X_test) - mem.score(X_test)) < 0.01
     assert est.converged_
     # the refinement ends on the optimum of all rows' likelihood, above SGD's last iterate

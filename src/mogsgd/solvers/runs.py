@@ -197,7 +197,10 @@ class StochasticSolver:
             # changes go into one replace (each one validates the whole config anew)
             changes = {"min_steps_per_period": REFINED_STEPS_PER_PERIOD}
             if config.max_epochs is None:
-                changes["max_epochs"] = refined_epochs(config, n_train,
+                # counted in passes over all rows: under local SGD (Dask) each of P workers
+                # walks 1/P of them per epoch and the average of their trajectories moves
+                # as one trajectory with P times the batch would
+                changes["max_epochs"] = refined_epochs(config, prepared.train.shape[0],
                                                        settings.covariance_type)
             if (settings.covariance_type == "diag" and config.solver == "sgd"
                     and prepared.cheap_passes
