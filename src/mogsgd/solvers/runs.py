@@ -86,24 +86,20 @@ def refine_tol(n_rows: int, n_params: int) -> float:
 #: Early stopping's period (optimiser steps) when the refinement follows: on small data
 #: the polished start and the refinement decide the optimum, SGD only has to move into it.
 REFINED_STEPS_PER_PERIOD = 1
-def refined_epochs(config: TrainConfig, n_train: int, covariance_type: str = "diag") -> int:
+def refined_epochs(config: TrainConfig, n_train: int) -> int:
     """The stochastic phase's epoch budget before the EM refinement, for every covariance
-    family: about ``target_steps`` optimiser steps, without the 20-epoch minimum
-    of :meth:`~mogsgd.train.TrainConfig.epochs_for` (which is there for SGD's own end
-    point) -- for ``diag`` the whole number of epochs at or above it, for the full, tied and
-    spherical families the nearest (at least one), their epochs costing several of diag's.
-    Small data keep their budget (4000 steps are 20 epochs or more up to ~51,000 rows at
-    batch 256).  On 1e6 rows the phase is 2 epochs (diag) or 1 (3907 steps; full, tied,
-    spherical) instead of 20: measured on 1e6 correlated rows (D = 16, K = 8), the
+    family: the whole number of epochs nearest to ``target_steps`` optimiser steps (at
+    least one), without the 20-epoch minimum of :meth:`~mogsgd.train.TrainConfig.epochs_for`
+    (which is there for SGD's own end point).  Small data keep their budget (4000 steps
+    are 20 epochs or more up to ~51,000 rows at batch 256).  On 1e6 rows the phase is 1
+    epoch (3907 steps) instead of 20: measured on 1e6 correlated rows (D = 16, K = 8), the
     refinement from 1 or 2 epochs reaches the same optimum as after 20 epochs (held-out LL
     equal to 4 decimals; 3 EM steps from either) in a fraction of the time (benchmarks goal
     17.2); on the diagonal hard sets of goal 15.3 the refinement after 1 or 2 epochs ends
     on the optimum of a 16-epoch run (held-out LL equal to 4 decimals) at D = 8 and 16, and
     0.003 nats per row below it at D = 3 (still above scikit-learn's default fit)."""
     steps = -(-n_train // config.batch_size)
-    whole = (-(-config.target_steps // steps) if covariance_type == "diag"
-             else round(config.target_steps / steps))
-    return max(1, min(config.epochs_for(n_train), whole))
+    return max(1, min(config.epochs_for(n_train), round(config.target_steps / steps)))
 
 
 #: Batch growth before the EM refinement (diagonal family, rows in memory): the batch
@@ -200,8 +196,7 @@ class StochasticSolver:
                 # counted in passes over all rows: under local SGD (Dask) each of P workers
                 # walks 1/P of them per epoch and the average of their trajectories moves
                 # as one trajectory with P times the batch would
-                changes["max_epochs"] = refined_epochs(config, prepared.train.shape[0],
-                                                       settings.covariance_type)
+                changes["max_epochs"] = refined_epochs(config, prepared.train.shape[0])
             if (settings.covariance_type == "diag" and config.solver == "sgd"
                     and prepared.cheap_passes
                     and prepared.engine is None and config.max_batch_size is None):
