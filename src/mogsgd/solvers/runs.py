@@ -495,8 +495,8 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
         # and on large data, where the validation rows score both
         start_ll = run_ll = None
         if run.start is not None and _held_out_decides(prepared):
-            # large data in memory: their validation rows tell the two apart as well, in a
-            # fifth of a pass each
+            # large data in memory (here or on Dask workers): their validation rows tell the
+            # two apart as well, in a fifth of a pass each (on Dask: no round trip)
             held_out = _held_out_loglik(prepared, settings)
             start_ll, run_ll = held_out(run.start), held_out(origin)
         elif run.start is not None:
@@ -538,8 +538,9 @@ def refine(run: Run, solver, prepared: Prepared, settings: RunSettings) -> Run:
 
 def _held_out_decides(prepared: Prepared) -> bool:
     """Whether the refinement compares the run's start with its end on the validation rows
-    (in memory, at least :data:`RESOLUTION_ROWS` rows) rather than on every row."""
-    return (prepared.in_memory and prepared.val is not None
+    (an array here, of a fit in memory or on Dask workers, at least :data:`RESOLUTION_ROWS`
+    rows) rather than on every row."""
+    return (prepared.cheap_passes and isinstance(prepared.val, np.ndarray)
             and _n_rows(prepared) >= RESOLUTION_ROWS)
 
 
