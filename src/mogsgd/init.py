@@ -17,8 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mogsgd.density import nll
-from mogsgd.errors import ValidationError
-from mogsgd.params import MixtureParams, bounded_variances
+from mogsgd.params import MixtureParams, bounded_variances, unconstrained_moments
 from mogsgd.validation import check_choice
 
 __all__ = ["INIT_METHODS", "sq_distances", "distinct_rows", "unique_rows", "kmeans_plusplus",
@@ -257,12 +256,7 @@ def params_from_centre_sets(
     weights = np.maximum(mass.reshape(n_sets, k), 0.5 * min(1.0, w.min()))  # empty: half a row
     weights /= weights.sum(axis=1, keepdims=True)
     # MixtureParams.from_moments of each set, its checks and logarithms done for all at once
-    if not (np.isfinite(weights).all() and (weights > 0).all()):
-        raise ValidationError(f"weights must be finite and > 0, got {weights}")
-    if not (np.isfinite(variances).all() and (variances > 0).all()):
-        raise ValidationError("variances must be finite and > 0")
-    logits = np.log(weights / weights.sum(axis=1, keepdims=True))
-    log_sigma = 0.5 * np.log(variances)
+    logits, log_sigma = unconstrained_moments(weights, variances)
     flat = np.concatenate([centre_sets.reshape(n_sets, k * d), log_sigma.reshape(n_sets, k * d),
                            logits], axis=1).astype(X.dtype, copy=False)   # (C, K(2D+1))
     return [MixtureParams.unravel(row, k, d) for row in flat]

@@ -23,7 +23,7 @@ import numpy as np
 from mogsgd.errors import ValidationError
 
 __all__ = ["MixtureParams", "softmax", "log_softmax", "tree_map", "bounded_variances",
-           "VARIANCE_MAX"]
+           "VARIANCE_MAX", "unconstrained_moments"]
 
 FIELDS = ("means", "log_sigma", "logits")
 
@@ -62,6 +62,25 @@ def _as_float_array(name: str, value, dtype: np.dtype) -> np.ndarray:
         raise TypeError(f"{name} must be numeric, got {type(value).__name__}: {exc}") from None
     return arr
 
+
+
+def unconstrained_moments(weights, variances) -> tuple[np.ndarray, np.ndarray]:
+    """``(logits, log_sigma)`` = ``(log(pi / sum pi), log(sigma^2) / 2)`` of weights
+    (..., K) and variances (..., K, D) -- one mixture, or a stack of them -- after the
+    checks of :meth:`MixtureParams.from_moments`: weights finite, positive and summing to
+    one within 1e-6 (then renormalised), variances finite and positive."""
+    w = np.asarray(weights, dtype=np.float64)
+    v = np.asarray(variances, dtype=np.float64)
+    total = w.sum(axis=-1, keepdims=True)
+    # ndarray methods: np.all/np.any add a wrapper's cost to every initial candidate
+    if not (np.isfinite(w).all() and (w > 0).all()):
+        raise ValidationError(f"weights must be finite and > 0, got {w}")
+    off = np.abs(total - 1.0) > 1e-6
+    if off.any():
+        raise ValidationError(f"weights must sum to 1, they sum to {float(total[off][0]):.8g}")
+    if not (np.isfinite(v).all() and (v > 0).all()):
+        raise ValidationError("variances must be finite and > 0")
+    return np.log(w / total), 0.5 * np.log(v)
 
 @dataclass(frozen=True, eq=False)
 class MixtureParams:
@@ -163,22 +182,14 @@ class MixtureParams:
         Logits are ``log(weights)`` (any constant shift gives the same softmax).
         """
         w = np.asarray(weights, dtype=np.float64)
-        v = np.asarray(variances, dtype=np.float64)
         if w.ndim != 1:
             raise ValidationError(f"weights must have shape (K,), got {w.shape}")
-        total = w.sum()
-        # ndarray methods: np.all/np.any add a wrapper's cost to every initial candidate
-        if not (np.isfinite(w).all() and (w > 0).all()):
-            raise ValidationError(f"weights must be finite and > 0, got {w}")
-        if abs(total - 1.0) > 1e-6:
-            raise ValidationError(f"weights must sum to 1, they sum to {total:.8g}")
-        if not (np.isfinite(v).all() and (v > 0).all()):
-            raise ValidationError("variances must be finite and > 0")
+        logits, log_sigma = unconstrained_moments(w, variances)
         out_dtype = np.dtype(dtype) if dtype is not None else np.dtype(np.float64)
         return cls(
             means=np.asarray(means, dtype=out_dtype),
-            log_sigma=(0.5 * np.log(v)).astype(out_dtype, copy=False),
-            logits=np.log(w / total).astype(out_dtype, copy=False),
+            log_sigma=log_sigma.astype(out_dtype, copy=False),
+            logits=logits.astype(out_dtype, copy=False),
         )
 
     @classmethod

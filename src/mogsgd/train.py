@@ -399,11 +399,12 @@ def train(
             state.opt_state = opt_state
             state.rng_state = eng.rng_state()
             state.params = state.best_params if config.early_stopping else report
-            if grown_batch(config, state.history) != batch and state.epoch < last_epoch:
+            grown = grown_batch(config, state.history)
+            if grown != batch and state.epoch < last_epoch:
                 # batch growth: the next epochs' engine, from where a resumed run would start
                 eng.close()
                 rng.bit_generator.state = state_copy(state.rng_state)
-                batch = grown_batch(config, state.history)
+                batch = grown
                 eng = build(batch)
             if callback is not None and callback(state) is False:
                 state.stopped = True

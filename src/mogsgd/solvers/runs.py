@@ -83,9 +83,13 @@ def refine_tol(n_rows: int, n_params: int) -> float:
     if n_rows < RESOLUTION_ROWS:
         return REFINE_TOL
     return max(REFINE_TOL, n_params / (2.0 * n_rows))
+
+
 #: Early stopping's period (optimiser steps) when the refinement follows: on small data
 #: the polished start and the refinement decide the optimum, SGD only has to move into it.
 REFINED_STEPS_PER_PERIOD = 1
+
+
 def refined_epochs(config: TrainConfig, n_train: int) -> int:
     """The stochastic phase's epoch budget before the EM refinement, for every covariance
     family: the whole number of epochs nearest to ``target_steps`` optimiser steps (at
